@@ -1,0 +1,166 @@
+//! Joins each answer with its question while streaming.
+//!
+//! Questions are remembered by id (title, tags and accepted answer only, never bodies), so
+//! memory grows with the number of questions, not with the dump's size. Answers that arrive
+//! before their question wait until it comes; those whose question never comes are orphans.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::reader::{Post, PostKind};
+
+/// An answer with what the index needs from its question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinedAnswer {
+    pub answer_id: u64,
+    pub question_id: u64,
+    pub question_title: String,
+    pub tags: Vec<String>,
+    /// The question's `AcceptedAnswerId` names this answer.
+    pub accepted: bool,
+    pub votes: i64,
+    pub created: i64,
+    pub body_html: String,
+}
+
+#[derive(Debug)]
+struct QuestionInfo {
+    title: String,
+    tags: Vec<String>,
+    accepted_answer_id: Option<u64>,
+}
+
+/// Counts of a finished join.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JoinSummary {
+    pub questions: u64,
+    pub answers: u64,
+    /// Answers whose question never appeared in the dump.
+    pub orphan_answers: u64,
+    /// Rows whose Id was seen before (the later one is skipped).
+    pub duplicate_ids: u64,
+    /// Up to 20 orphan answer ids, for the report.
+    pub orphan_examples: Vec<u64>,
+}
+
+/// Streaming question/answer join. Feed posts with [`push`](Self::push), then call
+/// [`finish`](Self::finish) to learn about orphans.
+#[derive(Debug, Default)]
+pub struct AnswerJoiner {
+    questions: HashMap<u64, QuestionInfo>,
+    waiting: BTreeMap<u64, Vec<Post>>,
+    seen_answers: std::collections::HashSet<u64>,
+    summary: JoinSummary,
+}
+
+impl AnswerJoiner {
+    /// Takes one post and returns the answers that can be joined now (zero, one, or the
+    /// answers that were waiting for this question).
+    pub fn push(&mut self, post: Post) -> Vec<JoinedAnswer> {
+        match post.kind {
+            PostKind::Question => {
+                if self.questions.contains_key(&post.id) || self.seen_answers.contains(&post.id) {
+                    self.summary.duplicate_ids += 1;
+                    return Vec::new();
+                }
+                self.summary.questions += 1;
+                let info =
+                    QuestionInfo { title: post.title, tags: post.tags, accepted_answer_id: post.accepted_answer_id };
+                let waiting = self.waiting.remove(&post.id).unwrap_or_default();
+                let joined = waiting.into_iter().map(|answer| join(&info, post.id, answer)).collect();
+                self.questions.insert(post.id, info);
+                joined
+            }
+            PostKind::Answer => {
+                if !self.seen_answers.insert(post.id) || self.questions.contains_key(&post.id) {
+                    self.summary.duplicate_ids += 1;
+                    return Vec::new();
+                }
+                let question_id = post.parent_id.unwrap_or_default();
+                match self.questions.get(&question_id) {
+                    Some(info) => vec![join(info, question_id, post)],
+                    None => {
+                        self.waiting.entry(question_id).or_default().push(post);
+                        Vec::new()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Joined answers so far.
+    pub fn answers(&self) -> u64 {
+        self.summary.answers
+    }
+
+    /// Ends the join: answers still waiting are orphans.
+    pub fn finish(mut self) -> JoinSummary {
+        for answers in self.waiting.values() {
+            self.summary.orphan_answers += answers.len() as u64;
+            for answer in answers {
+                if self.summary.orphan_examples.len() < 20 {
+                    self.summary.orphan_examples.push(answer.id);
+                }
+            }
+        }
+        self.summary.answers = self.seen_answers.len() as u64 - self.summary.orphan_answers;
+        self.summary
+    }
+}
+
+fn join(question: &QuestionInfo, question_id: u64, answer: Post) -> JoinedAnswer {
+    JoinedAnswer {
+        answer_id: answer.id,
+        question_id,
+        question_title: question.title.clone(),
+        tags: question.tags.clone(),
+        accepted: question.accepted_answer_id == Some(answer.id),
+        votes: answer.score,
+        created: answer.created,
+        body_html: answer.body_html,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(id: u64, accepted: Option<u64>) -> Post {
+        Post {
+            id,
+            kind: PostKind::Question,
+            parent_id: None,
+            accepted_answer_id: accepted,
+            title: format!("question {id}"),
+            tags: vec!["algebra".into()],
+            body_html: String::new(),
+            score: 1,
+            created: 0,
+        }
+    }
+
+    fn answer(id: u64, parent: u64) -> Post {
+        Post { id, kind: PostKind::Answer, parent_id: Some(parent), score: id as i64, ..question(id, None) }
+    }
+
+    #[test]
+    fn joins_in_order_out_of_order_and_reports_orphans() {
+        let mut joiner = AnswerJoiner::default();
+        let mut joined = Vec::new();
+        joined.extend(joiner.push(answer(11, 10)));
+        assert!(joined.is_empty(), "answer before its question must wait");
+        joined.extend(joiner.push(question(10, Some(11))));
+        joined.extend(joiner.push(answer(12, 10)));
+        joined.extend(joiner.push(answer(99, 98)));
+        joined.extend(joiner.push(answer(12, 10)));
+        let summary = joiner.finish();
+        let ids: Vec<(u64, u64, bool)> = joined.iter().map(|a| (a.answer_id, a.question_id, a.accepted)).collect();
+        assert_eq!(ids, [(11, 10, true), (12, 10, false)]);
+        assert_eq!(joined[0].question_title, "question 10");
+        assert_eq!(joined[1].votes, 12);
+        assert_eq!(summary.questions, 1);
+        assert_eq!(summary.answers, 2);
+        assert_eq!(summary.orphan_answers, 1);
+        assert_eq!(summary.orphan_examples, [99]);
+        assert_eq!(summary.duplicate_ids, 1);
+    }
+}

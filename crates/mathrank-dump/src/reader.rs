@@ -1,0 +1,442 @@
+//! Row-by-row reading of `Posts.xml`.
+
+use std::borrow::Cow;
+use std::io::BufRead;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::{Reader, XmlVersion};
+
+use crate::{Error, Result};
+
+/// The two post types mathrank uses; every other `PostTypeId` is counted and skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum PostKind {
+    Question,
+    Answer,
+}
+
+/// One valid question or answer row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Post {
+    pub id: u64,
+    pub kind: PostKind,
+    /// The question of an answer (`ParentId`); `None` for questions.
+    pub parent_id: Option<u64>,
+    /// `AcceptedAnswerId` of a question.
+    pub accepted_answer_id: Option<u64>,
+    /// Question title (empty for answers).
+    pub title: String,
+    /// Question tags (empty for answers).
+    pub tags: Vec<String>,
+    /// Body as HTML, entities of the XML layer already decoded.
+    pub body_html: String,
+    /// Votes (`Score`).
+    pub score: i64,
+    /// `CreationDate` as seconds since the Unix epoch (UTC).
+    pub created: i64,
+}
+
+/// A row that could not be used, with where it is and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedRow {
+    /// 1-based index of the `<row>` element in the file.
+    pub row: u64,
+    /// Byte offset of the row in the (decompressed) XML.
+    pub byte_offset: u64,
+    /// The row's `Id` attribute as written, when it has one.
+    pub post_id: Option<String>,
+    /// A short stable key (`bad_id`, `bad_date`, `invalid_char`, ...) used for counting.
+    pub reason: &'static str,
+    /// What exactly was wrong, for the warnings file.
+    pub detail: String,
+}
+
+/// What one `<row>` turned into.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowEvent {
+    Post(Post),
+    /// A valid row of another post type (wiki, tag excerpt, ...), skipped by design.
+    OtherType { post_type: u32 },
+    Skipped(SkippedRow),
+}
+
+/// Streams the rows of a `Posts.xml` document. Memory use does not depend on the file size.
+pub struct PostsReader<R: BufRead> {
+    reader: Reader<R>,
+    buf: Vec<u8>,
+    name: String,
+    rows: u64,
+    saw_root: bool,
+    finished: bool,
+}
+
+impl<R: BufRead> PostsReader<R> {
+    pub fn new(input: R) -> Self {
+        Self::with_name(input, "input")
+    }
+
+    /// `name` (usually the path) appears in error messages.
+    pub fn with_name(input: R, name: impl Into<String>) -> Self {
+        let mut reader = Reader::from_reader(input);
+        reader.config_mut().trim_text(true);
+        Self { reader, buf: Vec::with_capacity(16 * 1024), name: name.into(), rows: 0, saw_root: false, finished: false }
+    }
+
+    /// Bytes of XML consumed so far.
+    pub fn position(&self) -> u64 {
+        self.reader.buffer_position()
+    }
+
+    fn not_posts(&self, reason: impl Into<String>) -> Error {
+        Error::NotPostsXml { path: self.name.clone(), reason: reason.into() }
+    }
+
+    fn next_event(&mut self) -> Result<Option<RowEvent>> {
+        loop {
+            self.buf.clear();
+            let offset = self.reader.buffer_position();
+            let event = self.reader.read_event_into(&mut self.buf).map_err(|err| {
+                if self.saw_root {
+                    Error::Xml { position: self.reader.error_position(), reason: err.to_string() }
+                } else {
+                    Error::NotPostsXml { path: self.name.clone(), reason: err.to_string() }
+                }
+            })?;
+            match event {
+                Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+                Event::Start(start) if !self.saw_root => {
+                    if start.local_name().as_ref() != "posts" {
+                        let found = start.local_name().as_ref().to_owned();
+                        return Err(self.not_posts(format!("root element is <{found}>, expected <posts>")));
+                    }
+                    self.saw_root = true;
+                }
+                Event::Empty(start) | Event::Start(start) if start.local_name().as_ref() == "row" => {
+                    if !self.saw_root {
+                        return Err(self.not_posts("<row> outside of <posts>"));
+                    }
+                    self.rows += 1;
+                    return Ok(Some(parse_row(&start, self.rows, offset)));
+                }
+                Event::Empty(_) | Event::Start(_) | Event::End(_) | Event::CData(_) | Event::GeneralRef(_) => {
+                    if !self.saw_root {
+                        return Err(self.not_posts("no <posts> root element"));
+                    }
+                }
+                Event::Text(text) => {
+                    if !self.saw_root && !text.chars().all(|c| c.is_whitespace() || c == '\u{feff}') {
+                        return Err(self.not_posts("text before the <posts> root element"));
+                    }
+                }
+                Event::Eof => {
+                    if !self.saw_root {
+                        return Err(self.not_posts("no <posts> root element (empty or not XML)"));
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for PostsReader<R> {
+    type Item = Result<RowEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        match self.next_event() {
+            Ok(Some(event)) => Some(Ok(event)),
+            Ok(None) => {
+                self.finished = true;
+                None
+            }
+            Err(err) => {
+                self.finished = true;
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct RawRow<'a> {
+    id: Option<Cow<'a, str>>,
+    post_type: Option<Cow<'a, str>>,
+    parent_id: Option<Cow<'a, str>>,
+    accepted: Option<Cow<'a, str>>,
+    title: Option<Cow<'a, str>>,
+    tags: Option<Cow<'a, str>>,
+    body: Option<Cow<'a, str>>,
+    score: Option<Cow<'a, str>>,
+    created: Option<Cow<'a, str>>,
+}
+
+fn parse_row(start: &BytesStart<'_>, row: u64, byte_offset: u64) -> RowEvent {
+    let mut raw = RawRow::default();
+    let skip = |raw_id: Option<&str>, reason: &'static str, detail: String| {
+        RowEvent::Skipped(SkippedRow { row, byte_offset, post_id: raw_id.map(str::to_owned), reason, detail })
+    };
+    for attribute in start.attributes() {
+        let attribute = match attribute {
+            Ok(attribute) => attribute,
+            Err(err) => return skip(raw.id.as_deref(), "bad_attribute", format!("malformed attribute: {err}")),
+        };
+        let slot = match attribute.key.as_ref() {
+            "Id" => &mut raw.id,
+            "PostTypeId" => &mut raw.post_type,
+            "ParentId" => &mut raw.parent_id,
+            "AcceptedAnswerId" => &mut raw.accepted,
+            "Title" => &mut raw.title,
+            "Tags" => &mut raw.tags,
+            "Body" => &mut raw.body,
+            "Score" => &mut raw.score,
+            "CreationDate" => &mut raw.created,
+            _ => continue,
+        };
+        let key = attribute.key.as_ref().to_owned();
+        match attribute.normalized_value(XmlVersion::Implicit1_0) {
+            Ok(value) => {
+                if let Some(bad) = value.chars().find(|c| !is_xml_char(*c)) {
+                    return skip(
+                        raw.id.as_deref(),
+                        "invalid_char",
+                        format!("attribute {key} holds U+{:04X}, which XML 1.0 does not allow", bad as u32),
+                    );
+                }
+                *slot = Some(value);
+            }
+            Err(err) => return skip(raw.id.as_deref(), "bad_entity", format!("attribute {key}: {err}")),
+        }
+    }
+    let raw_id = raw.id.as_deref();
+    let Some(id_text) = raw_id else {
+        return skip(None, "missing_id", "row has no Id attribute".into());
+    };
+    let Ok(id) = id_text.trim().parse::<u64>() else {
+        return skip(raw_id, "bad_id", format!("Id {id_text:?} is not a non-negative integer"));
+    };
+    let Some(type_text) = raw.post_type.as_deref() else {
+        return skip(raw_id, "missing_post_type", "row has no PostTypeId attribute".into());
+    };
+    let Ok(post_type) = type_text.trim().parse::<u32>() else {
+        return skip(raw_id, "bad_post_type", format!("PostTypeId {type_text:?} is not an integer"));
+    };
+    let kind = match post_type {
+        1 => PostKind::Question,
+        2 => PostKind::Answer,
+        other => return RowEvent::OtherType { post_type: other },
+    };
+    let parent_id = match (kind, raw.parent_id.as_deref()) {
+        (PostKind::Question, _) => None,
+        (PostKind::Answer, None) => return skip(raw_id, "missing_parent_id", "answer has no ParentId".into()),
+        (PostKind::Answer, Some(text)) => match text.trim().parse::<u64>() {
+            Ok(parent) => Some(parent),
+            Err(_) => return skip(raw_id, "bad_parent_id", format!("ParentId {text:?} is not an integer")),
+        },
+    };
+    let accepted_answer_id = match raw.accepted.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => match text.parse::<u64>() {
+            Ok(accepted) => Some(accepted),
+            Err(_) => return skip(raw_id, "bad_accepted_answer_id", format!("AcceptedAnswerId {text:?} is not an integer")),
+        },
+    };
+    let score = match raw.score.as_deref().map(str::trim) {
+        None | Some("") => 0,
+        Some(text) => match text.parse::<i64>() {
+            Ok(score) => score,
+            Err(_) => return skip(raw_id, "bad_score", format!("Score {text:?} is not an integer")),
+        },
+    };
+    let Some(created_text) = raw.created.as_deref() else {
+        return skip(raw_id, "bad_date", "row has no CreationDate".into());
+    };
+    let Some(created) = parse_creation_date(created_text) else {
+        return skip(raw_id, "bad_date", format!("CreationDate {created_text:?} is not yyyy-mm-ddThh:mm:ss[.fff]"));
+    };
+    RowEvent::Post(Post {
+        id,
+        kind,
+        parent_id,
+        accepted_answer_id,
+        title: raw.title.map(Cow::into_owned).unwrap_or_default(),
+        tags: raw.tags.as_deref().map(parse_tags).unwrap_or_default(),
+        body_html: raw.body.map(Cow::into_owned).unwrap_or_default(),
+        score,
+        created,
+    })
+}
+
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Parses both tag formats: `<a><b>` (dumps before 2024) and `|a|b|` (2024 on).
+pub fn parse_tags(text: &str) -> Vec<String> {
+    let separators: &[char] = if text.contains('<') { &['<', '>'] } else { &['|'] };
+    text.split(separators).map(str::trim).filter(|tag| !tag.is_empty()).map(str::to_owned).collect()
+}
+
+/// Parses a dump date (`2010-11-02T03:24:21.730`, optional fraction and `Z`) into Unix seconds.
+pub fn parse_creation_date(text: &str) -> Option<i64> {
+    let text = text.trim().trim_end_matches('Z');
+    let (date, time) = text.split_once('T')?;
+    let mut date_parts = date.splitn(3, '-');
+    let year: i64 = parse_digits(date_parts.next()?, 4)?;
+    let month: i64 = parse_digits(date_parts.next()?, 2)?;
+    let day: i64 = parse_digits(date_parts.next()?, 2)?;
+    let time = time.split_once('.').map_or(time, |(whole, fraction)| {
+        if fraction.bytes().all(|b| b.is_ascii_digit()) { whole } else { "" }
+    });
+    let mut time_parts = time.splitn(3, ':');
+    let hour: i64 = parse_digits(time_parts.next()?, 2)?;
+    let minute: i64 = parse_digits(time_parts.next()?, 2)?;
+    let second: i64 = parse_digits(time_parts.next()?, 2)?;
+    let days_in_month = [31, if is_leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month[(month - 1) as usize] {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+fn parse_digits(text: &str, width: usize) -> Option<i64> {
+    (text.len() == width && text.bytes().all(|b| b.is_ascii_digit())).then(|| text.parse().ok()).flatten()
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(xml: &str) -> Vec<RowEvent> {
+        PostsReader::new(xml.as_bytes()).collect::<Result<Vec<_>>>().unwrap()
+    }
+
+    fn doc(rows: &str) -> String {
+        format!("\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<posts>\r\n{rows}\r\n</posts>\r\n")
+    }
+
+    #[test]
+    fn both_tag_formats() {
+        assert_eq!(parse_tags("<real-analysis><limits>"), vec!["real-analysis", "limits"]);
+        assert_eq!(parse_tags("|real-analysis|limits|"), vec!["real-analysis", "limits"]);
+        assert!(parse_tags("").is_empty());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_creation_date("1970-01-01T00:00:00.000"), Some(0));
+        assert_eq!(parse_creation_date("2010-11-02T03:24:21.730"), Some(1_288_668_261));
+        assert_eq!(parse_creation_date("2024-02-29T12:00:00"), Some(1_709_208_000));
+        assert_eq!(parse_creation_date("2023-02-29T12:00:00"), None);
+        assert_eq!(parse_creation_date("yesterday"), None);
+        assert_eq!(parse_creation_date("2010-13-01T00:00:00"), None);
+    }
+
+    #[test]
+    fn bom_crlf_old_tags_and_newline_references() {
+        let xml = doc(concat!(
+            r#"  <row Id="1" PostTypeId="1" CreationDate="2010-08-16T20:20:28.943" Score="19" Title="A &amp; B" Tags="&lt;graph-theory&gt;&lt;np&gt;" Body="&lt;p&gt;line one&lt;/p&gt;&#xA;&lt;p&gt;two&lt;/p&gt;" />"#,
+            "\r\n",
+            r#"  <row Id="2" PostTypeId="5" CreationDate="2010-08-16T20:20:28.943" Body="wiki" />"#
+        ));
+        let events = rows(&xml);
+        assert_eq!(events.len(), 2);
+        let RowEvent::Post(post) = &events[0] else { panic!("{events:?}") };
+        assert_eq!(post.title, "A & B");
+        assert_eq!(post.tags, vec!["graph-theory", "np"]);
+        assert_eq!(post.body_html, "<p>line one</p>\n<p>two</p>");
+        assert_eq!(post.score, 19);
+        assert_eq!(events[1], RowEvent::OtherType { post_type: 5 });
+    }
+
+    #[test]
+    fn bad_rows_are_skipped_with_reason_and_location() {
+        let xml = doc(concat!(
+            r#"<row PostTypeId="1" CreationDate="2010-08-16T20:20:28.943" />"#,
+            r#"<row Id="x1" PostTypeId="1" CreationDate="2010-08-16T20:20:28.943" />"#,
+            r#"<row Id="3" PostTypeId="q" CreationDate="2010-08-16T20:20:28.943" />"#,
+            r#"<row Id="4" PostTypeId="2" CreationDate="2010-08-16T20:20:28.943" />"#,
+            r#"<row Id="5" PostTypeId="2" ParentId="one" CreationDate="2010-08-16T20:20:28.943" />"#,
+            r#"<row Id="6" PostTypeId="1" CreationDate="last tuesday" />"#,
+            r#"<row Id="7" PostTypeId="1" CreationDate="2010-08-16T20:20:28.943" Body="&bogus;" />"#,
+            r#"<row Id="8" PostTypeId="1" CreationDate="2010-08-16T20:20:28.943" Body="a&#x1;b" />"#,
+            r#"<row Id="9" PostTypeId="1" CreationDate="2010-08-16T20:20:28.943" Score="many" />"#,
+            r#"<row Id="10" PostTypeId="1" CreationDate="2010-08-16T20:20:28.943" Title="fine" />"#,
+        ));
+        let events = rows(&xml);
+        let reasons: Vec<&str> = events
+            .iter()
+            .map(|event| match event {
+                RowEvent::Skipped(skipped) => skipped.reason,
+                RowEvent::Post(_) => "ok",
+                RowEvent::OtherType { .. } => "other",
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "missing_id",
+                "bad_id",
+                "bad_post_type",
+                "missing_parent_id",
+                "bad_parent_id",
+                "bad_date",
+                "bad_entity",
+                "invalid_char",
+                "bad_score",
+                "ok"
+            ]
+        );
+        let RowEvent::Skipped(skipped) = &events[1] else { unreachable!() };
+        assert_eq!(skipped.row, 2);
+        assert_eq!(skipped.post_id.as_deref(), Some("x1"));
+        assert!(skipped.byte_offset > 0);
+    }
+
+    #[test]
+    fn not_xml_is_a_clear_error() {
+        let err = PostsReader::new(&b"Id,PostTypeId\n1,1\n"[..]).next().unwrap().unwrap_err();
+        assert!(err.to_string().contains("not a Stack Exchange Posts.xml"), "{err}");
+        let err = PostsReader::new(&b"<users><row Id=\"1\"/></users>"[..]).next().unwrap().unwrap_err();
+        assert!(err.to_string().contains("<users>"), "{err}");
+        let err = PostsReader::new(&b""[..]).next().unwrap().unwrap_err();
+        assert!(err.to_string().contains("no <posts>"), "{err}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reader_never_panics(input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            for event in PostsReader::new(&input[..]).take(1000) {
+                let _ = event;
+            }
+        }
+
+        #[test]
+        fn reader_never_panics_on_row_like_input(body in "[<>&;#a-zA-Z0-9 =\"/|-]{0,200}") {
+            let xml = doc(&format!("<row Id=\"1\" PostTypeId=\"1\" CreationDate=\"2020-01-01T00:00:00\" Body=\"{body}\" />"));
+            for event in PostsReader::new(xml.as_bytes()).take(1000) {
+                let _ = event;
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+pub const SAMPLE_NAME: &str = "embedded-sample"; pub const SAMPLE_POSTS_XML: &str = "";
