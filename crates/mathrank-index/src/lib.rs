@@ -1,1 +1,252 @@
-//! placeholder
+//! LaTeX-aware BM25 index of Stack Exchange answers (tantivy).
+//!
+//! Each document is one answer with its question's title and tags. Text is analysed twice:
+//! as prose (stemmed words) and as math (LaTeX symbols and symbol bigrams, see [`analysis`]).
+//! Queries — usually a whole question — are built from the same analyzers' tokens.
+//!
+//! An index on disk is a directory with `meta.json` (versions, source, counts),
+//! `warnings.jsonl` (skipped rows) and `tantivy/` (the index itself). Builds happen next to the
+//! target and are renamed into place only when complete.
+//!
+//! ```
+//! use mathrank_dump::JoinedAnswer;
+//! use mathrank_index::{AnswerIndex, SearchRequest};
+//!
+//! let answer = JoinedAnswer {
+//!     answer_id: 2,
+//!     question_id: 1,
+//!     question_title: "Area under a parabola".into(),
+//!     tags: vec!["calculus".into()],
+//!     accepted: true,
+//!     votes: 4,
+//!     created: 1_600_000_000,
+//!     body_html: r"<p>$\int_0^1 x^2\,dx = \frac{1}{3}$ by the power rule.</p>".into(),
+//! };
+//! let index = AnswerIndex::build_in_ram(vec![answer]).unwrap();
+//! let hits = index.search(&SearchRequest::new(r"\int_0^1 x^2 dx", 10)).unwrap();
+//! assert_eq!(hits[0].answer_id, 2);
+//! assert!(hits[0].body.contains(r"$\int_0^1 x^2\,dx"));
+//! ```
+
+pub mod analysis;
+mod build;
+mod schema;
+mod search;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::TopDocs;
+use tantivy::query::TermQuery;
+use tantivy::schema::IndexRecordOption;
+use tantivy::{IndexReader, ReloadPolicy, TantivyDocument, Term};
+
+pub use build::{BuildOptions, BuildProgress, build_index, sibling_work_dirs};
+pub use schema::{Fields, SCHEMA_VERSION};
+pub use search::{DEFAULT_MAX_TERMS, Filters, Hit, SearchRequest, snippet};
+
+/// The on-disk format version: schema and analyzers together. Opening an index with another
+/// version is an error that says to rebuild.
+pub const FORMAT_VERSION: u32 = SCHEMA_VERSION * 1000 + analysis::ANALYZER_VERSION;
+
+/// Errors of the index crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no mathrank index at {path}: {reason}; build one with `mathrank index --dump FILE --index {path}` or `mathrank index --sample --index {path}`")]
+    NotAnIndex { path: String, reason: String },
+    #[error("index at {path} cannot be used by this mathrank: {reason}; rebuild it with `mathrank index`")]
+    Incompatible { path: String, reason: String },
+    #[error("refusing to replace {path}: it exists and is not a mathrank index; choose another --index directory")]
+    TargetNotIndex { path: String },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the dump: {0}")]
+    Dump(#[from] mathrank_dump::Error),
+    #[error("invalid filter: {0}")]
+    InvalidFilter(String),
+    #[error("tantivy: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("build interrupted; the previous index (if any) is unchanged")]
+    Interrupted,
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
+    let path = path.display().to_string();
+    move |source| Error::Io { action, path, source }
+}
+
+/// What `meta.json` records about an index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndexMeta {
+    pub format_version: u32,
+    pub schema_version: u32,
+    pub analyzer_version: u32,
+    /// Version of mathrank that built it.
+    pub mathrank_version: String,
+    /// The dump it was built from (path as given, or `embedded-sample`).
+    pub source: String,
+    pub source_bytes: u64,
+    pub questions: u64,
+    pub answers: u64,
+    /// Skipped rows by reason (`bad_date`, `invalid_char`, ...).
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    pub orphan_answers: u64,
+    pub duplicate_ids: u64,
+    /// Rows of other post types (wiki, tag excerpts, ...) by `PostTypeId`.
+    pub other_post_types: std::collections::BTreeMap<u32, u64>,
+    /// Unix seconds.
+    pub built_at: i64,
+    pub build_seconds: f64,
+    /// Size of the index directory in bytes.
+    pub index_bytes: u64,
+}
+
+impl IndexMeta {
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+}
+
+/// A searchable index (on disk or in RAM).
+pub struct AnswerIndex {
+    index: tantivy::Index,
+    reader: IndexReader,
+    fields: Fields,
+    meta: IndexMeta,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for AnswerIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerIndex").field("path", &self.path).field("answers", &self.meta.answers).finish()
+    }
+}
+
+impl AnswerIndex {
+    /// Opens an index directory written by [`build_index`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        build::recover_interrupted_publish(path);
+        let not_index = |reason: String| Error::NotAnIndex { path: path.display().to_string(), reason };
+        let meta_path = path.join("meta.json");
+        let meta_text = match std::fs::read_to_string(&meta_path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(not_index(format!("{} not found", meta_path.display())));
+            }
+            Err(err) => return Err(io_error("reading", &meta_path)(err)),
+        };
+        let meta: IndexMeta = serde_json::from_str(&meta_text)
+            .map_err(|err| not_index(format!("{} is not mathrank metadata ({err})", meta_path.display())))?;
+        if meta.format_version != FORMAT_VERSION {
+            return Err(Error::Incompatible {
+                path: path.display().to_string(),
+                reason: format!(
+                    "it has format version {} (schema {}, analyzers {}), this mathrank {} reads version {FORMAT_VERSION}",
+                    meta.format_version,
+                    meta.schema_version,
+                    meta.analyzer_version,
+                    env!("CARGO_PKG_VERSION")
+                ),
+            });
+        }
+        let index = tantivy::Index::open_in_dir(path.join("tantivy")).map_err(|err| Error::Incompatible {
+            path: path.display().to_string(),
+            reason: format!("its tantivy directory cannot be opened ({err})"),
+        })?;
+        let mut opened = Self::from_tantivy(index, meta)?;
+        opened.path = Some(path.to_path_buf());
+        Ok(opened)
+    }
+
+    pub(crate) fn from_tantivy(index: tantivy::Index, meta: IndexMeta) -> Result<Self> {
+        analysis::register(&index);
+        let fields = Fields::from_schema(&index.schema())?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Self { index, reader, fields, meta, path: None })
+    }
+
+    /// Builds an index in RAM from joined answers (tests, small collections).
+    pub fn build_in_ram(answers: impl IntoIterator<Item = mathrank_dump::JoinedAnswer>) -> Result<Self> {
+        let (schema, fields) = Fields::schema();
+        let index = tantivy::Index::create_in_ram(schema);
+        analysis::register(&index);
+        let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 50_000_000)?;
+        let mut count = 0;
+        for answer in answers {
+            writer.add_document(fields.document(&answer))?;
+            count += 1;
+        }
+        writer.commit()?;
+        let meta = IndexMeta {
+            format_version: FORMAT_VERSION,
+            schema_version: SCHEMA_VERSION,
+            analyzer_version: analysis::ANALYZER_VERSION,
+            mathrank_version: env!("CARGO_PKG_VERSION").into(),
+            source: "memory".into(),
+            answers: count,
+            ..IndexMeta::default()
+        };
+        let opened = Self::from_tantivy(index, meta)?;
+        opened.reader.reload()?;
+        Ok(opened)
+    }
+
+    pub fn meta(&self) -> &IndexMeta {
+        &self.meta
+    }
+
+    /// The directory, for an index on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Number of answer documents.
+    pub fn num_answers(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Tantivy's own view of the index (segments, schema), for diagnostics.
+    pub fn tantivy(&self) -> &tantivy::Index {
+        &self.index
+    }
+
+    /// BM25 top-k for a question.
+    pub fn search(&self, request: &SearchRequest) -> Result<Vec<Hit>> {
+        search::run_search(&self.reader.searcher(), &self.fields, request)
+    }
+
+    /// One answer by id, with its full text.
+    pub fn get_answer(&self, answer_id: u64) -> Result<Option<Hit>> {
+        let searcher = self.reader.searcher();
+        let query = TermQuery::new(Term::from_field_u64(self.fields.answer_id, answer_id), IndexRecordOption::Basic);
+        let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        let Some((_, address)) = top.into_iter().next() else { return Ok(None) };
+        let doc: TantivyDocument = searcher.doc(address)?;
+        Ok(Some(search::hit_from_doc(&self.fields, &doc, 0.0, 0)))
+    }
+}
+
+/// Size in bytes of all files below `path`.
+pub fn directory_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => directory_size(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,309 @@
+//! LaTeX-aware text analysis, shared by indexing and querying.
+//!
+//! A text is split into prose and math segments (`$..$`, `$$..$$`, `\(..\)`, `\[..\]`; `\$` is
+//! a literal dollar). Prose becomes lowercased, stemmed English words without stop words. Math
+//! becomes symbol tokens — commands (`\frac`, `\int`), identifiers (case kept: `x` and `X`
+//! differ), numbers, operators — plus bigrams of adjacent symbols (`x·^`, `^·2`), which is what
+//! lets BM25 see structure such as `x^2` versus `2^x`. Layout-only commands (`\left`, `\,`,
+//! `\displaystyle`) and braces carry no meaning for retrieval and are dropped.
+
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
+};
+
+/// Name under which the prose analyzer is registered.
+pub const PROSE_ANALYZER: &str = "mathrank_prose";
+/// Name under which the math analyzer is registered.
+pub const MATH_ANALYZER: &str = "mathrank_math";
+/// Bumped whenever analysis changes what terms a text yields (an index must then be rebuilt).
+pub const ANALYZER_VERSION: u32 = 1;
+
+/// Joins the two symbols of a structure bigram; not a character LaTeX source uses.
+const BIGRAM_JOINER: char = '\u{b7}';
+
+/// A piece of text that is either prose or math (delimiters removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment<'a> {
+    Prose(&'a str, usize),
+    Math(&'a str, usize),
+}
+
+/// Splits `text` into prose and math segments; each carries its byte offset in `text`.
+pub fn segments(text: &str) -> Vec<Segment<'_>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut prose_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let (open_len, close): (usize, &str) = match bytes[i] {
+            b'\\' if bytes.get(i + 1) == Some(&b'$') => {
+                i += 2;
+                continue;
+            }
+            b'\\' if bytes.get(i + 1) == Some(&b'(') => (2, "\\)"),
+            b'\\' if bytes.get(i + 1) == Some(&b'[') => (2, "\\]"),
+            b'$' if bytes.get(i + 1) == Some(&b'$') => (2, "$$"),
+            b'$' => (1, "$"),
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let body_start = i + open_len;
+        let Some(found) = find_unescaped(&text[body_start..], close) else {
+            i += open_len;
+            continue;
+        };
+        if i > prose_start {
+            out.push(Segment::Prose(&text[prose_start..i], prose_start));
+        }
+        out.push(Segment::Math(&text[body_start..body_start + found], body_start));
+        i = body_start + found + close.len();
+        prose_start = i;
+    }
+    if prose_start < text.len() {
+        out.push(Segment::Prose(&text[prose_start..], prose_start));
+    }
+    out
+}
+
+fn find_unescaped(haystack: &str, needle: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = haystack[from..].find(needle) {
+        let at = from + found;
+        let escaped = needle.starts_with('$') && haystack[..at].ends_with('\\') && !haystack[..at].ends_with("\\\\");
+        if !escaped {
+            return Some(at);
+        }
+        from = at + needle.len();
+    }
+    None
+}
+
+/// Emits the words of the prose segments (math is skipped).
+#[derive(Clone, Default)]
+pub struct ProseTokenizer;
+
+/// Emits the symbols and symbol bigrams of the math segments (prose is skipped).
+#[derive(Clone, Default)]
+pub struct MathTokenizer;
+
+/// A token stream over tokens computed up front.
+pub struct VecTokenStream {
+    tokens: Vec<Token>,
+    next: usize,
+}
+
+impl TokenStream for VecTokenStream {
+    fn advance(&mut self) -> bool {
+        self.next += 1;
+        self.next <= self.tokens.len()
+    }
+
+    fn token(&self) -> &Token {
+        &self.tokens[self.next - 1]
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.tokens[self.next - 1]
+    }
+}
+
+fn push_token(tokens: &mut Vec<Token>, text: &str, from: usize, to: usize) {
+    let position = tokens.len();
+    tokens.push(Token { offset_from: from, offset_to: to, position, text: text.to_owned(), position_length: 1 });
+}
+
+impl Tokenizer for ProseTokenizer {
+    type TokenStream<'a> = VecTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> VecTokenStream {
+        let mut tokens = Vec::new();
+        for segment in segments(text) {
+            let Segment::Prose(prose, base) = segment else { continue };
+            let mut word_start = None;
+            for (offset, c) in prose.char_indices().chain(std::iter::once((prose.len(), ' '))) {
+                match (c.is_alphanumeric(), word_start) {
+                    (true, None) => word_start = Some(offset),
+                    (false, Some(start)) => {
+                        push_token(&mut tokens, &prose[start..offset], base + start, base + offset);
+                        word_start = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        VecTokenStream { tokens, next: 0 }
+    }
+}
+
+/// Commands that only change layout or size: no retrieval value.
+const LAYOUT_COMMANDS: &[&str] = &[
+    "left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "biggl", "biggr", "displaystyle",
+    "textstyle", "scriptstyle", "limits", "nolimits", "quad", "qquad", "mathrm", "mathit", "mathbf", "rm", "bf", "it",
+    "text", "textrm", "mbox", "hspace", "vspace", "phantom", "tag", "label", "nonumber", "begin", "end", "middle",
+];
+
+/// The symbols of one math segment, in order.
+pub fn math_symbols(math: &str) -> Vec<(String, usize, usize)> {
+    let bytes = math.as_bytes();
+    let mut symbols = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let start = i;
+        if c == b'\\' {
+            let name_len = bytes[i + 1..].iter().take_while(|b| b.is_ascii_alphabetic()).count();
+            if name_len > 0 {
+                let name = &math[i + 1..i + 1 + name_len];
+                i += 1 + name_len;
+                if !LAYOUT_COMMANDS.contains(&name) {
+                    symbols.push((format!("\\{name}"), start, i));
+                }
+            } else {
+                // `\{`, `\|`, `\,` ...: keep set braces and norms, drop spacing.
+                let next = math[i + 1..].chars().next();
+                i += 1 + next.map_or(0, char::len_utf8);
+                if let Some(symbol @ ('{' | '}' | '|')) = next {
+                    symbols.push((format!("\\{symbol}"), start, i));
+                }
+            }
+        } else if c.is_ascii_digit() {
+            while i < bytes.len() && (bytes[i].is_ascii_digit() || (bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))) {
+                i += 1;
+            }
+            symbols.push((math[start..i].to_owned(), start, i));
+        } else if c.is_ascii_alphabetic() {
+            // Every letter is an identifier; `sin` written without a backslash also counts whole.
+            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            for offset in start..i {
+                symbols.push((math[offset..offset + 1].to_owned(), offset, offset + 1));
+            }
+        } else if c.is_ascii() {
+            i += 1;
+            if !(c.is_ascii_whitespace() || matches!(c, b'{' | b'}' | b'&' | b'~' | b'$')) {
+                symbols.push(((c as char).to_string(), start, i));
+            }
+        } else {
+            let ch = math[i..].chars().next().unwrap_or(' ');
+            i += ch.len_utf8();
+            if !ch.is_whitespace() {
+                symbols.push((ch.to_string(), start, i));
+            }
+        }
+    }
+    symbols
+}
+
+impl Tokenizer for MathTokenizer {
+    type TokenStream<'a> = VecTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> VecTokenStream {
+        let mut tokens = Vec::new();
+        for segment in segments(text) {
+            let Segment::Math(math, base) = segment else { continue };
+            let symbols = math_symbols(math);
+            for (index, (symbol, from, to)) in symbols.iter().enumerate() {
+                push_token(&mut tokens, symbol, base + from, base + to);
+                if let Some((next, _, next_to)) = symbols.get(index + 1) {
+                    let bigram = format!("{symbol}{BIGRAM_JOINER}{next}");
+                    push_token(&mut tokens, &bigram, base + from, base + next_to);
+                }
+            }
+        }
+        VecTokenStream { tokens, next: 0 }
+    }
+}
+
+/// The prose analyzer: words, lowercased, English stop words removed, English stemming.
+pub fn prose_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(ProseTokenizer)
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// The math analyzer: symbols and symbol bigrams of the LaTeX segments.
+pub fn math_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(MathTokenizer).filter(RemoveLongFilter::limit(60)).build()
+}
+
+/// Registers both analyzers; must run on every index open or create.
+pub fn register(index: &tantivy::Index) {
+    index.tokenizers().register(PROSE_ANALYZER, prose_analyzer());
+    index.tokenizers().register(MATH_ANALYZER, math_analyzer());
+}
+
+/// All terms an analyzer yields for `text`, in order.
+pub fn analyze(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+    let mut stream = analyzer.token_stream(text);
+    let mut terms = Vec::new();
+    while stream.advance() {
+        terms.push(stream.token().text.clone());
+    }
+    terms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_split_prose_and_math() {
+        let text = r"Let $x^2$ and $$\int_0^1 f$$ cost \$5 or \(a\) and \[b\] $unclosed";
+        let kinds: Vec<String> = segments(text)
+            .iter()
+            .map(|segment| match segment {
+                Segment::Prose(s, _) => format!("P:{s}"),
+                Segment::Math(s, _) => format!("M:{s}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["P:Let ", "M:x^2", "P: and ", r"M:\int_0^1 f", r"P: cost \$5 or ", "M:a", "P: and ", "M:b", "P: $unclosed"]
+        );
+    }
+
+    #[test]
+    fn prose_is_lowercased_stemmed_without_math_or_stop_words() {
+        let terms = analyze(&mut prose_analyzer(), r"The Integrals of $\sin x$ are converging");
+        assert_eq!(terms, ["integr", "converg"]);
+    }
+
+    #[test]
+    fn math_symbols_and_structure() {
+        let terms = analyze(&mut math_analyzer(), r"see $\frac{x^2}{2}\,\left(y\right)$");
+        assert_eq!(
+            terms,
+            [r"\frac", "\\frac·x", "x", "x·^", "^", "^·2", "2", "2·2", "2", "2·(", "(", "(·y", "y", "y·)", ")"]
+        );
+        assert!(analyze(&mut math_analyzer(), "no math here").is_empty());
+        assert_eq!(analyze(&mut math_analyzer(), "$X$"), ["X"]);
+    }
+
+    #[test]
+    fn integral_query_terms() {
+        let terms = analyze(&mut math_analyzer(), r"$\int_0^1 x^2 dx$");
+        for expected in [r"\int", "\\int·_", "_·0", "x·^", "^·2", "d", "x"] {
+            assert!(terms.iter().any(|t| t == expected), "missing {expected} in {terms:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn analyzers_never_panic_and_offsets_are_valid(text in "\\PC{0,120}") {
+            for analyzer in [&mut prose_analyzer(), &mut math_analyzer()] {
+                let mut stream = analyzer.token_stream(&text);
+                while stream.advance() {
+                    let token = stream.token();
+                    proptest::prop_assert!(token.offset_from <= token.offset_to && token.offset_to <= text.len());
+                    proptest::prop_assert!(text.is_char_boundary(token.offset_from) && text.is_char_boundary(token.offset_to));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Building an index from a dump: parallel, memory-bounded, published atomically.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mathrank_dump::{AnswerJoiner, DumpSource, JoinedAnswer, RowEvent};
+use tantivy::IndexWriter;
+
+use crate::schema::Fields;
+use crate::{Error, FORMAT_VERSION, IndexMeta, Result, SCHEMA_VERSION, analysis, directory_size, io_error};
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Indexing threads (HTML conversion and tantivy's writers); at least 1.
+    pub threads: usize,
+    /// Memory budget of the index writer in MiB (at least 15 MiB per thread).
+    pub memory_mb: usize,
+    /// Set to stop the build early; the target is then left as it was.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+        Self { threads, memory_mb: 512, cancel: Arc::new(AtomicBool::new(false)) }
+    }
+}
+
+/// A progress report, sent about every 250 ms.
+#[derive(Debug, Clone, Default)]
+pub struct BuildProgress {
+    pub bytes_read: u64,
+    pub total_bytes: Option<u64>,
+    pub rows: u64,
+    pub questions: u64,
+    pub answers: u64,
+    pub skipped: u64,
+    pub elapsed: Duration,
+}
+
+const BATCH: usize = 256;
+
+/// Builds the index of `source` at `target`.
+///
+/// The build happens in a hidden sibling directory that is renamed into place only when it is
+/// complete, so an interrupted build (error, Ctrl-C, SIGKILL) leaves any previous index at
+/// `target` intact. Skipped rows go to `target/warnings.jsonl`.
+pub fn build_index(
+    source: DumpSource,
+    target: &Path,
+    options: &BuildOptions,
+    progress: &mut dyn FnMut(&BuildProgress),
+) -> Result<IndexMeta> {
+    let started = Instant::now();
+    check_target(target)?;
+    let (parent, name) = split_target(target);
+    std::fs::create_dir_all(&parent).map_err(io_error("creating", &parent))?;
+    for stale in sibling_work_dirs(target) {
+        tracing::info!(path = %stale.display(), "removing the work directory of an earlier interrupted build");
+        let _ = std::fs::remove_dir_all(&stale);
+    }
+    let work = parent.join(format!(".{name}.building-{}", std::process::id()));
+    let result = build_into(source, &work, options, started, progress).and_then(|meta| {
+        publish(&work, target)?;
+        Ok(meta)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    result
+}
+
+fn build_into(
+    source: DumpSource,
+    work: &Path,
+    options: &BuildOptions,
+    started: Instant,
+    progress: &mut dyn FnMut(&BuildProgress),
+) -> Result<IndexMeta> {
+    let tantivy_dir = work.join("tantivy");
+    std::fs::create_dir_all(&tantivy_dir).map_err(io_error("creating", &tantivy_dir))?;
+    let (schema, fields) = Fields::schema();
+    let index = tantivy::Index::create_in_dir(&tantivy_dir, schema)?;
+    analysis::register(&index);
+    let threads = options.threads.max(1);
+    let memory = options.memory_mb.max(15 * threads) * 1024 * 1024;
+    let mut writer: IndexWriter = index.writer_with_num_threads(threads, memory)?;
+
+    let warnings_path = work.join("warnings.jsonl");
+    let warnings_file = std::fs::File::create(&warnings_path).map_err(io_error("creating", &warnings_path))?;
+    let mut warnings = std::io::BufWriter::new(warnings_file);
+
+    let source_name = source.path.display().to_string();
+    let total_bytes = source.total_bytes;
+    let bytes_read = source.bytes_read_counter();
+    let mut meta = IndexMeta {
+        format_version: FORMAT_VERSION,
+        schema_version: SCHEMA_VERSION,
+        analyzer_version: analysis::ANALYZER_VERSION,
+        mathrank_version: env!("CARGO_PKG_VERSION").into(),
+        source: source_name,
+        ..IndexMeta::default()
+    };
+    let mut joiner = AnswerJoiner::default();
+    let mut report = BuildProgress { total_bytes, ..BuildProgress::default() };
+    let mut last_report = Instant::now();
+
+    let (sender, receiver) = crossbeam_channel::bounded::<Vec<JoinedAnswer>>(threads * 4);
+    let read_outcome: Result<()> = std::thread::scope(|scope| {
+        let writer = &writer;
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let receiver = receiver.clone();
+                scope.spawn(move || -> Result<()> {
+                    for batch in receiver {
+                        for answer in &batch {
+                            writer.add_document(fields.document(answer))?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        drop(receiver);
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut outcome = Ok(());
+        for event in source.posts() {
+            if options.cancel.load(Ordering::Relaxed) {
+                outcome = Err(Error::Interrupted);
+                break;
+            }
+            report.rows += 1;
+            match event {
+                Ok(RowEvent::Post(post)) => {
+                    if post.kind == mathrank_dump::PostKind::Question {
+                        report.questions += 1;
+                    }
+                    for answer in joiner.push(post) {
+                        report.answers += 1;
+                        batch.push(answer);
+                    }
+                    if batch.len() >= BATCH && sender.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+                        break;
+                    }
+                }
+                Ok(RowEvent::OtherType { post_type }) => *meta.other_post_types.entry(post_type).or_default() += 1,
+                Ok(RowEvent::Skipped(skipped)) => {
+                    report.skipped += 1;
+                    *meta.skipped.entry(skipped.reason.to_owned()).or_default() += 1;
+                    tracing::debug!(row = skipped.row, reason = skipped.reason, detail = %skipped.detail, "skipped row");
+                    let line = serde_json::to_string(&skipped).unwrap_or_default();
+                    if let Err(err) = writeln!(warnings, "{line}") {
+                        outcome = Err(io_error("writing", &warnings_path)(err));
+                        break;
+                    }
+                }
+                Err(err) => {
+                    outcome = Err(err.into());
+                    break;
+                }
+            }
+            if last_report.elapsed() >= Duration::from_millis(250) {
+                last_report = Instant::now();
+                report.bytes_read = bytes_read.load(Ordering::Relaxed);
+                report.elapsed = started.elapsed();
+                progress(&report);
+            }
+        }
+        if outcome.is_ok() && !batch.is_empty() {
+            let _ = sender.send(batch);
+        }
+        drop(sender);
+        for worker in workers {
+            let worker_outcome = worker.join().unwrap_or_else(|_| Err(Error::Interrupted));
+            if outcome.is_ok() {
+                outcome = worker_outcome;
+            }
+        }
+        outcome
+    });
+    read_outcome?;
+    let summary = joiner.finish();
+    warnings.flush().map_err(io_error("writing", &warnings_path))?;
+    writer.commit()?;
+    writer.wait_merging_threads()?;
+
+    report.bytes_read = bytes_read.load(Ordering::Relaxed);
+    report.elapsed = started.elapsed();
+    progress(&report);
+
+    meta.questions = summary.questions;
+    meta.answers = summary.answers;
+    meta.orphan_answers = summary.orphan_answers;
+    meta.duplicate_ids = summary.duplicate_ids;
+    if summary.orphan_answers > 0 {
+        tracing::warn!(
+            orphans = summary.orphan_answers,
+            examples = ?summary.orphan_examples,
+            "answers whose question is not in the dump were not indexed"
+        );
+    }
+    meta.source_bytes = report.bytes_read;
+    meta.built_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    meta.build_seconds = started.elapsed().as_secs_f64();
+    meta.index_bytes = directory_size(work);
+    let meta_path = work.join("meta.json");
+    let meta_json = serde_json::to_string_pretty(&meta).unwrap_or_default();
+    std::fs::write(&meta_path, meta_json).map_err(io_error("writing", &meta_path))?;
+    Ok(meta)
+}
+
+fn split_target(target: &Path) -> (PathBuf, String) {
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let name = target.file_name().map_or_else(|| "index".to_owned(), |n| n.to_string_lossy().into_owned());
+    (parent, name)
+}
+
+/// Hidden work directories that builds of `target` leave behind when they are killed.
+pub fn sibling_work_dirs(target: &Path) -> Vec<PathBuf> {
+    let (parent, name) = split_target(target);
+    let prefixes = [format!(".{name}.building-"), format!(".{name}.old-")];
+    let Ok(entries) = std::fs::read_dir(&parent) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            prefixes.iter().any(|prefix| file_name.starts_with(prefix.as_str()))
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// A target may be replaced only if it is missing, empty, or a mathrank index: a typo in
+/// `--index` must never delete a user's directory.
+fn check_target(target: &Path) -> Result<()> {
+    if !target.exists() {
+        return Ok(());
+    }
+    let is_index = target.join("meta.json").is_file() && target.join("tantivy").is_dir();
+    let is_empty = std::fs::read_dir(target).map(|mut entries| entries.next().is_none()).unwrap_or(false);
+    if is_index || is_empty {
+        Ok(())
+    } else {
+        Err(Error::TargetNotIndex { path: target.display().to_string() })
+    }
+}
+
+fn publish(work: &Path, target: &Path) -> Result<()> {
+    let (parent, name) = split_target(target);
+    if target.exists() {
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(target, &old).map_err(io_error("moving aside", target))?;
+        if let Err(err) = std::fs::rename(work, target) {
+            let _ = std::fs::rename(&old, target);
+            return Err(io_error("publishing", target)(err));
+        }
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(work, target).map_err(io_error("publishing", target))?;
+    }
+    Ok(())
+}
+
+/// If a process died between the two renames of [`publish`], the previous index sits in a
+/// `.NAME.old-PID` sibling and `target` is missing: put it back.
+pub(crate) fn recover_interrupted_publish(target: &Path) {
+    if target.exists() {
+        return;
+    }
+    let (parent, name) = split_target(target);
+    let prefix = format!(".{name}.old-");
+    let Ok(entries) = std::fs::read_dir(&parent) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) && entry.path().join("meta.json").is_file() {
+            tracing::warn!(from = %entry.path().display(), to = %target.display(), "restoring the index an interrupted build moved aside");
+            if std::fs::rename(entry.path(), target).is_ok() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Index tests in RAM on the embedded sample.
+
+use std::collections::HashMap;
+
+use mathrank_dump::{AnswerJoiner, JoinedAnswer, PostKind, PostsReader, RowEvent, SAMPLE_POSTS_XML, question_text};
+
+use crate::{AnswerIndex, Filters, SearchRequest};
+
+struct Sample {
+    index: AnswerIndex,
+    answers: Vec<JoinedAnswer>,
+    /// question id -> (title + body text)
+    questions: Vec<(u64, String)>,
+}
+
+fn sample() -> &'static Sample {
+    static SAMPLE: std::sync::OnceLock<Sample> = std::sync::OnceLock::new();
+    SAMPLE.get_or_init(|| {
+        let mut joiner = AnswerJoiner::default();
+        let mut answers = Vec::new();
+        let mut questions = Vec::new();
+        for event in PostsReader::new(SAMPLE_POSTS_XML.as_bytes()) {
+            if let RowEvent::Post(post) = event.unwrap() {
+                if post.kind == PostKind::Question {
+                    questions.push((post.id, question_text(&post.title, &post.body_html)));
+                }
+                answers.extend(joiner.push(post));
+            }
+        }
+        let index = AnswerIndex::build_in_ram(answers.clone()).unwrap();
+        Sample { index, answers, questions }
+    })
+}
+
+#[test]
+fn own_answer_in_top_10_for_90_percent_of_questions() {
+    let sample = sample();
+    let answered: std::collections::HashSet<u64> = sample.answers.iter().map(|a| a.question_id).collect();
+    let mut found = 0;
+    let mut asked = 0;
+    for (question_id, text) in &sample.questions {
+        if !answered.contains(question_id) {
+            continue;
+        }
+        asked += 1;
+        let hits = sample.index.search(&SearchRequest::new(text.clone(), 10)).unwrap();
+        if hits.iter().any(|hit| hit.question_id == *question_id) {
+            found += 1;
+        }
+    }
+    let share = found as f64 / asked as f64;
+    println!("own answer in BM25 top 10: {found}/{asked} = {:.1}%", share * 100.0);
+    assert!(asked >= 300);
+    assert!(share >= 0.9, "only {found}/{asked}");
+}
+
+#[test]
+fn latex_only_query_finds_the_integral() {
+    let sample = sample();
+    let hits = sample.index.search(&SearchRequest::new(r"$\int_0^{3} x^{4}\,dx$", 5)).unwrap();
+    assert!(!hits.is_empty());
+    let top = &hits[0];
+    assert!(top.body.contains(r"\int_0^{3} x^{4}") || top.title.contains("x^4 from 0 to 3"), "{top:?}");
+    // A query in the same words without math delimiters still works through prose + title.
+    let plain = sample.index.search(&SearchRequest::new(r"\int_0^1 x^2 dx", 5)).unwrap();
+    assert!(plain.iter().all(|hit| hit.bm25_score > 0.0));
+}
+
+#[test]
+fn filters_restrict_without_changing_scores() {
+    let sample = sample();
+    let query = "probability of dice sum";
+    let unfiltered = sample.index.search(&SearchRequest::new(query, 50)).unwrap();
+    let mut request = SearchRequest::new(query, 50);
+    request.filters = Filters { tags_any: vec!["dice".into()], ..Filters::default() };
+    let dice = sample.index.search(&request).unwrap();
+    assert!(!dice.is_empty());
+    assert!(dice.iter().all(|hit| hit.tags.iter().any(|t| t == "dice")));
+    let scores: HashMap<u64, f32> = unfiltered.iter().map(|h| (h.answer_id, h.bm25_score)).collect();
+    for hit in &dice {
+        if let Some(score) = scores.get(&hit.answer_id) {
+            assert!((score - hit.bm25_score).abs() < 1e-4, "filter changed a score");
+        }
+    }
+
+    request.filters = Filters { tags_all: vec!["probability".into(), "dice".into()], ..Filters::default() };
+    assert!(sample.index.search(&request).unwrap().iter().all(|h| h.tags.contains(&"dice".into())));
+    request.filters = Filters { tags_all: vec!["probability".into(), "group-theory".into()], ..Filters::default() };
+    assert!(sample.index.search(&request).unwrap().is_empty());
+
+    request.filters = Filters { min_votes: Some(30), ..Filters::default() };
+    let voted = sample.index.search(&request).unwrap();
+    assert!(!voted.is_empty() && voted.iter().all(|h| h.votes >= 30));
+
+    request.filters = Filters { accepted_only: true, ..Filters::default() };
+    let accepted = sample.index.search(&request).unwrap();
+    assert!(!accepted.is_empty() && accepted.iter().all(|h| h.accepted));
+
+    let mut created: Vec<i64> = sample.answers.iter().map(|a| a.created).collect();
+    created.sort();
+    let (from, to) = (created[created.len() / 4], created[created.len() / 2]);
+    request.filters = Filters { created_from: Some(from), created_to: Some(to), ..Filters::default() };
+    let dated = sample.index.search(&request).unwrap();
+    assert!(!dated.is_empty() && dated.iter().all(|h| h.created >= from && h.created < to));
+
+    request.filters = Filters { created_from: Some(to), created_to: Some(from), ..Filters::default() };
+    assert!(sample.index.search(&request).is_err());
+}
+
+#[test]
+fn long_queries_are_capped_and_ranks_are_consistent() {
+    let sample = sample();
+    let long: String = sample.questions.iter().take(20).map(|(_, text)| text.as_str()).collect::<Vec<_>>().join(" ");
+    let mut request = SearchRequest::new(long, 10);
+    let capped = sample.index.search(&request).unwrap();
+    request.max_terms = None;
+    let full = sample.index.search(&request).unwrap();
+    assert_eq!(capped.len(), 10);
+    assert_eq!(full.len(), 10);
+    for (rank, hit) in capped.iter().enumerate() {
+        assert_eq!(hit.bm25_rank, rank + 1);
+    }
+    assert!(capped.windows(2).all(|w| w[0].bm25_score >= w[1].bm25_score));
+}
+
+#[test]
+fn get_answer_and_empty_queries() {
+    let sample = sample();
+    let first = &sample.answers[0];
+    let hit = sample.index.get_answer(first.answer_id).unwrap().unwrap();
+    assert_eq!(hit.question_id, first.question_id);
+    assert_eq!(hit.body, mathrank_dump::html_to_text(&first.body_html));
+    assert!(sample.index.get_answer(u64::MAX).unwrap().is_none());
+    assert!(sample.index.search(&SearchRequest::new("the of and", 10)).unwrap().is_empty());
+    assert!(sample.index.search(&SearchRequest::new("", 10)).unwrap().is_empty());
+}
