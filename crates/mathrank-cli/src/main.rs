@@ -1,1 +1,59 @@
-fn main() {}
+//! `mathrank`: index Stack Exchange dumps, search them, rerank with an ALBERT cross-encoder and
+//! serve it all over gRPC. `mathrank --help` lists the commands; every flag also reads a
+//! `MATHRANK_*` environment variable.
+
+mod index_cmd;
+mod output;
+mod search_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "mathrank", version, about = "Search engine for mathematical answers (BM25 + ALBERT reranking)")]
+struct Cli {
+    /// Log filter (tracing syntax, e.g. `info`, `mathrank_index=debug`).
+    #[arg(long, global = true, env = "MATHRANK_LOG", default_value = "info")]
+    log: String,
+    /// Log format: `plain` or `json`.
+    #[arg(long, global = true, env = "MATHRANK_LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build a BM25 index from a Stack Exchange dump (Posts.xml, its directory, or the site's .7z).
+    Index(index_cmd::IndexArgs),
+    /// Show what an index holds: counts, source, versions, size.
+    Info(index_cmd::InfoArgs),
+    /// Search an index in-process: BM25, optionally reranked.
+    Search(search_cmd::SearchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log, &cli.log_format);
+    let outcome = match cli.command {
+        Command::Index(args) => index_cmd::run_index(args),
+        Command::Info(args) => index_cmd::run_info(args),
+        Command::Search(args) => search_cmd::run(args),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(filter: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
