@@ -1,0 +1,194 @@
+//! Reranker tests on the project's own tiny random-weight model (tests/fixtures/albert-tiny).
+//! They need the ONNX Runtime library: `scripts/setup-ort.sh` puts it in `.ort/`, or set
+//! ORT_DYLIB_PATH.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mathrank_rerank::{Error, Reranker, RerankerOptions};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/albert-tiny")
+}
+
+/// The ONNX Runtime library: ORT_DYLIB_PATH, else the workspace's `.ort/` (setup-ort.sh).
+fn ort_library() -> PathBuf {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        return PathBuf::from(path);
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ort");
+    std::fs::read_dir(&dir)
+        .ok()
+        .and_then(|entries| {
+            entries.flatten().map(|e| e.path()).find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
+        })
+        .unwrap_or_else(|| panic!("ONNX Runtime not found: run scripts/setup-ort.sh (puts it in {}) or set ORT_DYLIB_PATH", dir.display()))
+}
+
+fn options() -> RerankerOptions {
+    RerankerOptions { ort_library: Some(ort_library()), intra_threads: 1, ..RerankerOptions::default() }
+}
+
+struct Reference {
+    pairs: Vec<(String, String)>,
+    input_ids: Vec<Vec<i64>>,
+    attention_mask: Vec<Vec<i64>>,
+    logits: Vec<[f32; 2]>,
+}
+
+fn reference(dir: &Path) -> Reference {
+    let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    let matrix = |key: &str| -> Vec<Vec<i64>> { serde_json::from_value(value[key].clone()).unwrap() };
+    let pairs: Vec<(String, String)> = serde_json::from_value(value["pairs"].clone()).unwrap();
+    let logits: Vec<Vec<f32>> = serde_json::from_value(value["logits"].clone()).unwrap();
+    Reference {
+        pairs,
+        input_ids: matrix("input_ids"),
+        attention_mask: matrix("attention_mask"),
+        logits: logits.into_iter().map(|l| [l[0], l[1]]).collect(),
+    }
+}
+
+/// Token ids and logits equal the transformers reference of a model directory.
+pub fn assert_parity(dir: &Path, tolerance: f32) {
+    let reranker = Reranker::load(dir, &options()).unwrap();
+    let reference = reference(dir);
+    for (i, (question, answer)) in reference.pairs.iter().enumerate() {
+        let encoded = reranker.encoder().encode_one(question, answer).unwrap();
+        let real = reference.attention_mask[i].iter().filter(|&&m| m == 1).count();
+        assert_eq!(encoded.input_ids, reference.input_ids[i][..real], "token ids of pair {i}");
+        let scores = reranker.score_blocking(question, &[answer.as_str()]).unwrap();
+        let logits = scores.scores[0].logits;
+        for k in 0..2 {
+            assert!(
+                (logits[k] - reference.logits[i][k]).abs() <= tolerance,
+                "pair {i}: logits {logits:?} vs reference {:?}",
+                reference.logits[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn parity_with_transformers_on_the_tiny_fixture() {
+    assert_parity(&fixture(), 1e-4);
+}
+
+#[test]
+fn batching_is_invisible() {
+    let reranker = Arc::new(Reranker::load(&fixture(), &RerankerOptions { batch_tokens: 256, max_batch: 3, ..options() }).unwrap());
+    let question = "Why does $\\sum 1/n^2$ converge?";
+    let answers: Vec<String> = (0..12)
+        .map(|i| format!("Compare with the integral of $x^{{-2}}$. {}", "Detail number {i}. ".repeat(i * 5)))
+        .collect();
+    let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
+    let batch = reranker.score_blocking(question, &refs).unwrap();
+    assert!(batch.padding_efficiency > 0.0 && batch.padding_efficiency <= 1.0);
+    let one_by_one: Vec<f32> = refs.iter().map(|a| reranker.score_blocking(question, &[a]).unwrap().scores[0].relevance).collect();
+    let mut shuffled_order: Vec<usize> = (0..refs.len()).collect();
+    shuffled_order.reverse();
+    shuffled_order.swap(0, 5);
+    let shuffled: Vec<&str> = shuffled_order.iter().map(|&i| refs[i]).collect();
+    let shuffled_scores = reranker.score_blocking(question, &shuffled).unwrap();
+    let concurrent: Vec<f32> = std::thread::scope(|scope| {
+        let handles: Vec<_> = refs
+            .iter()
+            .map(|answer| {
+                let reranker = Arc::clone(&reranker);
+                scope.spawn(move || reranker.score_blocking(question, &[answer]).unwrap().scores[0].relevance)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for i in 0..refs.len() {
+        let expected = batch.scores[i].relevance;
+        assert!((one_by_one[i] - expected).abs() < 1e-5, "one by one, pair {i}");
+        assert!((concurrent[i] - expected).abs() < 1e-5, "concurrent, pair {i}");
+        let position = shuffled_order.iter().position(|&j| j == i).unwrap();
+        assert!((shuffled_scores.scores[position].relevance - expected).abs() < 1e-5, "shuffled, pair {i}");
+    }
+    let distinct: std::collections::HashSet<u32> = batch.scores.iter().map(|s| s.relevance.to_bits()).collect();
+    assert!(distinct.len() > 1, "different answers must get different scores");
+}
+
+#[test]
+fn awkward_inputs_give_finite_scores() {
+    let reranker = Reranker::load(&fixture(), &options()).unwrap();
+    let huge = "$x^2$ is a square. ".repeat(60_000);
+    assert!(huge.len() > 1_000_000);
+    let inputs = ["", "ünïcödé ∫∑√ 数学 \u{1F600}", "control\u{0}\u{7}\u{1b}chars", huge.as_str()];
+    for question in ["", "What is $\\int_0^1 x\\,dx$?"] {
+        let report = reranker.score_blocking(question, &inputs).unwrap();
+        assert_eq!(report.scores.len(), inputs.len());
+        for score in &report.scores {
+            assert!(score.relevance.is_finite() && (0.0..=1.0).contains(&score.relevance));
+        }
+    }
+    let long = reranker.encoder().encode_one("question", &huge).unwrap();
+    assert_eq!(long.len(), 512, "a 1 MB answer is truncated to max_length");
+}
+
+#[test]
+fn broken_model_directories_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Reranker::load(dir.path(), &options()).unwrap_err();
+    assert!(matches!(err, Error::MissingFile { file: "model.onnx", .. }), "{err}");
+    for file in ["tokenizer.json", "config.json"] {
+        std::fs::copy(fixture().join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join("model.onnx"), b"this is not an onnx file").unwrap();
+    let err = Reranker::load(dir.path(), &options()).unwrap_err();
+    assert!(err.to_string().contains("invalid model") && err.to_string().contains("model.onnx"), "{err}");
+    let err = Reranker::load(&fixture(), &RerankerOptions { max_length: 1024, ..options() }).unwrap_err();
+    assert!(matches!(err, Error::TooLong { limit: 512, .. }), "{err}");
+    std::fs::copy(fixture().join("model.onnx"), dir.path().join("model.onnx")).unwrap();
+    std::fs::write(dir.path().join("tokenizer.json"), b"{}").unwrap();
+    let err = Reranker::load(dir.path(), &options()).unwrap_err();
+    assert!(err.to_string().contains("invalid tokenizer"), "{err}");
+}
+
+#[test]
+fn a_full_queue_is_overload_not_unbounded_memory() {
+    let reranker = Reranker::load(
+        &fixture(),
+        &RerankerOptions { queue_capacity: 2, max_wait: std::time::Duration::ZERO, ..options() },
+    )
+    .unwrap();
+    let long = "word ".repeat(600);
+    let pairs = reranker.encoder().encode_many(&long, &vec![long.as_str(); 64]).unwrap();
+    let mut handles = Vec::new();
+    let mut overloaded = 0;
+    for _ in 0..40 {
+        match reranker.submit(pairs.clone()) {
+            Ok(handle) => handles.push(handle),
+            Err(Error::Overloaded { capacity: 2 }) => overloaded += 1,
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert!(overloaded > 0, "40 big jobs into a queue of 2 must overflow");
+    for handle in handles {
+        assert_eq!(handle.wait().unwrap().scores.len(), 64);
+    }
+}
+
+/// `../shared` (or MATHRANK_SHARED_DIR): conformance data that only the CI machine has.
+fn shared_models() -> PathBuf {
+    let dir = std::env::var_os("MATHRANK_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let models = dir.join("models");
+    assert!(models.is_dir(), "conformance data not found at {}; set MATHRANK_SHARED_DIR", models.display());
+    models
+}
+
+#[test]
+#[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
+fn conformance_shared_albert_tiny() {
+    assert_parity(&shared_models().join("albert-tiny"), 1e-4);
+}
+
+#[test]
+#[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
+fn conformance_shared_albert_base_random() {
+    assert_parity(&shared_models().join("albert-base-random"), 1e-4);
+}
