@@ -40,7 +40,6 @@ pub struct InfoArgs {
 }
 
 /// Builds the index of the embedded sample at `index` (used by `index --sample` and `serve`).
-#[allow(dead_code)] // used by `serve` once it lands
 pub fn build_sample(index: &std::path::Path) -> anyhow::Result<IndexMeta> {
     build(sample_source(), index, &BuildOptions::default())
 }

@@ -3,8 +3,11 @@
 //! `MATHRANK_*` environment variable.
 
 mod index_cmd;
+mod model_args;
 mod output;
+mod score_cmd;
 mod search_cmd;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -27,8 +30,12 @@ enum Command {
     Index(index_cmd::IndexArgs),
     /// Show what an index holds: counts, source, versions, size.
     Info(index_cmd::InfoArgs),
-    /// Search an index in-process: BM25, optionally reranked.
+    /// Search: in-process over --index, or through a running server with --addr.
     Search(search_cmd::SearchArgs),
+    /// Score (query, answer) pairs from a JSONL file with the cross-encoder.
+    Score(score_cmd::ScoreArgs),
+    /// Run the gRPC service (mathrank.v1.AnswerSearch, health, reflection).
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +45,8 @@ fn main() -> std::process::ExitCode {
         Command::Index(args) => index_cmd::run_index(args),
         Command::Info(args) => index_cmd::run_info(args),
         Command::Search(args) => search_cmd::run(args),
+        Command::Score(args) => score_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -50,7 +59,8 @@ fn main() -> std::process::ExitCode {
 
 fn init_tracing(filter: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {

@@ -1,25 +1,42 @@
-//! `mathrank search`: in-process over an index directory.
+//! `mathrank search`: in-process over an index directory, or through a running server.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
-use mathrank_index::{AnswerIndex, Filters, SearchRequest, snippet};
+use mathrank_index::{AnswerIndex, Filters, snippet};
+use mathrank_proto::v1;
+use mathrank_server::{Engine, Limits, SearchParams};
 
+use crate::model_args::ModelArgs;
 use crate::output::{HitOut, SearchOut, print};
+
+/// Characters of the snippet printed for each hit.
+const SNIPPET_CHARS: usize = 240;
 
 #[derive(Args, Debug)]
 pub struct SearchArgs {
     /// The question: title and body, plain text or HTML, LaTeX in `$..$` or bare.
     pub query: String,
     /// Index directory to search in-process.
-    #[arg(long, env = "MATHRANK_INDEX", default_value = "index/default")]
+    #[arg(long, env = "MATHRANK_INDEX", default_value = "index/default", conflicts_with = "addr")]
     pub index: PathBuf,
+    /// Search through a running `mathrank serve` instead (e.g. http://127.0.0.1:50051).
+    #[arg(long, env = "MATHRANK_SERVER")]
+    pub addr: Option<String>,
+    /// Bearer token for a server started with --auth-token.
+    #[arg(long, env = "MATHRANK_AUTH_TOKEN", hide_env_values = true, requires = "addr")]
+    pub auth_token: Option<String>,
     /// Keep BM25 order (no cross-encoder).
     #[arg(long, env = "MATHRANK_NO_RERANK")]
     pub no_rerank: bool,
+    /// BM25 candidates to rerank.
+    #[arg(long, env = "MATHRANK_RERANK_DEPTH", default_value_t = 30)]
+    pub rerank_depth: u32,
     /// Number of hits to return.
     #[arg(long, env = "MATHRANK_TOP_K", default_value_t = 10)]
-    pub top_k: usize,
+    pub top_k: u32,
     /// Only answers to questions with this tag (repeatable: any of them).
     #[arg(long = "tag", env = "MATHRANK_TAGS", value_delimiter = ',')]
     pub tags: Vec<String>,
@@ -38,13 +55,19 @@ pub struct SearchArgs {
     /// Only answers created before this Unix time (seconds).
     #[arg(long, env = "MATHRANK_CREATED_TO")]
     pub created_to: Option<i64>,
+    /// Give up after this many milliseconds (with a server: the gRPC deadline; reranking
+    /// that does not finish in time returns partial results).
+    #[arg(long, env = "MATHRANK_TIMEOUT_MS")]
+    pub timeout_ms: Option<u64>,
     /// Print JSON (`{"hits":[...]}`) instead of a table.
     #[arg(long, env = "MATHRANK_JSON")]
     pub json: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 impl SearchArgs {
-    pub fn filters(&self) -> Filters {
+    fn filters(&self) -> Filters {
         Filters {
             tags_any: self.tags.clone(),
             tags_all: self.all_tags.clone(),
@@ -57,35 +80,107 @@ impl SearchArgs {
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
-    if !args.no_rerank {
-        anyhow::bail!("reranking in `mathrank search` needs --model, which is not available yet; pass --no-rerank");
-    }
-    let index = AnswerIndex::open(&args.index)?;
-    let text = mathrank_dump::question_text("", &args.query);
-    let mut request = SearchRequest::new(text, args.top_k);
-    request.filters = args.filters();
-    let hits = index.search(&request)?;
-    let out = SearchOut {
-        hits: hits
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let out = runtime.block_on(async {
+        match &args.addr {
+            Some(addr) => remote(&args, addr).await,
+            None => local(&args).await,
+        }
+    })?;
+    print(&out, args.json)
+}
+
+async fn local(args: &SearchArgs) -> anyhow::Result<SearchOut> {
+    let index = Arc::new(AnswerIndex::open(&args.index)?);
+    let reranker = if args.no_rerank { None } else { Some(Arc::new(args.model.load()?)) };
+    let engine = Engine::new(index, reranker, Limits::default());
+    let params = SearchParams {
+        query: args.query.clone(),
+        top_k: args.top_k,
+        rerank_depth: args.rerank_depth,
+        rerank: Some(!args.no_rerank),
+        filters: args.filters(),
+        deadline: args.timeout_ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
+    };
+    let outcome = engine.search(params).await?;
+    Ok(SearchOut {
+        hits: outcome
+            .hits
             .iter()
             .enumerate()
-            .map(|(i, hit)| HitOut {
+            .map(|(i, ranked)| HitOut {
                 rank: i + 1,
+                answer_id: ranked.hit.answer_id,
+                question_id: ranked.hit.question_id,
+                title: ranked.hit.title.clone(),
+                tags: ranked.hit.tags.clone(),
+                bm25_score: ranked.hit.bm25_score,
+                bm25_rank: ranked.hit.bm25_rank,
+                rerank_logit: ranked.score.map(|s| s.logits[1] - s.logits[0]),
+                relevance: ranked.score.map(|s| s.relevance),
+                votes: ranked.hit.votes,
+                accepted: ranked.hit.accepted,
+                snippet: snippet(&ranked.hit.body, SNIPPET_CHARS),
+            })
+            .collect(),
+        reranked: outcome.reranked,
+        partial: outcome.partial,
+    })
+}
+
+async fn remote(args: &SearchArgs, addr: &str) -> anyhow::Result<SearchOut> {
+    let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .with_context(|| format!("bad server address {addr}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let mut client = v1::answer_search_client::AnswerSearchClient::new(channel).max_decoding_message_size(64 << 20);
+    let filters = args.filters();
+    let mut request = tonic::Request::new(v1::SearchRequest {
+        query: args.query.clone(),
+        top_k: args.top_k,
+        rerank_depth: args.rerank_depth,
+        rerank: Some(!args.no_rerank),
+        filters: Some(v1::Filters {
+            tags_any: filters.tags_any,
+            tags_all: filters.tags_all,
+            min_votes: filters.min_votes,
+            accepted_only: filters.accepted_only,
+            created_from: filters.created_from,
+            created_to: filters.created_to,
+        }),
+        include_body: true,
+    });
+    if let Some(ms) = args.timeout_ms {
+        request.set_timeout(std::time::Duration::from_millis(ms));
+    }
+    if let Some(token) = &args.auth_token {
+        let value = format!("Bearer {token}").parse().context("the auth token is not a valid header value")?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    let response = client.search(request).await.map_err(|status| anyhow::anyhow!("server said {:?}: {}", status.code(), status.message()))?;
+    let response = response.into_inner();
+    Ok(SearchOut {
+        hits: response
+            .hits
+            .iter()
+            .map(|hit| HitOut {
+                rank: hit.rank as usize,
                 answer_id: hit.answer_id,
                 question_id: hit.question_id,
                 title: hit.title.clone(),
                 tags: hit.tags.clone(),
                 bm25_score: hit.bm25_score,
-                bm25_rank: hit.bm25_rank,
-                rerank_logit: None,
-                relevance: None,
+                bm25_rank: hit.bm25_rank as usize,
+                rerank_logit: hit.rerank_logit,
+                relevance: hit.relevance,
                 votes: hit.votes,
                 accepted: hit.accepted,
-                snippet: snippet(&hit.body, 240),
+                snippet: snippet(&hit.body, SNIPPET_CHARS),
             })
             .collect(),
-        reranked: 0,
-        partial: false,
-    };
-    print(&out, args.json)
+        reranked: response.reranked as usize,
+        partial: response.partial,
+    })
 }

@@ -1,0 +1,82 @@
+//! Flags shared by every command that loads the reranking model.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use mathrank_rerank::{Provider, Reranker, RerankerOptions};
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model directory (model.onnx, tokenizer.json, config.json). Default: the model cache that
+    /// `mathrank model fetch` fills.
+    #[arg(long, env = "MATHRANK_MODEL")]
+    pub model: Option<PathBuf>,
+    /// ONNX Runtime shared library (libonnxruntime.so, >= 1.31). Default: ORT_DYLIB_PATH, then
+    /// next to the executable, then ./.ort/ (scripts/setup-ort.sh).
+    #[arg(long, env = "MATHRANK_ORT_LIB")]
+    pub ort_lib: Option<PathBuf>,
+    /// Truncate (question, answer) pairs to this many tokens (the model's 512 at most).
+    #[arg(long, env = "MATHRANK_MAX_LENGTH", default_value_t = 512)]
+    pub max_length: usize,
+    /// Padded tokens per inference micro-batch.
+    #[arg(long, env = "MATHRANK_BATCH_TOKENS", default_value_t = 8192)]
+    pub batch_tokens: usize,
+    /// Pairs per inference micro-batch.
+    #[arg(long, env = "MATHRANK_MAX_BATCH", default_value_t = 32)]
+    pub max_batch: usize,
+    /// ONNX Runtime intra-op threads (0 = all cores).
+    #[arg(long = "threads", env = "MATHRANK_INFER_THREADS", default_value_t = 0)]
+    pub intra_threads: usize,
+    /// Inference threads, each with its own ONNX Runtime session.
+    #[arg(long, env = "MATHRANK_INFERENCE_THREADS", default_value_t = 1)]
+    pub inference_threads: usize,
+    /// Execution provider: cpu, or cuda (needs a build with `--features cuda`).
+    #[arg(long, env = "MATHRANK_PROVIDER", default_value = "cpu")]
+    pub provider: Provider,
+    /// ONNX Runtime graph optimisation level: 0 (off) to 3 (all).
+    #[arg(long, env = "MATHRANK_OPT_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub optimization_level: u8,
+    /// Jobs that may wait for inference before callers are refused.
+    #[arg(long, env = "MATHRANK_RERANK_QUEUE", default_value_t = 256)]
+    pub queue_capacity: usize,
+    /// Milliseconds an inference thread waits to fill a batch with other callers' pairs.
+    #[arg(long, env = "MATHRANK_MAX_WAIT_MS", default_value_t = 2)]
+    pub max_wait_ms: u64,
+}
+
+impl ModelArgs {
+    pub fn options(&self) -> RerankerOptions {
+        RerankerOptions {
+            max_length: self.max_length,
+            batch_tokens: self.batch_tokens,
+            max_batch: self.max_batch,
+            intra_threads: self.intra_threads,
+            inference_threads: self.inference_threads,
+            queue_capacity: self.queue_capacity,
+            max_wait: std::time::Duration::from_millis(self.max_wait_ms),
+            provider: self.provider,
+            optimization_level: self.optimization_level,
+            ort_library: self.ort_lib.clone(),
+        }
+    }
+
+    /// The model directory: --model / MATHRANK_MODEL, else the cached default model.
+    pub fn resolve_model_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.model {
+            return Ok(dir.clone());
+        }
+        mathrank_model::find_cached_default().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no reranking model: pass --model DIR (or set MATHRANK_MODEL), or run `mathrank model fetch` to download and convert {} into {}; to search with BM25 only, pass --no-rerank",
+                mathrank_model::DEFAULT_REPO,
+                mathrank_model::cached_model_dir(mathrank_model::DEFAULT_REPO, "main").display()
+            )
+        })
+    }
+
+    pub fn load(&self) -> anyhow::Result<Reranker> {
+        let dir = self.resolve_model_dir()?;
+        Reranker::load(&dir, &self.options()).with_context(|| format!("loading model {}", dir.display()))
+    }
+}

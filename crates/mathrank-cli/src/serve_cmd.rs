@@ -1,0 +1,199 @@
+//! `mathrank serve`: the gRPC service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use mathrank_index::AnswerIndex;
+use mathrank_server::{Engine, Limits, ServeOptions, ServerState, TlsFiles};
+
+use crate::model_args::ModelArgs;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// TOML file with any of: addr, metrics_addr, index, model, no_rerank, auth_token,
+    /// tls_cert, tls_key, max_concurrent, max_queued, rerank_chunk, max_message_bytes,
+    /// grace_seconds. Flags and environment variables override it.
+    #[arg(long, env = "MATHRANK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, env = "MATHRANK_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
+    #[arg(long, env = "MATHRANK_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Index directory; built from the embedded sample when it does not exist [default: index/default].
+    #[arg(long, env = "MATHRANK_INDEX")]
+    pub index: Option<PathBuf>,
+    /// BM25 only: do not load a model.
+    #[arg(long, env = "MATHRANK_NO_RERANK", conflicts_with = "model")]
+    pub no_rerank: bool,
+    /// Require `authorization: Bearer TOKEN` on AnswerSearch calls [default: no auth].
+    #[arg(long, env = "MATHRANK_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key, serves TLS [default: plaintext].
+    #[arg(long, env = "MATHRANK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "MATHRANK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Requests executed at once [default: 2 x cores, at least 4].
+    #[arg(long, env = "MATHRANK_MAX_CONCURRENT")]
+    pub max_concurrent: Option<u32>,
+    /// Requests waiting for a slot; beyond them RESOURCE_EXHAUSTED [default: 64].
+    #[arg(long, env = "MATHRANK_MAX_QUEUED")]
+    pub max_queued: Option<u32>,
+    /// Pairs per reranking chunk, the granularity of anytime reranking [default: 8].
+    #[arg(long, env = "MATHRANK_RERANK_CHUNK")]
+    pub rerank_chunk: Option<u32>,
+    /// Largest gRPC message in bytes [default: 16777216].
+    #[arg(long, env = "MATHRANK_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<u32>,
+    /// Seconds in-flight calls may take to finish after SIGINT/SIGTERM [default: 10].
+    #[arg(long, env = "MATHRANK_GRACE_SECONDS")]
+    pub grace_seconds: Option<u64>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// The optional TOML configuration file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    index: Option<PathBuf>,
+    model: Option<PathBuf>,
+    no_rerank: Option<bool>,
+    auth_token: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    max_concurrent: Option<u32>,
+    max_queued: Option<u32>,
+    rerank_chunk: Option<u32>,
+    max_message_bytes: Option<u32>,
+    grace_seconds: Option<u64>,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+            toml::from_str::<ConfigFile>(&text).with_context(|| format!("parsing config {}", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    if args.model.model.is_none() {
+        args.model.model = file.model.clone();
+    }
+    let no_rerank = args.no_rerank || file.no_rerank.unwrap_or(false);
+    let addr = args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051)));
+    let index_dir = args.index.clone().or(file.index.clone()).unwrap_or_else(|| PathBuf::from("index/default"));
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_concurrent: args.max_concurrent.or(file.max_concurrent).unwrap_or(defaults.max_concurrent),
+        max_queued: args.max_queued.or(file.max_queued).unwrap_or(defaults.max_queued),
+        rerank_chunk: args.rerank_chunk.or(file.rerank_chunk).unwrap_or(defaults.rerank_chunk),
+        max_message_bytes: args.max_message_bytes.or(file.max_message_bytes).unwrap_or(defaults.max_message_bytes),
+        ..defaults
+    };
+    let tls = match (args.tls_cert.clone().or(file.tls_cert.clone()), args.tls_key.clone().or(file.tls_key.clone())) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
+    };
+    let options = ServeOptions {
+        auth_token: args.auth_token.clone().or(file.auth_token.clone()),
+        tls,
+        max_message_bytes: limits.max_message_bytes as usize,
+        grace_period: Duration::from_secs(args.grace_seconds.or(file.grace_seconds).unwrap_or(10)),
+    };
+    // Fail before binding when no model can be found, with the message that says what to do.
+    let model_dir = if no_rerank { None } else { Some(args.model.resolve_model_dir()?) };
+
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let state = ServerState::new().await;
+    let (stop_sender, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_sender.send(true);
+    });
+    let wait_stop = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Some(metrics_addr) = args.metrics_addr.or(file.metrics_addr) {
+        let metrics_listener =
+            tokio::net::TcpListener::bind(metrics_addr).await.with_context(|| format!("binding metrics {metrics_addr}"))?;
+        tracing::info!(addr = %metrics_addr, "Prometheus metrics at /metrics");
+        let state = Arc::clone(&state);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(err) = mathrank_server::serve_metrics(metrics_listener, state, wait_stop(stop)).await {
+                tracing::error!(error = %err, "metrics endpoint failed");
+            }
+        });
+    }
+    let server = tokio::spawn(mathrank_server::serve(listener, Arc::clone(&state), options, wait_stop(stop.clone())));
+
+    // Load while the listener already answers health checks with NOT_SERVING.
+    let model_args = args.model.clone();
+    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
+        if !index_dir.join("meta.json").is_file() && !index_dir.exists() {
+            tracing::info!(index = %index_dir.display(), "no index there: building one from the embedded sample");
+            crate::index_cmd::build_sample(&index_dir)?;
+        }
+        let index = AnswerIndex::open(&index_dir)?;
+        tracing::info!(index = %index_dir.display(), answers = index.num_answers(), "index loaded");
+        let reranker = match model_dir {
+            Some(dir) => Some(Arc::new(
+                mathrank_rerank::Reranker::load(&dir, &model_args.options()).with_context(|| format!("loading model {}", dir.display()))?,
+            )),
+            None => {
+                tracing::warn!("running BM25 only (--no-rerank): Search returns BM25 order, Rerank is FAILED_PRECONDITION");
+                None
+            }
+        };
+        Ok(Engine::new(Arc::new(index), reranker, limits))
+    })
+    .await?;
+    match loaded {
+        Ok(engine) => state.set_engine(engine).await,
+        Err(err) => {
+            server.abort();
+            return Err(err);
+        }
+    }
+    tracing::info!(addr = %addr, "ready: health is SERVING");
+    server.await??;
+    tracing::info!("stopped");
+    Ok(())
+}
