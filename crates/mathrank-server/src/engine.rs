@@ -132,7 +132,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> EngineError {
 fn effective_deadline(deadline: Option<Instant>) -> Option<Instant> {
     let deadline = deadline?;
     let remaining = deadline.saturating_duration_since(Instant::now());
-    let margin = (remaining / 10).clamp(Duration::from_millis(2), Duration::from_millis(50));
+    let margin = (remaining / 8).clamp(Duration::from_millis(5), Duration::from_millis(200));
     Some(deadline.checked_sub(margin).unwrap_or(deadline))
 }
 
