@@ -30,12 +30,13 @@ pub fn ort_library() -> PathBuf {
     std::fs::read_dir(&dir)
         .ok()
         .and_then(|entries| {
-            entries
-                .flatten()
-                .map(|entry| entry.path())
-                .find(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("libonnxruntime.so")))
+            entries.flatten().map(|entry| entry.path()).find(|path| {
+                path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("libonnxruntime.so"))
+            })
         })
-        .unwrap_or_else(|| panic!("ONNX Runtime not found: run scripts/setup-ort.sh (fills {}) or set ORT_DYLIB_PATH", dir.display()))
+        .unwrap_or_else(|| {
+            panic!("ONNX Runtime not found: run scripts/setup-ort.sh (fills {}) or set ORT_DYLIB_PATH", dir.display())
+        })
 }
 
 /// The embedded sample, indexed once per test binary into a temporary directory.
@@ -45,8 +46,10 @@ pub fn sample_index() -> Arc<AnswerIndex> {
         let dir = tempfile::tempdir().expect("temp dir");
         let target = dir.path().join("sample");
         let xml = mathrank_dump::SAMPLE_POSTS_XML;
-        let source = mathrank_dump::DumpSource::from_reader(mathrank_dump::SAMPLE_NAME, Some(xml.len() as u64), xml.as_bytes());
-        mathrank_index::build_index(source, &target, &mathrank_index::BuildOptions::default(), &mut |_| {}).expect("sample builds");
+        let source =
+            mathrank_dump::DumpSource::from_reader(mathrank_dump::SAMPLE_NAME, Some(xml.len() as u64), xml.as_bytes());
+        mathrank_index::build_index(source, &target, &mathrank_index::BuildOptions::default(), &mut |_| {})
+            .expect("sample builds");
         let index = Arc::new(AnswerIndex::open(&target).expect("sample opens"));
         (dir, index)
     });

@@ -9,7 +9,8 @@ use mathrank_server::{Engine, Limits, ServeOptions};
 use mathrank_tests::{TestServer, sample_index, tiny_reranker};
 use tonic::Code;
 
-const QUESTION: &str = "Remainder of a power modulo a prime: how do I compute $3^{100} \\bmod 7$ with Fermat's little theorem?";
+const QUESTION: &str =
+    "Remainder of a power modulo a prime: how do I compute $3^{100} \\bmod 7$ with Fermat's little theorem?";
 
 fn search(query: &str) -> v1::SearchRequest {
     v1::SearchRequest { query: query.into(), ..Default::default() }
@@ -51,7 +52,11 @@ async fn rerank_false_keeps_bm25_order() {
     let filtered = client
         .search(v1::SearchRequest {
             rerank: Some(false),
-            filters: Some(v1::Filters { tags_any: vec!["modular-arithmetic".into()], min_votes: Some(5), ..Default::default() }),
+            filters: Some(v1::Filters {
+                tags_any: vec!["modular-arithmetic".into()],
+                min_votes: Some(5),
+                ..Default::default()
+            }),
             ..search(QUESTION)
         })
         .await
@@ -75,7 +80,8 @@ async fn rerank_rpc_scores_and_sorts() {
     .enumerate()
     .map(|(i, text)| v1::Candidate { id: format!("doc-{i}"), text: (*text).into() })
     .collect();
-    let request = v1::RerankRequest { query: QUESTION.into(), candidates: candidates.clone(), top_n: 0, return_text: true };
+    let request =
+        v1::RerankRequest { query: QUESTION.into(), candidates: candidates.clone(), top_n: 0, return_text: true };
     let response = client.rerank(request).await.unwrap().into_inner();
     assert_eq!(response.results.len(), 4);
     assert_eq!(response.reranked, 4);
@@ -106,7 +112,13 @@ async fn get_answer_and_info() {
     let server = TestServer::with_model(Limits::default(), RerankerOptions::default()).await;
     let mut client = server.client().await;
     let hit = client.search(search(QUESTION)).await.unwrap().into_inner().hits.remove(0);
-    let answer = client.get_answer(v1::GetAnswerRequest { answer_id: hit.answer_id }).await.unwrap().into_inner().answer.unwrap();
+    let answer = client
+        .get_answer(v1::GetAnswerRequest { answer_id: hit.answer_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .answer
+        .unwrap();
     assert_eq!(answer.answer_id, hit.answer_id);
     assert_eq!(answer.question_id, hit.question_id);
     assert_eq!(answer.title, hit.title);
@@ -137,13 +149,20 @@ async fn invalid_arguments_name_the_field() {
         (v1::SearchRequest { rerank_depth: 5000, ..search(QUESTION) }, "rerank_depth"),
         (
             v1::SearchRequest {
-                filters: Some(v1::Filters { created_from: Some(2_000_000_000), created_to: Some(1_000_000_000), ..Default::default() }),
+                filters: Some(v1::Filters {
+                    created_from: Some(2_000_000_000),
+                    created_to: Some(1_000_000_000),
+                    ..Default::default()
+                }),
                 ..search(QUESTION)
             },
             "created_to",
         ),
         (
-            v1::SearchRequest { filters: Some(v1::Filters { tags_all: vec![" ".into()], ..Default::default() }), ..search(QUESTION) },
+            v1::SearchRequest {
+                filters: Some(v1::Filters { tags_all: vec![" ".into()], ..Default::default() }),
+                ..search(QUESTION)
+            },
             "tags_all",
         ),
     ];
@@ -152,12 +171,17 @@ async fn invalid_arguments_name_the_field() {
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
         assert!(status.message().contains(field), "{field} not named in {:?}", status.message());
     }
-    let too_many: Vec<v1::Candidate> = (0..1001).map(|i| v1::Candidate { id: i.to_string(), text: "a".into() }).collect();
+    let too_many: Vec<v1::Candidate> =
+        (0..1001).map(|i| v1::Candidate { id: i.to_string(), text: "a".into() }).collect();
     let rerank_cases = [
         (v1::RerankRequest { query: QUESTION.into(), candidates: too_many, ..Default::default() }, "candidates"),
         (v1::RerankRequest { query: QUESTION.into(), candidates: Vec::new(), ..Default::default() }, "candidates"),
         (
-            v1::RerankRequest { query: String::new(), candidates: vec![v1::Candidate { id: "a".into(), text: "b".into() }], ..Default::default() },
+            v1::RerankRequest {
+                query: String::new(),
+                candidates: vec![v1::Candidate { id: "a".into(), text: "b".into() }],
+                ..Default::default()
+            },
             "query",
         ),
     ];
@@ -218,10 +242,10 @@ async fn a_flood_gets_resource_exhausted_for_the_excess_and_answers_for_the_rest
     assert_eq!(server.state.metrics().request_count("Search", "ResourceExhausted"), exhausted);
 }
 
-/// Runs futures concurrently on this task (no extra dependency for join_all).
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+/// Runs futures concurrently as tasks and collects their outputs in order.
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
@@ -275,18 +299,24 @@ async fn health_goes_serving_and_reflection_lists_the_service() {
     }
     let mut client = server.client().await;
     assert_eq!(client.info(v1::InfoRequest {}).await.unwrap_err().code(), Code::Unavailable);
-    server.state.set_engine(Engine::new(sample_index(), Some(tiny_reranker(RerankerOptions::default())), Limits::default())).await;
+    server
+        .state
+        .set_engine(Engine::new(sample_index(), Some(tiny_reranker(RerankerOptions::default())), Limits::default()))
+        .await;
     for service in ["", mathrank_proto::SERVICE_NAME] {
         let status = health.check(check(service)).await.unwrap().into_inner().status;
         assert_eq!(status, ServingStatus::Serving as i32, "{service:?} after loading");
     }
 
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut reflection = ServerReflectionClient::new(server.channel().await);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut stream = reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
     let response = stream.message().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("{response:?}") };
@@ -315,9 +345,8 @@ async fn bearer_token_is_required_when_configured() {
 async fn shutdown_drains_an_in_flight_call() {
     let server = slow_server().await;
     let mut client = server.client().await;
-    let call = tokio::spawn(async move {
-        client.search(v1::SearchRequest { rerank_depth: 60, ..search(QUESTION) }).await
-    });
+    let call =
+        tokio::spawn(async move { client.search(v1::SearchRequest { rerank_depth: 60, ..search(QUESTION) }).await });
     tokio::time::sleep(Duration::from_millis(150)).await;
     let started = Instant::now();
     server.shutdown().await.expect("serve returns cleanly");
@@ -391,7 +420,12 @@ const CHILD_BUILD: &str = "MATHRANK_E2E_CHILD_BUILD_TARGET";
 fn child_build_helper() {
     let Some(target) = std::env::var_os(CHILD_BUILD) else { return };
     let source = mathrank_dump::DumpSource::from_reader("endless", None, EndlessDump { cycle: 0, pending: Vec::new() });
-    let outcome = mathrank_index::build_index(source, std::path::Path::new(&target), &mathrank_index::BuildOptions::default(), &mut |_| {});
+    let outcome = mathrank_index::build_index(
+        source,
+        std::path::Path::new(&target),
+        &mathrank_index::BuildOptions::default(),
+        &mut |_| {},
+    );
     panic!("the endless build returned: {outcome:?}");
 }
 
@@ -401,7 +435,8 @@ fn a_killed_build_leaves_the_previous_index_usable() {
     let target = dir.path().join("index");
     let xml = mathrank_dump::SAMPLE_POSTS_XML;
     let sample = || mathrank_dump::DumpSource::from_reader("embedded-sample", Some(xml.len() as u64), xml.as_bytes());
-    let previous = mathrank_index::build_index(sample(), &target, &mathrank_index::BuildOptions::default(), &mut |_| {}).unwrap();
+    let previous =
+        mathrank_index::build_index(sample(), &target, &mathrank_index::BuildOptions::default(), &mut |_| {}).unwrap();
 
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_build_helper", "--ignored", "--nocapture"])
@@ -430,8 +465,41 @@ fn a_killed_build_leaves_the_previous_index_usable() {
     drop(index);
 
     // The next build cleans up after the killed one and replaces the index.
-    let rebuilt = mathrank_index::build_index(sample(), &target, &mathrank_index::BuildOptions::default(), &mut |_| {}).unwrap();
+    let rebuilt =
+        mathrank_index::build_index(sample(), &target, &mathrank_index::BuildOptions::default(), &mut |_| {}).unwrap();
     assert!(mathrank_index::sibling_work_dirs(&target).is_empty());
     assert_eq!(rebuilt.answers, previous.answers);
     assert!(mathrank_index::AnswerIndex::open(&target).is_ok());
+}
+
+/// `../shared` (or MATHRANK_SHARED_DIR): conformance data that only CI and developers have.
+fn shared_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("MATHRANK_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| mathrank_tests::workspace().join("../shared"));
+    assert!(dir.join("data").is_dir(), "conformance data not found at {}; set MATHRANK_SHARED_DIR", dir.display());
+    dir
+}
+
+#[test]
+#[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
+fn conformance_real_dumps_index_with_their_own_counts() {
+    let cases = [
+        ("datascience-meta_Posts_2024format.xml", 257, 341),
+        ("cstheory-meta_Posts_oldformat.xml", 589, 1322),
+        ("math-threads_Posts.xml", 100, 125),
+    ];
+    for (file, questions, answers) in cases {
+        let path = shared_dir().join("data/stackexchange").join(file);
+        let dir = tempfile::tempdir().unwrap();
+        let source = mathrank_dump::DumpSource::open(&path).unwrap();
+        let meta = mathrank_index::build_index(source, &dir.path().join("index"), &mathrank_index::BuildOptions::default(), &mut |_| {})
+            .unwrap();
+        println!("{file}: {} questions, {} answers, {} skipped, {} orphans", meta.questions, meta.answers, meta.skipped_total(), meta.orphan_answers);
+        assert_eq!((meta.questions, meta.answers), (questions, answers), "{file}");
+        assert_eq!(meta.skipped_total(), 0, "{file}: {:?}", meta.skipped);
+        assert_eq!(meta.orphan_answers, 0, "{file}");
+        let index = mathrank_index::AnswerIndex::open(dir.path().join("index")).unwrap();
+        assert_eq!(index.num_answers(), answers);
+    }
 }

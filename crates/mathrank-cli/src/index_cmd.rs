@@ -69,8 +69,10 @@ fn build(source: DumpSource, index: &std::path::Path, options: &BuildOptions) ->
     let bar = if interactive {
         let bar = ProgressBar::new(source.total_bytes.unwrap_or(0));
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         Some(bar)
     } else {
@@ -79,7 +81,10 @@ fn build(source: DumpSource, index: &std::path::Path, options: &BuildOptions) ->
     let mut last_log = Instant::now();
     let mut on_progress = |progress: &BuildProgress| {
         let rate = progress.rows as f64 / progress.elapsed.as_secs_f64().max(1e-3);
-        let message = format!("{} questions, {} answers, {} skipped, {rate:.0} posts/s", progress.questions, progress.answers, progress.skipped);
+        let message = format!(
+            "{} questions, {} answers, {} skipped, {rate:.0} posts/s",
+            progress.questions, progress.answers, progress.skipped
+        );
         match &bar {
             Some(bar) => {
                 bar.set_position(progress.bytes_read);
@@ -87,7 +92,8 @@ fn build(source: DumpSource, index: &std::path::Path, options: &BuildOptions) ->
             }
             None if last_log.elapsed().as_secs() >= 5 => {
                 last_log = Instant::now();
-                let percent = progress.total_bytes.map(|total| 100.0 * progress.bytes_read as f64 / total.max(1) as f64);
+                let percent =
+                    progress.total_bytes.map(|total| 100.0 * progress.bytes_read as f64 / total.max(1) as f64);
                 tracing::info!(bytes = progress.bytes_read, percent = percent.map(|p| format!("{p:.1}")), "{message}");
             }
             None => {}
@@ -140,8 +146,14 @@ pub fn run_info(args: InfoArgs) -> anyhow::Result<()> {
     println!("questions    {}", meta.questions);
     println!("answers      {}", meta.answers);
     println!("skipped      {} rows, {} orphan answers", meta.skipped_total(), meta.orphan_answers);
-    println!("built        {} (unix seconds) in {:.1} s by mathrank {}", meta.built_at, meta.build_seconds, meta.mathrank_version);
-    println!("versions     format {} (schema {}, analyzers {})", meta.format_version, meta.schema_version, meta.analyzer_version);
+    println!(
+        "built        {} (unix seconds) in {:.1} s by mathrank {}",
+        meta.built_at, meta.build_seconds, meta.mathrank_version
+    );
+    println!(
+        "versions     format {} (schema {}, analyzers {})",
+        meta.format_version, meta.schema_version, meta.analyzer_version
+    );
     println!("size         {:.1} MiB in {segments} segments", size as f64 / (1024.0 * 1024.0));
     Ok(())
 }

@@ -48,7 +48,8 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
             .iter()
             .map(|pair| reranker.encoder().encode_one(&pair.query, &pair.answer))
             .collect::<Result<_, _>>()?;
-        let ids: Vec<Vec<i64>> = if args.emit_ids { encoded.iter().map(|e| e.input_ids.clone()).collect() } else { Vec::new() };
+        let ids: Vec<Vec<i64>> =
+            if args.emit_ids { encoded.iter().map(|e| e.input_ids.clone()).collect() } else { Vec::new() };
         let output = reranker.submit(encoded)?.wait()?;
         real += output.real_tokens;
         padded += output.padded_tokens;
@@ -78,6 +79,10 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     }
     flush(&mut block, &mut out)?;
     out.flush()?;
-    tracing::info!(pairs = count, padding_efficiency = format!("{:.3}", mathrank_rerank::efficiency(real, padded)), "scored");
+    tracing::info!(
+        pairs = count,
+        padding_efficiency = format!("{:.3}", mathrank_rerank::efficiency(real, padded)),
+        "scored"
+    );
     Ok(())
 }

@@ -159,7 +159,10 @@ async fn remote(args: &SearchArgs, addr: &str) -> anyhow::Result<SearchOut> {
         let value = format!("Bearer {token}").parse().context("the auth token is not a valid header value")?;
         request.metadata_mut().insert("authorization", value);
     }
-    let response = client.search(request).await.map_err(|status| anyhow::anyhow!("server said {:?}: {}", status.code(), status.message()))?;
+    let response = client
+        .search(request)
+        .await
+        .map_err(|status| anyhow::anyhow!("server said {:?}: {}", status.code(), status.message()))?;
     let response = response.into_inner();
     Ok(SearchOut {
         hits: response

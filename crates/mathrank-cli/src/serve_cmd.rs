@@ -151,8 +151,9 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         let _ = stop.wait_for(|s| *s).await;
     };
     if let Some(metrics_addr) = args.metrics_addr.or(file.metrics_addr) {
-        let metrics_listener =
-            tokio::net::TcpListener::bind(metrics_addr).await.with_context(|| format!("binding metrics {metrics_addr}"))?;
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("binding metrics {metrics_addr}"))?;
         tracing::info!(addr = %metrics_addr, "Prometheus metrics at /metrics");
         let state = Arc::clone(&state);
         let stop = stop.clone();
@@ -175,10 +176,13 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(index = %index_dir.display(), answers = index.num_answers(), "index loaded");
         let reranker = match model_dir {
             Some(dir) => Some(Arc::new(
-                mathrank_rerank::Reranker::load(&dir, &model_args.options()).with_context(|| format!("loading model {}", dir.display()))?,
+                mathrank_rerank::Reranker::load(&dir, &model_args.options())
+                    .with_context(|| format!("loading model {}", dir.display()))?,
             )),
             None => {
-                tracing::warn!("running BM25 only (--no-rerank): Search returns BM25 order, Rerank is FAILED_PRECONDITION");
+                tracing::warn!(
+                    "running BM25 only (--no-rerank): Search returns BM25 order, Rerank is FAILED_PRECONDITION"
+                );
                 None
             }
         };

@@ -37,8 +37,37 @@ pub fn question_text(title: &str, body: &str) -> String {
 /// is not mistaken for HTML: only known tag names followed by `>`, `/` or a space count.
 pub fn looks_like_html(text: &str) -> bool {
     const TAGS: &[&str] = &[
-        "p", "br", "div", "span", "a", "em", "strong", "b", "i", "ul", "ol", "li", "pre", "code", "blockquote", "h1",
-        "h2", "h3", "h4", "h5", "h6", "hr", "img", "sup", "sub", "table", "tr", "td", "th", "strike", "del",
+        "p",
+        "br",
+        "div",
+        "span",
+        "a",
+        "em",
+        "strong",
+        "b",
+        "i",
+        "ul",
+        "ol",
+        "li",
+        "pre",
+        "code",
+        "blockquote",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "img",
+        "sup",
+        "sub",
+        "table",
+        "tr",
+        "td",
+        "th",
+        "strike",
+        "del",
     ];
     let bytes = text.as_bytes();
     let mut start = 0;
@@ -213,6 +242,10 @@ fn children(node: NodeRef<'_, Node>, writer: &mut TextWriter) {
     }
 }
 
+fn tidy(text: &str) -> String {
+    text.trim().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,14 +254,8 @@ mod tests {
     fn conversions() {
         let cases: &[(&str, &str)] = &[
             ("<p>Let $x^2+1$ be given.</p>", "Let $x^2+1$ be given."),
-            (
-                r#"<p>Then <span class="math-container">$\frac{a}{b}$</span> holds.</p>"#,
-                r"Then $\frac{a}{b}$ holds.",
-            ),
-            (
-                r#"<p><span class="math-container" id="q1">x_{<b>1</b>}</span></p>"#,
-                "$x_{1}$",
-            ),
+            (r#"<p>Then <span class="math-container">$\frac{a}{b}$</span> holds.</p>"#, r"Then $\frac{a}{b}$ holds."),
+            (r#"<p><span class="math-container" id="q1">x_{<b>1</b>}</span></p>"#, "$x_{1}$"),
             (
                 "<p>Display:</p>\n<p>$$\n\\int_0^1 x^2\\,dx = \\frac13\n$$</p>",
                 "Display:\n\n$$\n\\int_0^1 x^2\\,dx = \\frac13\n$$",
@@ -240,17 +267,11 @@ mod tests {
             ),
             ("<p>Use <code>a$b</code> here.</p>", "Use a$b here."),
             ("<p>a &lt; b &amp;&amp; c &gt; d &nbsp;&eacute;</p>", "a < b && c > d \u{a0}é"),
-            (
-                r#"<p>See <a href="https://example.org/x">the wiki</a>.</p>"#,
-                "See the wiki.",
-            ),
+            (r#"<p>See <a href="https://example.org/x">the wiki</a>.</p>"#, "See the wiki."),
             ("<ul>\n<li>one</li>\n<li>two $y$</li>\n</ul>", "- one\n- two $y$"),
             ("<ol><li>first</li><li>second</li></ol>", "1. first\n2. second"),
             ("<p>a<br>b<br/>c</p><hr><p>d</p>", "a\nb\nc\n\nd"),
-            (
-                "<blockquote>\n  <p>quoted</p>\n</blockquote>\n\n<p>after</p>",
-                "quoted\n\nafter",
-            ),
+            ("<blockquote>\n  <p>quoted</p>\n</blockquote>\n\n<p>after</p>", "quoted\n\nafter"),
             ("<h2>Title</h2><p>text</p>", "Title\n\ntext"),
             ("plain $a<b$ text", "plain $a<b$ text"),
             (r#"<p><img src="x.png" alt="diagram"></p>"#, "[diagram]"),
@@ -289,8 +310,4 @@ mod tests {
             proptest::prop_assert_eq!(html_to_text(&text), text.trim());
         }
     }
-}
-
-fn tidy(text: &str) -> String {
-    text.trim().to_owned()
 }

@@ -35,8 +35,8 @@ mod sample;
 mod source;
 
 pub use html::{html_to_text, looks_like_html, question_text};
-pub use join::{AnswerJoiner, JoinedAnswer, JoinSummary};
-pub use reader::{parse_creation_date, parse_tags, Post, PostKind, PostsReader, RowEvent, SkippedRow};
+pub use join::{AnswerJoiner, JoinSummary, JoinedAnswer};
+pub use reader::{Post, PostKind, PostsReader, RowEvent, SkippedRow, parse_creation_date, parse_tags};
 pub use sample::{SAMPLE_NAME, SAMPLE_POSTS_XML};
 pub use source::{CountingReader, DumpSource};
 

@@ -56,7 +56,9 @@ pub struct SkippedRow {
 pub enum RowEvent {
     Post(Post),
     /// A valid row of another post type (wiki, tag excerpt, ...), skipped by design.
-    OtherType { post_type: u32 },
+    OtherType {
+        post_type: u32,
+    },
     Skipped(SkippedRow),
 }
 
@@ -79,7 +81,14 @@ impl<R: BufRead> PostsReader<R> {
     pub fn with_name(input: R, name: impl Into<String>) -> Self {
         let mut reader = Reader::from_reader(input);
         reader.config_mut().trim_text(true);
-        Self { reader, buf: Vec::with_capacity(16 * 1024), name: name.into(), rows: 0, saw_root: false, finished: false }
+        Self {
+            reader,
+            buf: Vec::with_capacity(16 * 1024),
+            name: name.into(),
+            rows: 0,
+            saw_root: false,
+            finished: false,
+        }
     }
 
     /// Bytes of XML consumed so far.
@@ -240,7 +249,9 @@ fn parse_row(start: &BytesStart<'_>, row: u64, byte_offset: u64) -> RowEvent {
         None | Some("") => None,
         Some(text) => match text.parse::<u64>() {
             Ok(accepted) => Some(accepted),
-            Err(_) => return skip(raw_id, "bad_accepted_answer_id", format!("AcceptedAnswerId {text:?} is not an integer")),
+            Err(_) => {
+                return skip(raw_id, "bad_accepted_answer_id", format!("AcceptedAnswerId {text:?} is not an integer"));
+            }
         },
     };
     let score = match raw.score.as_deref().map(str::trim) {
@@ -287,9 +298,12 @@ pub fn parse_creation_date(text: &str) -> Option<i64> {
     let year: i64 = parse_digits(date_parts.next()?, 4)?;
     let month: i64 = parse_digits(date_parts.next()?, 2)?;
     let day: i64 = parse_digits(date_parts.next()?, 2)?;
-    let time = time.split_once('.').map_or(time, |(whole, fraction)| {
-        if fraction.bytes().all(|b| b.is_ascii_digit()) { whole } else { "" }
-    });
+    let time = time.split_once('.').map_or(
+        time,
+        |(whole, fraction)| {
+            if fraction.bytes().all(|b| b.is_ascii_digit()) { whole } else { "" }
+        },
+    );
     let mut time_parts = time.splitn(3, ':');
     let hour: i64 = parse_digits(time_parts.next()?, 2)?;
     let minute: i64 = parse_digits(time_parts.next()?, 2)?;

@@ -54,14 +54,21 @@ impl DumpSource {
     pub fn from_reader(path: impl Into<PathBuf>, total_bytes: Option<u64>, input: impl Read + Send + 'static) -> Self {
         let bytes_read = Arc::new(AtomicU64::new(0));
         let counting = CountingReader { inner: input, counter: Arc::clone(&bytes_read) };
-        Self { path: path.into(), total_bytes, bytes_read, input: Box::new(BufReader::with_capacity(1 << 20, counting)) }
+        Self {
+            path: path.into(),
+            total_bytes,
+            bytes_read,
+            input: Box::new(BufReader::with_capacity(1 << 20, counting)),
+        }
     }
 
     fn open_7z(path: &Path) -> Result<Self> {
         let seven_zip_error =
             |err: sevenz_rust2::Error| Error::SevenZip { path: path.display().to_string(), reason: err.to_string() };
-        let archive = sevenz_rust2::ArchiveReader::open(path, sevenz_rust2::Password::empty()).map_err(seven_zip_error)?;
-        let is_posts = |name: &str| name.rsplit(['/', '\\']).next().is_some_and(|base| base.eq_ignore_ascii_case("Posts.xml"));
+        let archive =
+            sevenz_rust2::ArchiveReader::open(path, sevenz_rust2::Password::empty()).map_err(seven_zip_error)?;
+        let is_posts =
+            |name: &str| name.rsplit(['/', '\\']).next().is_some_and(|base| base.eq_ignore_ascii_case("Posts.xml"));
         let entries = &archive.archive().files;
         let Some(entry) = entries.iter().find(|entry| !entry.is_directory() && is_posts(entry.name())) else {
             let names: Vec<&str> = entries.iter().take(10).map(|entry| entry.name()).collect();

@@ -139,9 +139,43 @@ impl Tokenizer for ProseTokenizer {
 
 /// Commands that only change layout or size: no retrieval value.
 const LAYOUT_COMMANDS: &[&str] = &[
-    "left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "biggl", "biggr", "displaystyle",
-    "textstyle", "scriptstyle", "limits", "nolimits", "quad", "qquad", "mathrm", "mathit", "mathbf", "rm", "bf", "it",
-    "text", "textrm", "mbox", "hspace", "vspace", "phantom", "tag", "label", "nonumber", "begin", "end", "middle",
+    "left",
+    "right",
+    "big",
+    "Big",
+    "bigg",
+    "Bigg",
+    "bigl",
+    "bigr",
+    "Bigl",
+    "Bigr",
+    "biggl",
+    "biggr",
+    "displaystyle",
+    "textstyle",
+    "scriptstyle",
+    "limits",
+    "nolimits",
+    "quad",
+    "qquad",
+    "mathrm",
+    "mathit",
+    "mathbf",
+    "rm",
+    "bf",
+    "it",
+    "text",
+    "textrm",
+    "mbox",
+    "hspace",
+    "vspace",
+    "phantom",
+    "tag",
+    "label",
+    "nonumber",
+    "begin",
+    "end",
+    "middle",
 ];
 
 /// The symbols of one math segment, in order.
@@ -169,7 +203,9 @@ pub fn math_symbols(math: &str) -> Vec<(String, usize, usize)> {
                 }
             }
         } else if c.is_ascii_digit() {
-            while i < bytes.len() && (bytes[i].is_ascii_digit() || (bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))) {
+            while i < bytes.len()
+                && (bytes[i].is_ascii_digit() || (bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)))
+            {
                 i += 1;
             }
             symbols.push((math[start..i].to_owned(), start, i));
@@ -264,7 +300,17 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["P:Let ", "M:x^2", "P: and ", r"M:\int_0^1 f", r"P: cost \$5 or ", "M:a", "P: and ", "M:b", "P: $unclosed"]
+            [
+                "P:Let ",
+                "M:x^2",
+                "P: and ",
+                r"M:\int_0^1 f",
+                r"P: cost \$5 or ",
+                "M:a",
+                "P: and ",
+                "M:b",
+                "P: $unclosed"
+            ]
         );
     }
 

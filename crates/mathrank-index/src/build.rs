@@ -143,7 +143,9 @@ fn build_into(
                         report.answers += 1;
                         batch.push(answer);
                     }
-                    if batch.len() >= BATCH && sender.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+                    if batch.len() >= BATCH
+                        && sender.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err()
+                    {
                         break;
                     }
                 }
@@ -175,7 +177,7 @@ fn build_into(
         }
         drop(sender);
         for worker in workers {
-            let worker_outcome = worker.join().unwrap_or_else(|_| Err(Error::Interrupted));
+            let worker_outcome = worker.join().unwrap_or(Err(Error::Interrupted));
             if outcome.is_ok() {
                 outcome = worker_outcome;
             }
@@ -204,9 +206,8 @@ fn build_into(
         );
     }
     meta.source_bytes = report.bytes_read;
-    meta.built_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    meta.built_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     meta.build_seconds = started.elapsed().as_secs_f64();
     meta.index_bytes = directory_size(work);
     let meta_path = work.join("meta.json");
@@ -216,7 +217,8 @@ fn build_into(
 }
 
 fn split_target(target: &Path) -> (PathBuf, String) {
-    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let parent =
+        target.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let name = target.file_name().map_or_else(|| "index".to_owned(), |n| n.to_string_lossy().into_owned());
     (parent, name)
 }
@@ -244,11 +246,7 @@ fn check_target(target: &Path) -> Result<()> {
     }
     let is_index = target.join("meta.json").is_file() && target.join("tantivy").is_dir();
     let is_empty = std::fs::read_dir(target).map(|mut entries| entries.next().is_none()).unwrap_or(false);
-    if is_index || is_empty {
-        Ok(())
-    } else {
-        Err(Error::TargetNotIndex { path: target.display().to_string() })
-    }
+    if is_index || is_empty { Ok(()) } else { Err(Error::TargetNotIndex { path: target.display().to_string() }) }
 }
 
 fn publish(work: &Path, target: &Path) -> Result<()> {

@@ -52,7 +52,9 @@ pub const FORMAT_VERSION: u32 = SCHEMA_VERSION * 1000 + analysis::ANALYZER_VERSI
 /// Errors of the index crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no mathrank index at {path}: {reason}; build one with `mathrank index --dump FILE --index {path}` or `mathrank index --sample --index {path}`")]
+    #[error(
+        "no mathrank index at {path}: {reason}; build one with `mathrank index --dump FILE --index {path}` or `mathrank index --sample --index {path}`"
+    )]
     NotAnIndex { path: String, reason: String },
     #[error("index at {path} cannot be used by this mathrank: {reason}; rebuild it with `mathrank index`")]
     Incompatible { path: String, reason: String },

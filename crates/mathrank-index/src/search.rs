@@ -176,8 +176,11 @@ fn text_query(
     let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let mut add = |field, term: &str, weight: f32| {
         let query = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
-        let boxed: Box<dyn Query> =
-            if (weight - 1.0).abs() < f32::EPSILON { Box::new(query) } else { Box::new(BoostQuery::new(Box::new(query), weight)) };
+        let boxed: Box<dyn Query> = if (weight - 1.0).abs() < f32::EPSILON {
+            Box::new(query)
+        } else {
+            Box::new(BoostQuery::new(Box::new(query), weight))
+        };
         should.push((Occur::Should, boxed));
     };
     for (term, weight) in &prose {

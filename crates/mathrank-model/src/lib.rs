@@ -36,7 +36,8 @@ pub fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(dir).join("mathrank");
     }
-    std::env::var_os("HOME").map_or_else(|| PathBuf::from(".cache/mathrank"), |home| PathBuf::from(home).join(".cache/mathrank"))
+    std::env::var_os("HOME")
+        .map_or_else(|| PathBuf::from(".cache/mathrank"), |home| PathBuf::from(home).join(".cache/mathrank"))
 }
 
 /// Where `mathrank model fetch` puts a converted model of `repo` at `revision`.

@@ -114,7 +114,8 @@ impl PairEncoder {
         let question = self.bounded(question);
         let inputs: Vec<tokenizers::EncodeInput<'_>> =
             answers.iter().map(|answer| (question, self.bounded(answer)).into()).collect();
-        let encodings = self.tokenizer.encode_batch_fast(inputs, true).map_err(|err| Error::Tokenize(err.to_string()))?;
+        let encodings =
+            self.tokenizer.encode_batch_fast(inputs, true).map_err(|err| Error::Tokenize(err.to_string()))?;
         Ok(encodings.iter().map(to_pair).collect())
     }
 }

@@ -25,27 +25,35 @@ mod scheduler;
 
 pub use batch::{MicroBatch, plan_micro_batches};
 pub use encode::{EncodedPair, PairEncoder};
+pub use model::check_model_dir;
 pub use model::{ModelConfig, ModelInfo, OnnxModel};
 pub use runtime::{Provider, RuntimeInfo, find_ort_library, init_runtime};
-pub use scheduler::{BATCH_BUCKETS, JobHandle, JobOutput, Reranker, RerankerOptions, RerankerStats, ScoreReport, efficiency};
-pub use model::check_model_dir;
+pub use scheduler::{
+    BATCH_BUCKETS, JobHandle, JobOutput, Reranker, RerankerOptions, RerankerStats, ScoreReport, efficiency,
+};
 
 use std::path::PathBuf;
 
 /// Errors of the reranker.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("ONNX Runtime library not found (looked in: {searched}); pass --ort-lib PATH or set ORT_DYLIB_PATH to libonnxruntime.so from ONNX Runtime >= 1.31 (e.g. `pip download --no-deps onnxruntime` and unzip onnxruntime/capi/libonnxruntime.so.*)")]
+    #[error(
+        "ONNX Runtime library not found (looked in: {searched}); pass --ort-lib PATH or set ORT_DYLIB_PATH to libonnxruntime.so from ONNX Runtime >= 1.31 (e.g. `pip download --no-deps onnxruntime` and unzip onnxruntime/capi/libonnxruntime.so.*)"
+    )]
     LibraryNotFound { searched: String },
     #[error("cannot load ONNX Runtime from {path}: {reason}")]
     LibraryLoad { path: PathBuf, reason: String },
-    #[error("model directory {path} is missing {file}; a model directory holds model.onnx, tokenizer.json and config.json (get one with `mathrank model fetch`)")]
+    #[error(
+        "model directory {path} is missing {file}; a model directory holds model.onnx, tokenizer.json and config.json (get one with `mathrank model fetch`)"
+    )]
     MissingFile { path: PathBuf, file: &'static str },
     #[error("invalid model {path}: {reason}")]
     InvalidModel { path: PathBuf, reason: String },
     #[error("invalid tokenizer {path}: {reason}")]
     InvalidTokenizer { path: PathBuf, reason: String },
-    #[error("max_length {max_length} is longer than the model's max_position_embeddings ({limit}); use --max-length {limit} or less")]
+    #[error(
+        "max_length {max_length} is longer than the model's max_position_embeddings ({limit}); use --max-length {limit} or less"
+    )]
     TooLong { max_length: usize, limit: usize },
     #[error("tokenizing failed: {0}")]
     Tokenize(String),
@@ -98,7 +106,10 @@ mod tests {
         for logits in [[0.0f32, 0.0], [1.5, -0.5], [-3.0, 2.0], [100.0, -100.0], [-100.0, 100.0]] {
             let expected = (logits[1] as f64).exp() / ((logits[0] as f64).exp() + (logits[1] as f64).exp());
             let got = relevance(logits) as f64;
-            assert!((got - expected).abs() < 1e-6 || (expected.is_nan() && got.is_finite()), "{logits:?}: {got} vs {expected}");
+            assert!(
+                (got - expected).abs() < 1e-6 || (expected.is_nan() && got.is_finite()),
+                "{logits:?}: {got} vs {expected}"
+            );
         }
         assert_eq!(relevance([100.0, -100.0]), relevance([100.0, -100.0]));
         assert!(relevance([1e30, -1e30]).is_finite());

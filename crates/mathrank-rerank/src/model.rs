@@ -77,16 +77,15 @@ impl OnnxModel {
         let runtime = init_runtime(ort_library)?;
         let invalid = |reason: String| Error::InvalidModel { path: onnx.to_path_buf(), reason };
         let builder = Session::builder(&runtime.environment).map_err(|err| invalid(err.to_string()))?;
-        let builder = builder
-            .with_optimization_level(optimization)
-            .and_then(|b| b.with_intra_threads(intra_threads.max(1)))
-            .and_then(|b| b.with_inter_threads(1))
-            .map_err(|err| invalid(err.to_string()))?;
+        let builder = builder.with_optimization_level(optimization).map_err(|err| invalid(err.to_string()))?;
+        let builder = builder.with_intra_threads(intra_threads.max(1)).map_err(|err| invalid(err.to_string()))?;
+        let builder = builder.with_inter_threads(1).map_err(|err| invalid(err.to_string()))?;
         let mut builder = match provider {
             Provider::Cpu => builder,
             Provider::Cuda => with_cuda(builder).map_err(invalid)?,
         };
-        let session = builder.commit_from_file(onnx).map_err(|err| invalid(format!("ONNX Runtime cannot load it: {err}")))?;
+        let session =
+            builder.commit_from_file(onnx).map_err(|err| invalid(format!("ONNX Runtime cannot load it: {err}")))?;
         let inputs: Vec<(String, ValueType)> =
             session.inputs().iter().map(|input| (input.name().to_owned(), input.dtype().clone())).collect();
         for required in ["input_ids", "attention_mask"] {
@@ -105,7 +104,9 @@ impl OnnxModel {
         if let Some((name, _)) =
             inputs.iter().find(|(name, _)| !matches!(name.as_str(), "input_ids" | "attention_mask" | "token_type_ids"))
         {
-            return Err(invalid(format!("unexpected input {name:?}: a cross-encoder takes input_ids, attention_mask, token_type_ids")));
+            return Err(invalid(format!(
+                "unexpected input {name:?}: a cross-encoder takes input_ids, attention_mask, token_type_ids"
+            )));
         }
         let outputs: Vec<(String, ValueType)> =
             session.outputs().iter().map(|output| (output.name().to_owned(), output.dtype().clone())).collect();
@@ -113,7 +114,12 @@ impl OnnxModel {
             .iter()
             .find(|(name, _)| name == "logits")
             .or_else(|| (outputs.len() == 1).then(|| &outputs[0]))
-            .ok_or_else(|| invalid(format!("it has no output \"logits\" (outputs: {:?})", outputs.iter().map(|o| &o.0).collect::<Vec<_>>())))?;
+            .ok_or_else(|| {
+                invalid(format!(
+                    "it has no output \"logits\" (outputs: {:?})",
+                    outputs.iter().map(|o| &o.0).collect::<Vec<_>>()
+                ))
+            })?;
         match dtype {
             ValueType::Tensor { ty: TensorElementType::Float32, shape, .. }
                 if shape.len() == 2 && (shape[1] == 2 || shape[1] < 0) => {}
@@ -135,7 +141,8 @@ impl OnnxModel {
             mask[start..start + pair.len()].fill(1);
         }
         let shape = [batch, width];
-        let tensor = |data: Vec<i64>| Tensor::from_array((shape, data)).map_err(|err| Error::Inference(err.to_string()));
+        let tensor =
+            |data: Vec<i64>| Tensor::from_array((shape, data)).map_err(|err| Error::Inference(err.to_string()));
         let mut inputs = ort::inputs![
             "input_ids" => tensor(ids)?,
             "attention_mask" => tensor(mask)?,
@@ -148,21 +155,27 @@ impl OnnxModel {
             .try_extract_tensor::<f32>()
             .map_err(|err| Error::Inference(err.to_string()))?;
         if out_shape.len() != 2 || out_shape[0] as usize != batch || out_shape[1] != 2 {
-            return Err(Error::Inference(format!("model returned logits of shape {out_shape:?}, expected [{batch}, 2]")));
+            return Err(Error::Inference(format!(
+                "model returned logits of shape {out_shape:?}, expected [{batch}, 2]"
+            )));
         }
         Ok(values.chunks_exact(2).map(|pair| [pair[0], pair[1]]).collect())
     }
 }
 
 #[cfg(feature = "cuda")]
-fn with_cuda(builder: ort::session::builder::SessionBuilder) -> std::result::Result<ort::session::builder::SessionBuilder, String> {
+fn with_cuda(
+    builder: ort::session::builder::SessionBuilder,
+) -> std::result::Result<ort::session::builder::SessionBuilder, String> {
     builder.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]).map_err(|err| {
         format!("the CUDA execution provider is not available in this ONNX Runtime library ({err}); use --provider cpu")
     })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn with_cuda(_builder: ort::session::builder::SessionBuilder) -> std::result::Result<ort::session::builder::SessionBuilder, String> {
+fn with_cuda(
+    _builder: ort::session::builder::SessionBuilder,
+) -> std::result::Result<ort::session::builder::SessionBuilder, String> {
     Err("this mathrank was built without the `cuda` cargo feature; rebuild with `--features cuda` or use --provider cpu".into())
 }
 
@@ -178,7 +191,10 @@ pub fn check_model_dir(dir: &Path, max_length: usize) -> Result<ModelConfig> {
         return Err(Error::TooLong { max_length, limit: config.max_position_embeddings });
     }
     if max_length < 8 {
-        return Err(Error::InvalidModel { path: dir.to_path_buf(), reason: format!("max_length {max_length} is too short to hold a pair") });
+        return Err(Error::InvalidModel {
+            path: dir.to_path_buf(),
+            reason: format!("max_length {max_length} is too short to hold a pair"),
+        });
     }
     Ok(config)
 }

@@ -217,7 +217,9 @@ impl Reranker {
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
             .and_then(|manifest| manifest.get("source_repo").and_then(|v| v.as_str()).map(str::to_owned))
             .or(config.name_or_path.clone().filter(|name| !name.is_empty()))
-            .unwrap_or_else(|| dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()));
+            .unwrap_or_else(|| {
+                dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+            });
         let info = ModelInfo {
             name,
             path: dir.to_path_buf(),

@@ -20,9 +20,17 @@ fn ort_library() -> PathBuf {
     std::fs::read_dir(&dir)
         .ok()
         .and_then(|entries| {
-            entries.flatten().map(|e| e.path()).find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
         })
-        .unwrap_or_else(|| panic!("ONNX Runtime not found: run scripts/setup-ort.sh (puts it in {}) or set ORT_DYLIB_PATH", dir.display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "ONNX Runtime not found: run scripts/setup-ort.sh (puts it in {}) or set ORT_DYLIB_PATH",
+                dir.display()
+            )
+        })
 }
 
 fn options() -> RerankerOptions {
@@ -37,7 +45,8 @@ struct Reference {
 }
 
 fn reference(dir: &Path) -> Reference {
-    let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
     let matrix = |key: &str| -> Vec<Vec<i64>> { serde_json::from_value(value[key].clone()).unwrap() };
     let pairs: Vec<(String, String)> = serde_json::from_value(value["pairs"].clone()).unwrap();
     let logits: Vec<Vec<f32>> = serde_json::from_value(value["logits"].clone()).unwrap();
@@ -76,7 +85,9 @@ fn parity_with_transformers_on_the_tiny_fixture() {
 
 #[test]
 fn batching_is_invisible() {
-    let reranker = Arc::new(Reranker::load(&fixture(), &RerankerOptions { batch_tokens: 256, max_batch: 3, ..options() }).unwrap());
+    let reranker = Arc::new(
+        Reranker::load(&fixture(), &RerankerOptions { batch_tokens: 256, max_batch: 3, ..options() }).unwrap(),
+    );
     let question = "Why does $\\sum 1/n^2$ converge?";
     let answers: Vec<String> = (0..12)
         .map(|i| format!("Compare with the integral of $x^{{-2}}$. {}", "Detail number {i}. ".repeat(i * 5)))
@@ -84,7 +95,8 @@ fn batching_is_invisible() {
     let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
     let batch = reranker.score_blocking(question, &refs).unwrap();
     assert!(batch.padding_efficiency > 0.0 && batch.padding_efficiency <= 1.0);
-    let one_by_one: Vec<f32> = refs.iter().map(|a| reranker.score_blocking(question, &[a]).unwrap().scores[0].relevance).collect();
+    let one_by_one: Vec<f32> =
+        refs.iter().map(|a| reranker.score_blocking(question, &[a]).unwrap().scores[0].relevance).collect();
     let mut shuffled_order: Vec<usize> = (0..refs.len()).collect();
     shuffled_order.reverse();
     shuffled_order.swap(0, 5);

@@ -173,9 +173,9 @@ impl Engine {
         })?;
         let acquire = Arc::clone(&self.running).acquire_owned();
         let running = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), acquire)
-                .await
-                .map_err(|_| EngineError::DeadlineExceeded("the deadline passed while waiting for a free slot".into()))?,
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), acquire).await.map_err(|_| {
+                EngineError::DeadlineExceeded("the deadline passed while waiting for a free slot".into())
+            })?,
             None => acquire.await,
         }
         .map_err(|_| EngineError::Unavailable("the server is shutting down".into()))?;
@@ -187,7 +187,10 @@ impl Engine {
             return Err(invalid("query", "must not be empty"));
         }
         if query.len() > self.limits.max_query_bytes as usize {
-            return Err(invalid("query", format!("is {} bytes; at most {} allowed", query.len(), self.limits.max_query_bytes)));
+            return Err(invalid(
+                "query",
+                format!("is {} bytes; at most {} allowed", query.len(), self.limits.max_query_bytes),
+            ));
         }
         Ok(())
     }
@@ -283,7 +286,12 @@ impl Engine {
     }
 
     /// Scores candidates from another engine.
-    pub async fn rerank(&self, query: &str, candidates: Vec<String>, deadline: Option<Instant>) -> Result<RerankOutcome> {
+    pub async fn rerank(
+        &self,
+        query: &str,
+        candidates: Vec<String>,
+        deadline: Option<Instant>,
+    ) -> Result<RerankOutcome> {
         let started = Instant::now();
         self.check_query(query)?;
         if candidates.is_empty() {
@@ -352,7 +360,8 @@ impl Engine {
         let mut scores: Vec<Option<Score>> = vec![None; count];
         // Two chunks in flight keep the inference thread busy while results come back in
         // order, so a deadline cuts after the best-ranked candidates.
-        let mut in_flight: std::collections::VecDeque<(usize, mathrank_rerank::JobHandle)> = std::collections::VecDeque::new();
+        let mut in_flight: std::collections::VecDeque<(usize, mathrank_rerank::JobHandle)> =
+            std::collections::VecDeque::new();
         loop {
             while in_flight.len() < 2 {
                 let Some((start, pairs)) = chunks.pop_front() else { break };

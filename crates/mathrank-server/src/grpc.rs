@@ -7,10 +7,10 @@ use mathrank_index::{Filters, Hit, snippet};
 use mathrank_proto::v1::{self, answer_search_server::AnswerSearch};
 use tonic::{Code, Request, Response, Status};
 
+use crate::EngineError;
 use crate::engine::{Engine, SearchParams, Timings};
 use crate::metrics::Metrics;
 use crate::serve::ServerState;
-use crate::EngineError;
 
 /// Characters of `Hit.body` when the full body was not asked for.
 const SNIPPET_CHARS: usize = 240;
@@ -65,9 +65,11 @@ impl AnswerSearchService {
     }
 
     fn engine(&self) -> Result<Arc<Engine>, Status> {
-        self.state
-            .engine()
-            .ok_or_else(|| Status::unavailable("the index and model are still loading; retry shortly (the health service says SERVING when ready)"))
+        self.state.engine().ok_or_else(|| {
+            Status::unavailable(
+                "the index and model are still loading; retry shortly (the health service says SERVING when ready)",
+            )
+        })
     }
 
     fn metrics(&self) -> &Metrics {
@@ -204,12 +206,18 @@ impl AnswerSearch for AnswerSearchService {
         .await
     }
 
-    async fn get_answer(&self, request: Request<v1::GetAnswerRequest>) -> Result<Response<v1::GetAnswerResponse>, Status> {
+    async fn get_answer(
+        &self,
+        request: Request<v1::GetAnswerRequest>,
+    ) -> Result<Response<v1::GetAnswerResponse>, Status> {
         let answer_id = request.into_inner().answer_id;
         self.observe("GetAnswer", async {
             let engine = self.engine()?;
             if answer_id == 0 {
-                return Err(status_of(&EngineError::InvalidArgument { field: "answer_id", message: "must be set".into() }));
+                return Err(status_of(&EngineError::InvalidArgument {
+                    field: "answer_id",
+                    message: "must be set".into(),
+                }));
             }
             let hit = engine.get_answer(answer_id).await.map_err(|err| status_of(&err))?;
             let mut answer = hit_proto(1, &hit, None, true);
@@ -299,6 +307,10 @@ mod tests {
         for (err, code) in cases {
             assert_eq!(status_of(&err).code(), code, "{err}");
         }
-        assert!(status_of(&EngineError::InvalidArgument { field: "top_k", message: "x".into() }).message().contains("top_k"));
+        assert!(
+            status_of(&EngineError::InvalidArgument { field: "top_k", message: "x".into() })
+                .message()
+                .contains("top_k")
+        );
     }
 }

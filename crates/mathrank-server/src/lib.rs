@@ -20,7 +20,9 @@ mod grpc;
 mod metrics;
 mod serve;
 
-pub use engine::{Admission, Engine, Limits, RankedHit, RerankOutcome, RerankedCandidate, SearchOutcome, SearchParams, Timings};
+pub use engine::{
+    Admission, Engine, Limits, RankedHit, RerankOutcome, RerankedCandidate, SearchOutcome, SearchParams, Timings,
+};
 pub use grpc::{AnswerSearchService, parse_grpc_timeout, status_of};
 pub use metrics::{Metrics, serve_metrics};
 pub use serve::{ServeOptions, ServerState, TlsFiles, serve};

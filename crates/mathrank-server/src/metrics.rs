@@ -40,7 +40,12 @@ impl Histogram {
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum{{{}}} {}", labels.trim_end_matches(','), self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{}}} {}",
+            labels.trim_end_matches(','),
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count{{{}}} {count}", labels.trim_end_matches(','));
     }
 }
@@ -102,33 +107,68 @@ impl Metrics {
             histogram.render(&mut out, "mathrank_stage_duration_seconds", &format!("stage=\"{stage}\","));
         }
         let ready = u8::from(state.engine().is_some());
-        let _ = writeln!(out, "# HELP mathrank_ready 1 once index and model are loaded.\n# TYPE mathrank_ready gauge\nmathrank_ready {ready}");
+        let _ = writeln!(
+            out,
+            "# HELP mathrank_ready 1 once index and model are loaded.\n# TYPE mathrank_ready gauge\nmathrank_ready {ready}"
+        );
         if let Some(engine) = state.engine() {
             let _ = writeln!(
                 out,
                 "# HELP mathrank_request_queue_depth Requests waiting for an execution slot.\n# TYPE mathrank_request_queue_depth gauge\nmathrank_request_queue_depth {}",
                 engine.queued_requests()
             );
-            let _ = writeln!(out, "# TYPE mathrank_index_answers gauge\nmathrank_index_answers {}", engine.index().num_answers());
+            let _ = writeln!(
+                out,
+                "# TYPE mathrank_index_answers gauge\nmathrank_index_answers {}",
+                engine.index().num_answers()
+            );
             if let Some(reranker) = engine.reranker() {
                 let stats = reranker.stats();
-                let _ = writeln!(out, "# HELP mathrank_rerank_queue_depth Jobs waiting for an inference thread.\n# TYPE mathrank_rerank_queue_depth gauge\nmathrank_rerank_queue_depth {}", stats.queue_depth);
-                let _ = writeln!(out, "# TYPE mathrank_rerank_pairs_total counter\nmathrank_rerank_pairs_total {}", stats.pairs);
-                let _ = writeln!(out, "# TYPE mathrank_rerank_cancelled_jobs_total counter\nmathrank_rerank_cancelled_jobs_total {}", stats.cancelled_jobs);
-                let _ = writeln!(out, "# TYPE mathrank_rerank_real_tokens_total counter\nmathrank_rerank_real_tokens_total {}", stats.real_tokens);
-                let _ = writeln!(out, "# TYPE mathrank_rerank_padded_tokens_total counter\nmathrank_rerank_padded_tokens_total {}", stats.padded_tokens);
+                let _ = writeln!(
+                    out,
+                    "# HELP mathrank_rerank_queue_depth Jobs waiting for an inference thread.\n# TYPE mathrank_rerank_queue_depth gauge\nmathrank_rerank_queue_depth {}",
+                    stats.queue_depth
+                );
+                let _ = writeln!(
+                    out,
+                    "# TYPE mathrank_rerank_pairs_total counter\nmathrank_rerank_pairs_total {}",
+                    stats.pairs
+                );
+                let _ = writeln!(
+                    out,
+                    "# TYPE mathrank_rerank_cancelled_jobs_total counter\nmathrank_rerank_cancelled_jobs_total {}",
+                    stats.cancelled_jobs
+                );
+                let _ = writeln!(
+                    out,
+                    "# TYPE mathrank_rerank_real_tokens_total counter\nmathrank_rerank_real_tokens_total {}",
+                    stats.real_tokens
+                );
+                let _ = writeln!(
+                    out,
+                    "# TYPE mathrank_rerank_padded_tokens_total counter\nmathrank_rerank_padded_tokens_total {}",
+                    stats.padded_tokens
+                );
                 let _ = writeln!(
                     out,
                     "# HELP mathrank_rerank_padding_efficiency Real tokens / padded tokens since start.\n# TYPE mathrank_rerank_padding_efficiency gauge\nmathrank_rerank_padding_efficiency {:.6}",
                     mathrank_rerank::efficiency(stats.real_tokens, stats.padded_tokens)
                 );
-                let _ = writeln!(out, "# TYPE mathrank_rerank_infer_seconds_total counter\nmathrank_rerank_infer_seconds_total {:.6}", stats.infer_seconds);
+                let _ = writeln!(
+                    out,
+                    "# TYPE mathrank_rerank_infer_seconds_total counter\nmathrank_rerank_infer_seconds_total {:.6}",
+                    stats.infer_seconds
+                );
                 out.push_str("# HELP mathrank_rerank_batch_size Pairs per micro-batch.\n# TYPE mathrank_rerank_batch_size histogram\n");
                 for (bound, count) in mathrank_rerank::BATCH_BUCKETS.iter().zip(&stats.batch_size_cumulative) {
                     let le = if *bound == u64::MAX { "+Inf".to_owned() } else { bound.to_string() };
                     let _ = writeln!(out, "mathrank_rerank_batch_size_bucket{{le=\"{le}\"}} {count}");
                 }
-                let _ = writeln!(out, "mathrank_rerank_batch_size_sum {}\nmathrank_rerank_batch_size_count {}", stats.pairs, stats.batches);
+                let _ = writeln!(
+                    out,
+                    "mathrank_rerank_batch_size_sum {}\nmathrank_rerank_batch_size_count {}",
+                    stats.pairs, stats.batches
+                );
             }
         }
         out

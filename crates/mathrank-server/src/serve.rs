@@ -11,10 +11,10 @@ use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::ServeError;
 use crate::engine::Engine;
 use crate::grpc::AnswerSearchService;
 use crate::metrics::Metrics;
-use crate::ServeError;
 
 /// PEM files of the server's TLS identity.
 #[derive(Debug, Clone)]
@@ -58,7 +58,8 @@ impl std::fmt::Debug for ServerState {
 impl ServerState {
     /// A state whose health is NOT_SERVING until [`set_engine`](Self::set_engine).
     pub async fn new() -> Arc<Self> {
-        let state = Arc::new(Self { engine: OnceLock::new(), health: HealthReporter::new(), metrics: Metrics::default() });
+        let state =
+            Arc::new(Self { engine: OnceLock::new(), health: HealthReporter::new(), metrics: Metrics::default() });
         // The reporter starts with "" SERVING; nothing is served before the engine is loaded.
         state.set_not_serving().await;
         state
