@@ -493,9 +493,20 @@ fn conformance_real_dumps_index_with_their_own_counts() {
         let path = shared_dir().join("data/stackexchange").join(file);
         let dir = tempfile::tempdir().unwrap();
         let source = mathrank_dump::DumpSource::open(&path).unwrap();
-        let meta = mathrank_index::build_index(source, &dir.path().join("index"), &mathrank_index::BuildOptions::default(), &mut |_| {})
-            .unwrap();
-        println!("{file}: {} questions, {} answers, {} skipped, {} orphans", meta.questions, meta.answers, meta.skipped_total(), meta.orphan_answers);
+        let meta = mathrank_index::build_index(
+            source,
+            &dir.path().join("index"),
+            &mathrank_index::BuildOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        println!(
+            "{file}: {} questions, {} answers, {} skipped, {} orphans",
+            meta.questions,
+            meta.answers,
+            meta.skipped_total(),
+            meta.orphan_answers
+        );
         assert_eq!((meta.questions, meta.answers), (questions, answers), "{file}");
         assert_eq!(meta.skipped_total(), 0, "{file}: {:?}", meta.skipped);
         assert_eq!(meta.orphan_answers, 0, "{file}");

@@ -4,6 +4,7 @@
 
 mod index_cmd;
 mod model_args;
+mod model_cmd;
 mod output;
 mod score_cmd;
 mod search_cmd;
@@ -36,6 +37,8 @@ enum Command {
     Score(score_cmd::ScoreArgs),
     /// Run the gRPC service (mathrank.v1.AnswerSearch, health, reflection).
     Serve(serve_cmd::ServeArgs),
+    /// The reranking model: cache path, fetch from the hub, convert a checkpoint to ONNX.
+    Model(model_cmd::ModelCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Search(args) => search_cmd::run(args),
         Command::Score(args) => score_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
+        Command::Model(command) => model_cmd::run(command),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
