@@ -2,6 +2,7 @@
 //! serve it all over gRPC. `mathrank --help` lists the commands; every flag also reads a
 //! `MATHRANK_*` environment variable.
 
+mod gen_cmd;
 mod index_cmd;
 mod model_args;
 mod model_cmd;
@@ -39,6 +40,8 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// The reranking model: cache path, fetch from the hub, convert a checkpoint to ONNX.
     Model(model_cmd::ModelCommand),
+    /// Write a deterministic synthetic Posts.xml (or the sample replicated) for scale work.
+    GenDump(gen_cmd::GenDumpArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Score(args) => score_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Model(command) => model_cmd::run(command),
+        Command::GenDump(args) => gen_cmd::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -33,6 +33,7 @@ mod join;
 mod reader;
 mod sample;
 mod source;
+pub mod synth;
 
 pub use html::{html_to_text, looks_like_html, question_text};
 pub use join::{AnswerJoiner, JoinSummary, JoinedAnswer};
