@@ -337,7 +337,7 @@ fn math(rng: &mut SplitMix64) -> String {
         7 => format!("{var} \\in \\mathbb{{R}}"),
         8 => format!("\\begin{{pmatrix}} {a} & {b} \\\\ 0 & {a} \\end{{pmatrix}}"),
         9 => format!("{a}^{{{b}}} \\equiv 1 \\pmod{{{}}}", b + 1),
-        10 => format!("\\epsilon > 0"),
+        10 => "\\epsilon > 0".to_owned(),
         11 => format!("|{var}_n - L| < \\varepsilon"),
         12 => format!("\\binom{{{b}}}{{{a}}}"),
         _ => format!("G/H \\cong \\mathbb{{Z}}_{{{b}}}"),
