@@ -2,7 +2,11 @@
 //! serve it all over gRPC. `mathrank --help` lists the commands; every flag also reads a
 //! `MATHRANK_*` environment variable.
 
+mod bench_cmd;
+mod eval_cmd;
 mod gen_cmd;
+mod load_cmd;
+mod metrics;
 mod index_cmd;
 mod model_args;
 mod model_cmd;
@@ -42,6 +46,12 @@ enum Command {
     Model(model_cmd::ModelCommand),
     /// Write a deterministic synthetic Posts.xml (or the sample replicated) for scale work.
     GenDump(gen_cmd::GenDumpArgs),
+    /// Run ARQMath-style topics, write a TREC run and (with qrels) print nDCG', MAP', P'@10.
+    Eval(eval_cmd::EvalArgs),
+    /// Score any TREC run file against qrels with ARQMath's conventions.
+    EvalRun(eval_cmd::EvalRunArgs),
+    /// Measurements: rerank throughput, first-stage latency, gRPC load.
+    Bench(bench_cmd::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +65,9 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve_cmd::run(args),
         Command::Model(command) => model_cmd::run(command),
         Command::GenDump(args) => gen_cmd::run(args),
+        Command::Eval(args) => eval_cmd::run_eval(args),
+        Command::EvalRun(args) => eval_cmd::run_eval_run(args),
+        Command::Bench(command) => bench_cmd::run(command),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -57,6 +57,7 @@ impl ModelArgs {
             max_wait: std::time::Duration::from_millis(self.max_wait_ms),
             provider: self.provider,
             optimization_level: self.optimization_level,
+            length_sorting: true,
             ort_library: self.ort_lib.clone(),
         }
     }

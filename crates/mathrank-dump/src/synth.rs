@@ -487,16 +487,14 @@ pub fn generate(options: &SynthOptions, out: &mut dyn Write) -> std::io::Result<
     let mut row = String::with_capacity(64 * 1024);
     for q in 0..options.questions {
         let questions_left = options.questions - q;
-        // Spread the answers: on average answers_left / questions_left each, 0 to ~4x that.
+        // Spread the answers evenly on average (uniform 0..2x the mean left per question), so
+        // that some questions have none and the total comes out exact.
         let mean = answers_left as f64 / questions_left as f64;
-        let mut count = if questions_left == 1 {
+        let count = if questions_left == 1 {
             answers_left
         } else {
-            ((mean * 2.0 * writer.rng.unit() * 1.999).round() as u64).min(answers_left)
+            ((mean * 2.0 * writer.rng.unit()).round() as u64).min(answers_left)
         };
-        if q + 1 == options.questions {
-            count = answers_left;
-        }
         answers_left -= count;
         let question_id = next_id;
         next_id += 1;
@@ -686,6 +684,10 @@ mod tests {
         assert_eq!(first, second, "same seed, same bytes");
         assert_eq!((summary.questions, summary.answers, summary.bad_rows), (2000, 3000, 4));
         let (joined, skipped, mut lengths) = read(&first);
+        let text = String::from_utf8(first.clone()).unwrap();
+        let half = text.len() / 2;
+        let first_half_answers = text[..half].matches("PostTypeId=\"2\"").count();
+        assert!((1200..=1800).contains(&first_half_answers), "answers spread evenly: {first_half_answers} in the first half");
         assert_eq!((joined.questions, joined.answers, joined.orphan_answers), (2000, 3000, 0));
         assert_eq!(skipped, 4);
         lengths.sort_unstable();

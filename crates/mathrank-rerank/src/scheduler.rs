@@ -38,6 +38,8 @@ pub struct RerankerOptions {
     pub provider: Provider,
     /// ONNX Runtime graph optimisation level, 0 (off) to 3 (all).
     pub optimization_level: u8,
+    /// Sort pairs by length before cutting micro-batches (off only to measure its effect).
+    pub length_sorting: bool,
     /// Path of libonnxruntime (else `ORT_DYLIB_PATH`, else next to the executable).
     pub ort_library: Option<PathBuf>,
 }
@@ -54,6 +56,7 @@ impl Default for RerankerOptions {
             max_wait: Duration::from_millis(2),
             provider: Provider::Cpu,
             optimization_level: 3,
+            length_sorting: true,
             ort_library: None,
         }
     }
@@ -204,6 +207,7 @@ impl Reranker {
                 batch_tokens: options.batch_tokens.max(options.max_length),
                 max_batch: options.max_batch.max(1),
                 max_wait: options.max_wait,
+                length_sorting: options.length_sorting,
                 pad_id: encoder.pad_id(),
             };
             let thread = std::thread::Builder::new()
@@ -317,6 +321,7 @@ struct Worker {
     batch_tokens: usize,
     max_batch: usize,
     max_wait: Duration,
+    length_sorting: bool,
     pad_id: i64,
 }
 
@@ -362,7 +367,7 @@ impl Worker {
         let slots: Vec<(usize, usize)> =
             live.iter().enumerate().flat_map(|(j, job)| (0..job.pairs.len()).map(move |p| (j, p))).collect();
         let lengths: Vec<usize> = slots.iter().map(|&(j, p)| live[j].pairs[p].len()).collect();
-        for batch in plan_micro_batches(&lengths, self.batch_tokens, self.max_batch) {
+        for batch in plan_micro_batches(&lengths, self.batch_tokens, self.max_batch, self.length_sorting) {
             let members: Vec<(usize, usize)> = batch
                 .members
                 .iter()

@@ -1,0 +1,241 @@
+//! `mathrank eval` (topics -> TREC run -> metrics) and `mathrank eval-run`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use mathrank_index::AnswerIndex;
+use mathrank_server::{Engine, Limits, SearchParams};
+use quick_xml::events::Event;
+
+use crate::metrics::{Run, evaluate, print_evaluation, read_qrels, read_run};
+use crate::model_args::ModelArgs;
+
+/// One ARQMath Task 1 topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topic {
+    pub number: String,
+    pub title: String,
+    /// HTML.
+    pub question: String,
+    pub tags: Vec<String>,
+}
+
+/// Reads topics in the ARQMath Task 1 XML format
+/// (`<Topics><Topic number="A.1"><Title/><Question/><Tags/></Topic>...`).
+pub fn read_topics(path: &Path) -> anyhow::Result<Vec<Topic>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading topics {}", path.display()))?;
+    let mut reader = quick_xml::Reader::from_str(&text);
+    let mut topics = Vec::new();
+    let mut current: Option<Topic> = None;
+    let mut field: Option<String> = None;
+    let mut value = String::new();
+    loop {
+        let event = reader.read_event().with_context(|| format!("{} is not valid topics XML", path.display()))?;
+        match event {
+            Event::Start(start) => {
+                let name = start.local_name().as_ref().to_owned();
+                if name == "Topic" {
+                    let number = start
+                        .attributes()
+                        .flatten()
+                        .find(|a| a.key.as_ref() == "number")
+                        .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map(|v| v.into_owned()))
+                        .transpose()?
+                        .with_context(|| format!("{}: a <Topic> has no number attribute", path.display()))?;
+                    current = Some(Topic { number, title: String::new(), question: String::new(), tags: Vec::new() });
+                } else if current.is_some() {
+                    field = Some(name);
+                    value.clear();
+                }
+            }
+            Event::Text(text) => {
+                if field.is_some() {
+                    value.push_str(&text);
+                }
+            }
+            Event::GeneralRef(reference) => {
+                if field.is_some() {
+                    let name: &str = &reference;
+                    let resolved = match name {
+                        "lt" => "<".to_owned(),
+                        "gt" => ">".to_owned(),
+                        "amp" => "&".to_owned(),
+                        "quot" => "\"".to_owned(),
+                        "apos" => "'".to_owned(),
+                        other => match reference.resolve_char_ref() {
+                            Ok(Some(c)) => c.to_string(),
+                            _ => anyhow::bail!("{}: unknown entity &{other};", path.display()),
+                        },
+                    };
+                    value.push_str(&resolved);
+                }
+            }
+            Event::CData(data) => {
+                if field.is_some() {
+                    value.push_str(&data);
+                }
+            }
+            Event::End(end) => {
+                let name = end.local_name().as_ref().to_owned();
+                if name == "Topic" {
+                    topics.extend(current.take());
+                } else if let (Some(topic), Some(open)) = (current.as_mut(), field.as_deref())
+                    && open == name
+                {
+                    match name.as_str() {
+                        "Title" => topic.title = value.trim().to_owned(),
+                        "Question" => topic.question = value.trim().to_owned(),
+                        "Tags" => topic.tags = value.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+                        _ => {}
+                    }
+                    field = None;
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    anyhow::ensure!(!topics.is_empty(), "{} holds no <Topic> elements", path.display());
+    Ok(topics)
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Index directory.
+    #[arg(long, env = "MATHRANK_INDEX", default_value = "index/default")]
+    pub index: PathBuf,
+    /// BM25 only.
+    #[arg(long, env = "MATHRANK_NO_RERANK")]
+    pub no_rerank: bool,
+    /// ARQMath Task 1 topics XML.
+    #[arg(long, env = "MATHRANK_TOPICS")]
+    pub topics: PathBuf,
+    /// TREC qrels (`topic 0 answer_id grade`); with it, metrics are printed.
+    #[arg(long, env = "MATHRANK_QRELS")]
+    pub qrels: Option<PathBuf>,
+    /// Where to write the TREC run.
+    #[arg(long, env = "MATHRANK_RUN_OUT")]
+    pub run_out: PathBuf,
+    /// Answers per topic in the run.
+    #[arg(long, env = "MATHRANK_DEPTH", default_value_t = 1000)]
+    pub depth: u32,
+    /// BM25 candidates reranked per topic (the rest follow in BM25 order).
+    #[arg(long, env = "MATHRANK_RERANK_DEPTH", default_value_t = 30)]
+    pub rerank_depth: u32,
+    /// Run tag (last column).
+    #[arg(long, env = "MATHRANK_RUN_TAG", default_value = "mathrank")]
+    pub run_tag: String,
+    /// Print metrics as JSON.
+    #[arg(long, env = "MATHRANK_JSON")]
+    pub json: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalRunArgs {
+    /// TREC run file (`topic Q0 answer_id rank score tag`).
+    #[arg(long, env = "MATHRANK_RUN")]
+    pub run: PathBuf,
+    /// TREC qrels file.
+    #[arg(long, env = "MATHRANK_QRELS")]
+    pub qrels: PathBuf,
+    /// Print JSON (`ndcg_prime`, `map_prime`, `p10_prime`, `topics`, ...).
+    #[arg(long, env = "MATHRANK_JSON")]
+    pub json: bool,
+}
+
+pub fn run_eval_run(args: EvalRunArgs) -> anyhow::Result<()> {
+    let run = read_run(&args.run)?;
+    let qrels = read_qrels(&args.qrels)?;
+    report(&run, &qrels, args.json)
+}
+
+fn report(run: &Run, qrels: &crate::metrics::Qrels, json: bool) -> anyhow::Result<()> {
+    let evaluation = evaluate(run, qrels);
+    if json {
+        println!("{}", serde_json::to_string(&evaluation)?);
+    } else {
+        print_evaluation(&evaluation, true);
+    }
+    Ok(())
+}
+
+pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
+    let topics = read_topics(&args.topics)?;
+    let qrels = args.qrels.as_deref().map(read_qrels).transpose()?;
+    let index = Arc::new(AnswerIndex::open(&args.index)?);
+    let reranker = if args.no_rerank { None } else { Some(Arc::new(args.model.load()?)) };
+    let engine = Engine::new(index, reranker, Limits { max_top_k: args.depth.max(1000), ..Limits::default() });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&args.run_out).with_context(|| format!("creating {}", args.run_out.display()))?,
+    );
+    let bar = ProgressBar::new(topics.len() as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} topics ({per_sec}, eta {eta})").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let mut run = Run::new();
+    for topic in &topics {
+        let query = mathrank_dump::question_text(&topic.title, &topic.question);
+        let params = SearchParams {
+            query,
+            top_k: args.depth,
+            rerank_depth: args.rerank_depth,
+            rerank: Some(!args.no_rerank),
+            ..SearchParams::default()
+        };
+        let outcome = runtime.block_on(engine.search(params)).with_context(|| format!("topic {}", topic.number))?;
+        let max_bm25 = outcome.hits.iter().map(|h| h.hit.bm25_score).fold(0.0f32, f32::max);
+        let lines = run.entry(topic.number.clone()).or_default();
+        for (rank, ranked) in outcome.hits.iter().enumerate() {
+            // Scores must fall with rank: reranked hits score 1 + relevance (in [1, 2]), the rest
+            // keep their BM25 order below 1.
+            let score = match ranked.score {
+                Some(score) => 1.0 + f64::from(score.relevance),
+                None if args.no_rerank => f64::from(ranked.hit.bm25_score),
+                None => f64::from(ranked.hit.bm25_score) / (f64::from(max_bm25) + 1.0),
+            };
+            writeln!(out, "{} Q0 {} {} {score:.6} {}", topic.number, ranked.hit.answer_id, rank + 1, args.run_tag)?;
+            lines.push((ranked.hit.answer_id.to_string(), score));
+        }
+        bar.inc(1);
+    }
+    out.flush()?;
+    bar.finish_and_clear();
+    eprintln!("wrote {} topics to {}", topics.len(), args.run_out.display());
+    if let Some(qrels) = qrels {
+        report(&run, &qrels, args.json)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_arqmath_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topics.xml");
+        std::fs::write(
+            &path,
+            "<?xml version=\"1.0\" ?>\n<Topics>\n <Topic number=\"A.1\">\n  <Title>Why $x &lt; y$?</Title>\n  <Question>&lt;p&gt;Body &amp;amp; $x$&lt;/p&gt;</Question>\n  <Tags>algebra,inequality</Tags>\n </Topic>\n</Topics>\n",
+        )
+        .unwrap();
+        let topics = read_topics(&path).unwrap();
+        assert_eq!(
+            topics,
+            [Topic {
+                number: "A.1".into(),
+                title: "Why $x < y$?".into(),
+                question: "<p>Body &amp; $x$</p>".into(),
+                tags: vec!["algebra".into(), "inequality".into()],
+            }]
+        );
+        std::fs::write(&path, "<Topics></Topics>").unwrap();
+        assert!(read_topics(&path).is_err());
+    }
+}

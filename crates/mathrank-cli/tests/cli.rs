@@ -1,0 +1,160 @@
+//! The `mathrank` binary as users run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mathrank(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mathrank"))
+        .args(args)
+        .env("MATHRANK_LOG", "warn")
+        .env("MATHRANK_CACHE", std::env::temp_dir().join("mathrank-cli-test-empty-cache"))
+        .env_remove("MATHRANK_MODEL")
+        .output()
+        .expect("mathrank runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = mathrank(args);
+    assert!(output.status.success(), "mathrank {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn tiny_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../mathrank-rerank/tests/fixtures/albert-tiny")
+}
+
+fn sample_index(dir: &Path) -> String {
+    let index = dir.join("sample");
+    let summary = ok(&["index", "--sample", "--index", index.to_str().unwrap()]);
+    assert!(summary.contains("answers indexed") && summary.contains("skipped rows     5"), "{summary}");
+    index.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn index_info_and_bm25_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = sample_index(dir.path());
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", "--index", &index, "--json"])).unwrap();
+    assert!(info["questions"].as_u64().unwrap() >= 300);
+    assert!(info["answers"].as_u64().unwrap() >= 600);
+    assert_eq!(info["source"], "embedded-sample");
+
+    let out = ok(&["search", "--index", &index, "--no-rerank", "--json", "--top-k", "3", "--tag", "modular-arithmetic", "What is $5^{100} \\bmod 7$?"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let hits = json["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 3);
+    for key in ["rank", "answer_id", "question_id", "title", "tags", "bm25_score", "votes", "accepted", "snippet"] {
+        assert!(hits[0].get(key).is_some(), "missing {key}");
+    }
+    assert!(hits.iter().all(|h| h["tags"].as_array().unwrap().iter().any(|t| t == "modular-arithmetic")));
+    assert!(hits[0].get("relevance").is_none());
+
+    let table = ok(&["search", "--index", &index, "--no-rerank", "Fermat little theorem remainder"]);
+    assert!(table.contains("  1. answer "), "{table}");
+}
+
+#[test]
+fn search_with_the_model_and_score_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = sample_index(dir.path());
+    let model = tiny_model();
+    let out = ok(&["search", "--index", &index, "--model", model.to_str().unwrap(), "--json", "--rerank-depth", "12", "--top-k", "5", "Determinant of a 3x3 matrix"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let hits = json["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 5);
+    assert_eq!(json["reranked"], 12);
+    assert!(hits.iter().all(|h| h["relevance"].is_number() && h["rerank_logit"].is_number() && h["bm25_rank"].as_u64().unwrap() <= 12));
+
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("reference.json")).unwrap()).unwrap();
+    let pairs = dir.path().join("pairs.jsonl");
+    let lines: Vec<String> = reference["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| serde_json::json!({ "query": pair[0], "answer": pair[1] }).to_string())
+        .collect();
+    std::fs::write(&pairs, lines.join("\n") + "\n").unwrap();
+    let out = ok(&["score", "--model", model.to_str().unwrap(), "--pairs", pairs.to_str().unwrap(), "--emit-ids"]);
+    let scored: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(scored.len(), 5);
+    for (i, line) in scored.iter().enumerate() {
+        let logits = line["logits"].as_array().unwrap();
+        for k in 0..2 {
+            let expected = reference["logits"][i][k].as_f64().unwrap();
+            assert!((logits[k].as_f64().unwrap() - expected).abs() < 1e-4, "pair {i}");
+        }
+        let ids: Vec<i64> = serde_json::from_value(line["input_ids"].clone()).unwrap();
+        let reference_ids: Vec<i64> = serde_json::from_value(reference["input_ids"][i].clone()).unwrap();
+        assert_eq!(ids, reference_ids[..ids.len()]);
+        assert!(reference_ids[ids.len()..].iter().all(|&id| id == 0), "only padding after the pair");
+    }
+    std::fs::write(&pairs, "{\"query\": \"q\"}\n").unwrap();
+    let output = mathrank(&["score", "--model", model.to_str().unwrap(), "--pairs", pairs.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("line 1"));
+}
+
+#[test]
+fn clear_errors_for_bad_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("posts.csv");
+    std::fs::write(&csv, "Id,PostTypeId\n1,1\n").unwrap();
+    let output = mathrank(&["index", "--dump", csv.to_str().unwrap(), "--index", dir.path().join("x").to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a Stack Exchange Posts.xml") && stderr.contains("posts.csv"), "{stderr}");
+    assert!(!dir.path().join("x").exists(), "a failed build leaves nothing behind");
+
+    let output = mathrank(&["info", "--index", dir.path().join("missing").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("mathrank index"), "says how to build one");
+
+    let output = mathrank(&["serve", "--index", dir.path().join("idx").to_str().unwrap(), "--addr", "127.0.0.1:0"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--no-rerank") && stderr.contains("model fetch"), "{stderr}");
+}
+
+#[test]
+fn eval_writes_a_trec_run_and_scores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = sample_index(dir.path());
+    let topics = dir.path().join("topics.xml");
+    std::fs::write(
+        &topics,
+        "<?xml version=\"1.0\"?>\n<Topics>\n<Topic number=\"A.1\"><Title>Remainder of 3^100 divided by 7</Title><Question>&lt;p&gt;Use Fermat?&lt;/p&gt;</Question><Tags>number-theory</Tags></Topic>\n<Topic number=\"A.2\"><Title>Eigenvalues of a triangular matrix</Title><Question>&lt;p&gt;Which are they?&lt;/p&gt;</Question><Tags>linear-algebra</Tags></Topic>\n</Topics>\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run.txt");
+    ok(&["eval", "--index", &index, "--no-rerank", "--topics", topics.to_str().unwrap(), "--run-out", run.to_str().unwrap(), "--depth", "50", "--run-tag", "bm25"]);
+    let text = std::fs::read_to_string(&run).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 100);
+    assert!(lines.iter().all(|l| l.len() == 6 && l[1] == "Q0" && l[5] == "bm25"));
+    assert_eq!(lines[0][3], "1");
+    // Judge the first topic's top answer relevant (3) and its second non-relevant (0).
+    let qrels = dir.path().join("qrels.txt");
+    std::fs::write(&qrels, format!("A.1\t0\t{}\t3\r\nA.1\t0\t{}\t0\r\n", lines[0][2], lines[1][2])).unwrap();
+    let out = ok(&["eval-run", "--run", run.to_str().unwrap(), "--qrels", qrels.to_str().unwrap(), "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["ndcg_prime"], 1.0);
+    assert_eq!(json["map_prime"], 1.0);
+    assert!((json["p10_prime"].as_f64().unwrap() - 0.1).abs() < 1e-12);
+    assert_eq!(json["topics"].as_object().unwrap().len(), 1);
+    assert_eq!(json["unjudged_topics"][0], "A.2");
+}
+
+#[test]
+fn gen_dump_is_deterministic_and_indexable() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.xml");
+    let b = dir.path().join("b.xml");
+    for path in [&a, &b] {
+        ok(&["gen-dump", "--questions", "300", "--answers", "500", "--seed", "3", "--bad-row-every", "100", "--out", path.to_str().unwrap()]);
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let index = dir.path().join("idx");
+    let summary = ok(&["index", "--dump", a.to_str().unwrap(), "--index", index.to_str().unwrap()]);
+    assert!(summary.contains("questions        300") && summary.contains("answers indexed  500"), "{summary}");
+    assert!(summary.contains("skipped rows     3"), "{summary}");
+}
