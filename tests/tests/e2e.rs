@@ -514,3 +514,61 @@ fn conformance_real_dumps_index_with_their_own_counts() {
         assert_eq!(index.num_answers(), answers);
     }
 }
+
+#[test]
+fn incompatible_or_foreign_directories_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("index");
+    let xml = mathrank_dump::SAMPLE_POSTS_XML;
+    let source = mathrank_dump::DumpSource::from_reader("embedded-sample", Some(xml.len() as u64), xml.as_bytes());
+    mathrank_index::build_index(source, &target, &mathrank_index::BuildOptions::default(), &mut |_| {}).unwrap();
+    let meta_path = target.join("meta.json");
+    let mut meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["format_version"] = serde_json::json!(999);
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let err = mathrank_index::AnswerIndex::open(&target).unwrap_err().to_string();
+    assert!(err.contains("format version 999") && err.contains("rebuild"), "{err}");
+
+    // A directory that is not an index is never replaced by a build.
+    let precious = dir.path().join("precious");
+    std::fs::create_dir(&precious).unwrap();
+    std::fs::write(precious.join("thesis.tex"), "\\documentclass{article}").unwrap();
+    let source = mathrank_dump::DumpSource::from_reader("embedded-sample", None, xml.as_bytes());
+    let err = mathrank_index::build_index(source, &precious, &mathrank_index::BuildOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refusing to replace"), "{err}");
+    assert!(precious.join("thesis.tex").is_file());
+    let err = mathrank_index::AnswerIndex::open(&precious).unwrap_err().to_string();
+    assert!(err.contains("no mathrank index") && err.contains("mathrank index --dump"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_and_plaintext_clients_are_refused() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let cert_pem = certified.cert.pem();
+    std::fs::write(&cert, &cert_pem).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let engine = Engine::new(sample_index(), None, Limits::default());
+    let options = ServeOptions { tls: Some(mathrank_server::TlsFiles { cert, key }), ..ServeOptions::default() };
+    let server = TestServer::start(Some(engine), options).await;
+
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(cert_pem))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", server.addr.port()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("TLS handshake with the server's certificate");
+    let mut client = v1::answer_search_client::AnswerSearchClient::new(channel);
+    let response = client.search(search(QUESTION)).await.unwrap().into_inner();
+    assert!(!response.hits.is_empty());
+
+    let mut plaintext = server.client().await;
+    assert!(plaintext.info(v1::InfoRequest {}).await.is_err(), "a plaintext client must not get through");
+}

@@ -96,6 +96,12 @@ pub fn synthetic_pairs(count: usize, tokens: usize, mix: bool, seed: u64) -> Vec
         .collect()
 }
 
+/// Prints the command line, so that every result says how to reproduce it.
+pub fn print_command() {
+    let args: Vec<String> = std::env::args().collect();
+    println!("# reproduce: {}", args.join(" "));
+}
+
 /// Peak resident memory of this process in MiB (Linux), if known.
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -113,6 +119,7 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    print_command();
     match command.action {
         BenchAction::Rerank(args) => rerank(args),
         BenchAction::Latency(args) => latency(args),

@@ -52,33 +52,23 @@ pub fn read_topics(path: &Path) -> anyhow::Result<Vec<Topic>> {
                     value.clear();
                 }
             }
-            Event::Text(text) => {
-                if field.is_some() {
-                    value.push_str(&text);
-                }
+            Event::Text(text) if field.is_some() => value.push_str(&text),
+            Event::GeneralRef(reference) if field.is_some() => {
+                let name: &str = &reference;
+                let resolved = match name {
+                    "lt" => "<".to_owned(),
+                    "gt" => ">".to_owned(),
+                    "amp" => "&".to_owned(),
+                    "quot" => "\"".to_owned(),
+                    "apos" => "'".to_owned(),
+                    other => match reference.resolve_char_ref() {
+                        Ok(Some(c)) => c.to_string(),
+                        _ => anyhow::bail!("{}: unknown entity &{other};", path.display()),
+                    },
+                };
+                value.push_str(&resolved);
             }
-            Event::GeneralRef(reference) => {
-                if field.is_some() {
-                    let name: &str = &reference;
-                    let resolved = match name {
-                        "lt" => "<".to_owned(),
-                        "gt" => ">".to_owned(),
-                        "amp" => "&".to_owned(),
-                        "quot" => "\"".to_owned(),
-                        "apos" => "'".to_owned(),
-                        other => match reference.resolve_char_ref() {
-                            Ok(Some(c)) => c.to_string(),
-                            _ => anyhow::bail!("{}: unknown entity &{other};", path.display()),
-                        },
-                    };
-                    value.push_str(&resolved);
-                }
-            }
-            Event::CData(data) => {
-                if field.is_some() {
-                    value.push_str(&data);
-                }
-            }
+            Event::CData(data) if field.is_some() => value.push_str(&data),
             Event::End(end) => {
                 let name = end.local_name().as_ref().to_owned();
                 if name == "Topic" {
@@ -89,7 +79,10 @@ pub fn read_topics(path: &Path) -> anyhow::Result<Vec<Topic>> {
                     match name.as_str() {
                         "Title" => topic.title = value.trim().to_owned(),
                         "Question" => topic.question = value.trim().to_owned(),
-                        "Tags" => topic.tags = value.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+                        "Tags" => {
+                            topic.tags =
+                                value.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+                        }
                         _ => {}
                     }
                     field = None;
@@ -176,7 +169,10 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         std::fs::File::create(&args.run_out).with_context(|| format!("creating {}", args.run_out.display()))?,
     );
     let bar = ProgressBar::new(topics.len() as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} topics ({per_sec}, eta {eta})").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} topics ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let mut run = Run::new();
     for topic in &topics {
         let query = mathrank_dump::question_text(&topic.title, &topic.question);

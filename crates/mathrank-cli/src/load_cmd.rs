@@ -87,7 +87,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                             Ok(response) => {
                                 latencies.push(started.elapsed());
                                 if let Some(t) = response.into_inner().timings {
-                                    server_infer += Duration::from_secs_f64((t.infer_ms + t.queue_ms) / 1000.0);
+                                    server_infer += Duration::from_secs_f64(t.rerank_ms / 1000.0);
                                     server_total += Duration::from_secs_f64(t.total_ms / 1000.0);
                                 }
                             }

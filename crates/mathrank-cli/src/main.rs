@@ -5,9 +5,9 @@
 mod bench_cmd;
 mod eval_cmd;
 mod gen_cmd;
+mod index_cmd;
 mod load_cmd;
 mod metrics;
-mod index_cmd;
 mod model_args;
 mod model_cmd;
 mod output;

@@ -34,8 +34,9 @@ pub fn read_qrels(path: &Path) -> anyhow::Result<Qrels> {
             path.display(),
             number + 1
         );
-        let grade: i32 =
-            fields[3].parse().with_context(|| format!("{}:{}: grade {:?} is not an integer", path.display(), number + 1, fields[3]))?;
+        let grade: i32 = fields[3]
+            .parse()
+            .with_context(|| format!("{}:{}: grade {:?} is not an integer", path.display(), number + 1, fields[3]))?;
         qrels.entry(fields[0].to_owned()).or_default().insert(fields[2].to_owned(), grade);
     }
     Ok(qrels)
@@ -57,8 +58,9 @@ pub fn read_run(path: &Path) -> anyhow::Result<Run> {
             path.display(),
             number + 1
         );
-        let score: f64 =
-            fields[4].parse().with_context(|| format!("{}:{}: score {:?} is not a number", path.display(), number + 1, fields[4]))?;
+        let score: f64 = fields[4]
+            .parse()
+            .with_context(|| format!("{}:{}: score {:?} is not a number", path.display(), number + 1, fields[4]))?;
         anyhow::ensure!(
             seen.insert((fields[0].to_owned(), fields[2].to_owned())),
             "{}:{}: answer {} appears twice for topic {}; a run lists each answer once per topic",
@@ -176,7 +178,10 @@ pub fn evaluate(run: &Run, qrels: &Qrels) -> Evaluation {
 
 pub fn print_evaluation(evaluation: &Evaluation, per_topic: bool) {
     if per_topic {
-        println!("{:<10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}", "topic", "nDCG'", "MAP'", "P'@10", "R@100", "R@1000", "MRR@10");
+        println!(
+            "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "topic", "nDCG'", "MAP'", "P'@10", "R@100", "R@1000", "MRR@10"
+        );
         for (topic, m) in &evaluation.topics {
             println!(
                 "{topic:<10} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",

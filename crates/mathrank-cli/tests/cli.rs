@@ -39,7 +39,18 @@ fn index_info_and_bm25_search() {
     assert!(info["answers"].as_u64().unwrap() >= 600);
     assert_eq!(info["source"], "embedded-sample");
 
-    let out = ok(&["search", "--index", &index, "--no-rerank", "--json", "--top-k", "3", "--tag", "modular-arithmetic", "What is $5^{100} \\bmod 7$?"]);
+    let out = ok(&[
+        "search",
+        "--index",
+        &index,
+        "--no-rerank",
+        "--json",
+        "--top-k",
+        "3",
+        "--tag",
+        "modular-arithmetic",
+        "What is $5^{100} \\bmod 7$?",
+    ]);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let hits = json["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 3);
@@ -58,12 +69,26 @@ fn search_with_the_model_and_score_pairs() {
     let dir = tempfile::tempdir().unwrap();
     let index = sample_index(dir.path());
     let model = tiny_model();
-    let out = ok(&["search", "--index", &index, "--model", model.to_str().unwrap(), "--json", "--rerank-depth", "12", "--top-k", "5", "Determinant of a 3x3 matrix"]);
+    let out = ok(&[
+        "search",
+        "--index",
+        &index,
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        "--rerank-depth",
+        "12",
+        "--top-k",
+        "5",
+        "Determinant of a 3x3 matrix",
+    ]);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let hits = json["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 5);
     assert_eq!(json["reranked"], 12);
-    assert!(hits.iter().all(|h| h["relevance"].is_number() && h["rerank_logit"].is_number() && h["bm25_rank"].as_u64().unwrap() <= 12));
+    assert!(hits.iter().all(|h| h["relevance"].is_number()
+        && h["rerank_logit"].is_number()
+        && h["bm25_rank"].as_u64().unwrap() <= 12));
 
     let reference: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(model.join("reference.json")).unwrap()).unwrap();
@@ -100,7 +125,8 @@ fn clear_errors_for_bad_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("posts.csv");
     std::fs::write(&csv, "Id,PostTypeId\n1,1\n").unwrap();
-    let output = mathrank(&["index", "--dump", csv.to_str().unwrap(), "--index", dir.path().join("x").to_str().unwrap()]);
+    let output =
+        mathrank(&["index", "--dump", csv.to_str().unwrap(), "--index", dir.path().join("x").to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not a Stack Exchange Posts.xml") && stderr.contains("posts.csv"), "{stderr}");
@@ -126,7 +152,20 @@ fn eval_writes_a_trec_run_and_scores_it() {
     )
     .unwrap();
     let run = dir.path().join("run.txt");
-    ok(&["eval", "--index", &index, "--no-rerank", "--topics", topics.to_str().unwrap(), "--run-out", run.to_str().unwrap(), "--depth", "50", "--run-tag", "bm25"]);
+    ok(&[
+        "eval",
+        "--index",
+        &index,
+        "--no-rerank",
+        "--topics",
+        topics.to_str().unwrap(),
+        "--run-out",
+        run.to_str().unwrap(),
+        "--depth",
+        "50",
+        "--run-tag",
+        "bm25",
+    ]);
     let text = std::fs::read_to_string(&run).unwrap();
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
     assert_eq!(lines.len(), 100);
@@ -150,7 +189,19 @@ fn gen_dump_is_deterministic_and_indexable() {
     let a = dir.path().join("a.xml");
     let b = dir.path().join("b.xml");
     for path in [&a, &b] {
-        ok(&["gen-dump", "--questions", "300", "--answers", "500", "--seed", "3", "--bad-row-every", "100", "--out", path.to_str().unwrap()]);
+        ok(&[
+            "gen-dump",
+            "--questions",
+            "300",
+            "--answers",
+            "500",
+            "--seed",
+            "3",
+            "--bad-row-every",
+            "100",
+            "--out",
+            path.to_str().unwrap(),
+        ]);
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let index = dir.path().join("idx");

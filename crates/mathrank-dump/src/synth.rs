@@ -687,7 +687,10 @@ mod tests {
         let text = String::from_utf8(first.clone()).unwrap();
         let half = text.len() / 2;
         let first_half_answers = text[..half].matches("PostTypeId=\"2\"").count();
-        assert!((1200..=1800).contains(&first_half_answers), "answers spread evenly: {first_half_answers} in the first half");
+        assert!(
+            (1200..=1800).contains(&first_half_answers),
+            "answers spread evenly: {first_half_answers} in the first half"
+        );
         assert_eq!((joined.questions, joined.answers, joined.orphan_answers), (2000, 3000, 0));
         assert_eq!(skipped, 4);
         lengths.sort_unstable();

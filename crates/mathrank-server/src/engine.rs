@@ -68,6 +68,8 @@ pub struct Timings {
     pub tokenize: Duration,
     pub queue: Duration,
     pub infer: Duration,
+    /// Wall time spent waiting for the reranker (first submit to last result).
+    pub rerank: Duration,
     pub total: Duration,
 }
 
@@ -358,6 +360,7 @@ impl Engine {
             offset += chunk;
         }
         let mut scores: Vec<Option<Score>> = vec![None; count];
+        let rerank_started = Instant::now();
         // Two chunks in flight keep the inference thread busy while results come back in
         // order, so a deadline cuts after the best-ranked candidates.
         let mut in_flight: std::collections::VecDeque<(usize, mathrank_rerank::JobHandle)> =
@@ -383,6 +386,7 @@ impl Engine {
                 scores[start + i] = Some(score);
             }
         }
+        timings.rerank = rerank_started.elapsed();
         Ok(scores)
     }
 

@@ -85,6 +85,7 @@ fn timings_proto(timings: &Timings) -> v1::StageTimings {
         queue_ms: ms(timings.queue),
         infer_ms: ms(timings.infer),
         total_ms: ms(timings.total),
+        rerank_ms: ms(timings.rerank),
     }
 }
 

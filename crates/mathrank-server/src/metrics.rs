@@ -50,7 +50,7 @@ impl Histogram {
     }
 }
 
-const STAGES: [&str; 5] = ["retrieve", "tokenize", "queue", "infer", "total"];
+const STAGES: [&str; 6] = ["retrieve", "tokenize", "queue", "infer", "rerank", "total"];
 
 /// The server's metrics.
 #[derive(Debug, Default)]
@@ -73,7 +73,7 @@ impl Metrics {
     }
 
     pub fn record_stages(&self, timings: &Timings) {
-        let values = [timings.retrieve, timings.tokenize, timings.queue, timings.infer, timings.total];
+        let values = [timings.retrieve, timings.tokenize, timings.queue, timings.infer, timings.rerank, timings.total];
         for (histogram, value) in self.stages.iter().zip(values) {
             histogram.observe(value);
         }
