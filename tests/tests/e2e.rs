@@ -572,3 +572,357 @@ async fn tls_serves_and_plaintext_clients_are_refused() {
     let mut plaintext = server.client().await;
     assert!(plaintext.info(v1::InfoRequest {}).await.is_err(), "a plaintext client must not get through");
 }
+
+// ---- Model conversion: a random tiny checkpoint written here, converted, run, and checked
+// ---- against an independent forward pass written here too.
+
+mod convert {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    use std::path::Path;
+
+    use mathrank_dump::synth::SplitMix64;
+    use mathrank_rerank::{EncodedPair, Reranker, RerankerOptions};
+
+    const V: usize = 30_000; // the fixture tokenizer's vocabulary
+    const E: usize = 8;
+    const H: usize = 16;
+    const HEADS: usize = 2;
+    const I: usize = 24;
+    const LAYERS: usize = 3;
+    const P: usize = 64;
+    const LAYER: &str = "albert.encoder.albert_layer_groups.0.albert_layers.0.";
+
+    type Weights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+    fn random_weights(seed: u64) -> Weights {
+        let mut rng = SplitMix64::new(seed);
+        let mut weights = Weights::new();
+        let mut add = |name: &str, shape: Vec<usize>, scale: f32, offset: f32| {
+            let n = shape.iter().product();
+            let data = (0..n).map(|_| offset + scale * (rng.unit() as f32 * 2.0 - 1.0)).collect();
+            weights.insert(name.to_owned(), (shape, data));
+        };
+        add("albert.embeddings.word_embeddings.weight", vec![V, E], 0.5, 0.0);
+        add("albert.embeddings.position_embeddings.weight", vec![P, E], 0.5, 0.0);
+        add("albert.embeddings.token_type_embeddings.weight", vec![2, E], 0.5, 0.0);
+        add("albert.embeddings.LayerNorm.weight", vec![E], 0.2, 1.0);
+        add("albert.embeddings.LayerNorm.bias", vec![E], 0.2, 0.0);
+        add("albert.encoder.embedding_hidden_mapping_in.weight", vec![H, E], 0.4, 0.0);
+        add("albert.encoder.embedding_hidden_mapping_in.bias", vec![H], 0.1, 0.0);
+        for (part, out, inp) in [
+            ("attention.query", H, H),
+            ("attention.key", H, H),
+            ("attention.value", H, H),
+            ("attention.dense", H, H),
+            ("ffn", I, H),
+            ("ffn_output", H, I),
+        ] {
+            add(&format!("{LAYER}{part}.weight"), vec![out, inp], 0.3, 0.0);
+            add(&format!("{LAYER}{part}.bias"), vec![out], 0.1, 0.0);
+        }
+        for norm in ["attention.LayerNorm", "full_layer_layer_norm"] {
+            add(&format!("{LAYER}{norm}.weight"), vec![H], 0.2, 1.0);
+            add(&format!("{LAYER}{norm}.bias"), vec![H], 0.2, 0.0);
+        }
+        add("albert.pooler.weight", vec![H, H], 0.4, 0.0);
+        add("albert.pooler.bias", vec![H], 0.1, 0.0);
+        add("classifier.weight", vec![2, H], 0.5, 0.0);
+        add("classifier.bias", vec![2], 0.1, 0.0);
+        // Present in real checkpoints, unused by the classifier: must be ignored.
+        add("predictions.bias", vec![V], 0.1, 0.0);
+        weights
+    }
+
+    fn config() -> String {
+        serde_json::json!({
+            "architectures": ["AlbertForSequenceClassification"], "model_type": "albert", "vocab_size": V,
+            "embedding_size": E, "hidden_size": H, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+            "intermediate_size": I, "hidden_act": "gelu_new", "max_position_embeddings": P, "type_vocab_size": 2,
+            "layer_norm_eps": 1e-12, "num_hidden_groups": 1, "inner_group_num": 1, "torch_dtype": "float32",
+            "some_future_key": true
+        })
+        .to_string()
+    }
+
+    fn write_safetensors(weights: &Weights, path: &Path) {
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = weights
+            .iter()
+            .map(|(name, (shape, data))| {
+                (name.clone(), data.iter().flat_map(|v| v.to_le_bytes()).collect(), shape.clone())
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+            .iter()
+            .map(|(name, raw, shape)| {
+                (
+                    name.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), raw).unwrap(),
+                )
+            })
+            .collect();
+        std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+    }
+
+    /// A torch zip checkpoint: the pickle protocol-2 opcodes that torch.save writes.
+    fn write_pytorch_bin(weights: &Weights, path: &Path) {
+        fn unicode(out: &mut Vec<u8>, text: &str) {
+            out.push(b'X');
+            out.extend((text.len() as u32).to_le_bytes());
+            out.extend(text.as_bytes());
+        }
+        fn int(out: &mut Vec<u8>, value: usize) {
+            out.push(b'J');
+            out.extend((value as i32).to_le_bytes());
+        }
+        let mut pickle = vec![0x80, 2];
+        pickle.extend(b"ccollections\nOrderedDict\n)R(");
+        for (key, (name, (shape, _))) in weights.iter().enumerate() {
+            unicode(&mut pickle, name);
+            pickle.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+            unicode(&mut pickle, "storage");
+            pickle.extend(b"ctorch\nFloatStorage\n");
+            unicode(&mut pickle, &key.to_string());
+            unicode(&mut pickle, "cpu");
+            int(&mut pickle, shape.iter().product());
+            pickle.extend(b"tQ");
+            int(&mut pickle, 0);
+            pickle.push(b'(');
+            for &dim in shape {
+                int(&mut pickle, dim);
+            }
+            pickle.extend(b"t(");
+            let mut stride = 1;
+            let mut strides = vec![0; shape.len()];
+            for axis in (0..shape.len()).rev() {
+                strides[axis] = stride;
+                stride *= shape[axis];
+            }
+            for s in strides {
+                int(&mut pickle, s);
+            }
+            pickle.extend(b"t\x89ccollections\nOrderedDict\n)RtR");
+        }
+        pickle.extend(b"u.");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("archive/data.pkl", stored).unwrap();
+        zip.write_all(&pickle).unwrap();
+        for (key, (_, data)) in weights.values().enumerate() {
+            zip.start_file(format!("archive/data/{key}"), stored).unwrap();
+            zip.write_all(&data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+
+    fn linear(w: &Weights, prefix: &str, x: &[f32]) -> Vec<f32> {
+        let (shape, weight) = &w[&format!("{prefix}.weight")];
+        let bias = &w[&format!("{prefix}.bias")].1;
+        let (out, inp) = (shape[0], shape[1]);
+        (0..out).map(|o| bias[o] + (0..inp).map(|i| weight[o * inp + i] * x[i]).sum::<f32>()).collect()
+    }
+
+    fn layer_norm(w: &Weights, prefix: &str, x: &[f32]) -> Vec<f32> {
+        let n = x.len() as f32;
+        let mean = x.iter().sum::<f32>() / n;
+        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n;
+        let (gamma, beta) = (&w[&format!("{prefix}.weight")].1, &w[&format!("{prefix}.bias")].1);
+        x.iter().enumerate().map(|(i, v)| (v - mean) / (var + 1e-12).sqrt() * gamma[i] + beta[i]).collect()
+    }
+
+    /// AlbertForSequenceClassification, one unpadded sequence, straight from the definitions.
+    fn forward(w: &Weights, pair: &EncodedPair) -> [f32; 2] {
+        let table = |name: &str, row: usize| -> Vec<f32> { w[name].1[row * E..(row + 1) * E].to_vec() };
+        let mut hidden: Vec<Vec<f32>> = pair
+            .input_ids
+            .iter()
+            .zip(&pair.token_type_ids)
+            .enumerate()
+            .map(|(s, (&id, &t))| {
+                let word = table("albert.embeddings.word_embeddings.weight", id as usize);
+                let pos = table("albert.embeddings.position_embeddings.weight", s);
+                let ty = table("albert.embeddings.token_type_embeddings.weight", t as usize);
+                let sum: Vec<f32> = (0..E).map(|e| word[e] + pos[e] + ty[e]).collect();
+                linear(
+                    w,
+                    "albert.encoder.embedding_hidden_mapping_in",
+                    &layer_norm(w, "albert.embeddings.LayerNorm", &sum),
+                )
+            })
+            .collect();
+        let d = H / HEADS;
+        for _ in 0..LAYERS {
+            let q: Vec<Vec<f32>> = hidden.iter().map(|x| linear(w, &format!("{LAYER}attention.query"), x)).collect();
+            let k: Vec<Vec<f32>> = hidden.iter().map(|x| linear(w, &format!("{LAYER}attention.key"), x)).collect();
+            let v: Vec<Vec<f32>> = hidden.iter().map(|x| linear(w, &format!("{LAYER}attention.value"), x)).collect();
+            let n = hidden.len();
+            let mut context = vec![vec![0f32; H]; n];
+            for head in 0..HEADS {
+                for i in 0..n {
+                    let scores: Vec<f32> = (0..n)
+                        .map(|j| {
+                            (0..d).map(|c| q[i][head * d + c] * k[j][head * d + c]).sum::<f32>() / (d as f32).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f32::MIN, f32::max);
+                    let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let total: f32 = exps.iter().sum();
+                    for j in 0..n {
+                        for c in 0..d {
+                            context[i][head * d + c] += exps[j] / total * v[j][head * d + c];
+                        }
+                    }
+                }
+            }
+            hidden = hidden
+                .iter()
+                .zip(&context)
+                .map(|(x, ctx)| {
+                    let projected = linear(w, &format!("{LAYER}attention.dense"), ctx);
+                    let residual: Vec<f32> = x.iter().zip(&projected).map(|(a, b)| a + b).collect();
+                    let attended = layer_norm(w, &format!("{LAYER}attention.LayerNorm"), &residual);
+                    let ffn: Vec<f32> = linear(w, &format!("{LAYER}ffn"), &attended)
+                        .into_iter()
+                        .map(|x| {
+                            0.5 * x * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+                        })
+                        .collect();
+                    let out = linear(w, &format!("{LAYER}ffn_output"), &ffn);
+                    let residual: Vec<f32> = out.iter().zip(&attended).map(|(a, b)| a + b).collect();
+                    layer_norm(w, &format!("{LAYER}full_layer_layer_norm"), &residual)
+                })
+                .collect();
+        }
+        let pooled: Vec<f32> = linear(w, "albert.pooler", &hidden[0]).into_iter().map(f32::tanh).collect();
+        let logits = linear(w, "classifier", &pooled);
+        [logits[0], logits[1]]
+    }
+
+    #[test]
+    fn converted_checkpoints_match_an_independent_forward_pass() {
+        let weights = random_weights(11);
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = dir.path().join("checkpoint");
+        std::fs::create_dir(&checkpoint).unwrap();
+        std::fs::write(checkpoint.join("config.json"), config()).unwrap();
+        std::fs::copy(mathrank_tests::tiny_model().join("tokenizer.json"), checkpoint.join("tokenizer.json")).unwrap();
+        write_safetensors(&weights, &checkpoint.join("model.safetensors"));
+        write_pytorch_bin(&weights, &checkpoint.join("pytorch_model.bin"));
+
+        let mut rng = SplitMix64::new(5);
+        let pairs: Vec<EncodedPair> = [5usize, 17, 40, 9]
+            .iter()
+            .map(|&len| {
+                let split = len / 3;
+                let mut ids: Vec<i64> = (0..len).map(|_| 5 + rng.below(29_000) as i64).collect();
+                ids[0] = 2;
+                ids[split] = 3;
+                ids[len - 1] = 3;
+                EncodedPair { input_ids: ids, token_type_ids: (0..len).map(|i| i64::from(i > split)).collect() }
+            })
+            .collect();
+        let expected: Vec<[f32; 2]> = pairs.iter().map(|pair| forward(&weights, pair)).collect();
+        for file in ["model.safetensors", "pytorch_model.bin"] {
+            let out = dir.path().join(format!("converted-{file}"));
+            let manifest = mathrank_model::convert_with(&checkpoint, &out, Some(file)).unwrap();
+            assert_eq!(manifest.weights_file, file);
+            assert!(manifest.sources.iter().all(|s| s.sha256.len() == 64));
+            let options = RerankerOptions {
+                ort_library: Some(mathrank_tests::ort_library()),
+                intra_threads: 1,
+                max_length: P,
+                ..RerankerOptions::default()
+            };
+            let reranker = Reranker::load(&out, &options).unwrap();
+            // One job: the pairs are padded into shared micro-batches, so the mask is exercised.
+            let scores = reranker.submit(pairs.clone()).unwrap().wait().unwrap().scores;
+            for (i, (score, want)) in scores.iter().zip(&expected).enumerate() {
+                for c in 0..2 {
+                    assert!(
+                        (score.logits[c] - want[c]).abs() < 1e-4,
+                        "{file} pair {i}: {:?} vs {want:?}",
+                        score.logits
+                    );
+                }
+            }
+        }
+        // The shared layer is stored once, not once per layer.
+        let onnx_bytes = std::fs::metadata(dir.path().join("converted-model.safetensors/model.onnx")).unwrap().len();
+        let weight_bytes: usize =
+            weights.iter().filter(|(n, _)| !n.starts_with("predictions")).map(|(_, (_, d))| d.len() * 4).sum();
+        assert!(onnx_bytes < weight_bytes as u64 + 64 * 1024, "{onnx_bytes} bytes for {weight_bytes} bytes of weights");
+    }
+
+    #[test]
+    fn clear_conversion_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path();
+        std::fs::write(
+            from.join("config.json"),
+            config().replace("\"num_hidden_groups\":1", "\"num_hidden_groups\":2"),
+        )
+        .unwrap();
+        let err = mathrank_model::convert(from, &from.join("out")).unwrap_err().to_string();
+        assert!(err.contains("num_hidden_groups"), "{err}");
+        std::fs::write(
+            from.join("config.json"),
+            config().replace("AlbertForSequenceClassification", "BertForMaskedLM"),
+        )
+        .unwrap();
+        assert!(
+            mathrank_model::convert(from, &from.join("out"))
+                .unwrap_err()
+                .to_string()
+                .contains("AlbertForSequenceClassification")
+        );
+        std::fs::write(from.join("config.json"), config()).unwrap();
+        let err = mathrank_model::convert(from, &from.join("out")).unwrap_err().to_string();
+        assert!(err.contains("no tokenizer.json") && err.contains("albert-base-v2"), "{err}");
+        std::fs::copy(mathrank_tests::tiny_model().join("tokenizer.json"), from.join("tokenizer.json")).unwrap();
+        let mut weights = random_weights(3);
+        weights.remove("classifier.bias");
+        write_safetensors(&weights, &from.join("model.safetensors"));
+        let err = mathrank_model::convert(from, &from.join("out")).unwrap_err().to_string();
+        assert!(err.contains("classifier.bias"), "{err}");
+    }
+}
+
+/// Converts a `../shared` model directory's checkpoint and checks its logits on the five
+/// reference pairs.
+fn assert_converted_parity(name: &str, weights: &str, tolerance: f32) {
+    let source = shared_dir().join("models").join(name);
+    let out = tempfile::tempdir().unwrap();
+    mathrank_model::convert_with(&source, out.path(), Some(weights)).unwrap();
+    let options = RerankerOptions {
+        ort_library: Some(mathrank_tests::ort_library()),
+        intra_threads: 1,
+        ..RerankerOptions::default()
+    };
+    let reranker = mathrank_rerank::Reranker::load(out.path(), &options).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("reference.json")).unwrap()).unwrap();
+    let pairs: Vec<(String, String)> = serde_json::from_value(reference["pairs"].clone()).unwrap();
+    for (i, (question, answer)) in pairs.iter().enumerate() {
+        let logits = reranker.score_blocking(question, &[answer.as_str()]).unwrap().scores[0].logits;
+        for c in 0..2 {
+            let expected = reference["logits"][i][c].as_f64().unwrap() as f32;
+            assert!(
+                (logits[c] - expected).abs() <= tolerance,
+                "{name} from {weights}, pair {i}: {logits:?} vs {expected}"
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
+fn conformance_convert_albert_tiny_from_safetensors_and_bin() {
+    assert_converted_parity("albert-tiny", "model.safetensors", 1e-4);
+    assert_converted_parity("albert-tiny", "pytorch_model.bin", 1e-4);
+}
+
+#[test]
+#[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
+fn conformance_convert_albert_base_random() {
+    assert_converted_parity("albert-base-random", "model.safetensors", 1e-3);
+}

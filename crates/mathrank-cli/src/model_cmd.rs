@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]
@@ -41,6 +42,9 @@ pub struct ConvertArgs {
     /// Output model directory.
     #[arg(long, env = "MATHRANK_CONVERT_OUT")]
     pub out: PathBuf,
+    /// Weights file to read: model.safetensors or pytorch_model.bin [default: safetensors when present].
+    #[arg(long, env = "MATHRANK_CONVERT_WEIGHTS")]
+    pub weights: Option<String>,
 }
 
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
@@ -60,8 +64,19 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             "`mathrank model fetch` is not implemented yet; get an ONNX export of {} (model.onnx, tokenizer.json, config.json) and pass its directory with --model",
             mathrank_model::DEFAULT_REPO
         ),
-        ModelAction::Convert(_) => anyhow::bail!(
-            "`mathrank model convert` is not implemented yet; export the checkpoint to ONNX elsewhere and pass the directory with --model"
-        ),
+        ModelAction::Convert(args) => {
+            let weights = args.weights.as_deref();
+            let manifest = mathrank_model::convert_with(&args.from, &args.out, weights)
+                .with_context(|| format!("converting {}", args.from.display()))?;
+            println!(
+                "wrote {} (ONNX opset {}, {} from {}, sha256 {})",
+                args.out.join("model.onnx").display(),
+                manifest.opset,
+                manifest.dtype,
+                manifest.weights_file,
+                manifest.onnx_sha256
+            );
+            Ok(())
+        }
     }
 }

@@ -1,12 +1,29 @@
-//! Getting the reranking model: the local model cache, and (see `fetch`/`convert`) downloading
-//! a Hugging Face checkpoint and converting it to ONNX without Python.
+//! Getting the reranking model without Python: the local model cache, and conversion of a
+//! Hugging Face `AlbertForSequenceClassification` checkpoint (safetensors or the legacy
+//! `pytorch_model.bin`) into an ONNX model directory.
 //!
-//! ```
-//! let dir = mathrank_model::cached_model_dir(mathrank_model::DEFAULT_REPO, "main");
-//! assert!(dir.ends_with("AnReu--albert-for-math-ar-base-ft/main"));
+//! ```no_run
+//! let manifest = mathrank_model::convert("checkpoint/".as_ref(), "model/".as_ref())?;
+//! println!("wrote {} from {}", manifest.onnx_sha256, manifest.weights_file);
+//! # Ok::<(), mathrank_model::Error>(())
 //! ```
 
-use std::path::PathBuf;
+mod albert;
+mod checkpoint;
+mod pickle;
+
+/// The ONNX protobuf messages (generated from this crate's minimal `proto/onnx.proto`).
+pub mod onnx {
+    #![allow(clippy::all, clippy::pedantic, missing_docs, rust_2018_idioms)]
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+
+pub use albert::{AlbertConfig, OPSET, build_model, required_weights};
+pub use checkpoint::{Tensor, Weights, read_pytorch_bin, read_safetensors};
 
 /// The model mathrank is made for.
 pub const DEFAULT_REPO: &str = "AnReu/albert-for-math-ar-base-ft";
@@ -23,6 +40,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("invalid checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("unsupported model configuration: {0}")]
+    Config(String),
+    #[error("the checkpoint has no weight {0:?}, which AlbertForSequenceClassification needs")]
+    MissingWeight(String),
+    #[error("{dir} has neither model.safetensors nor pytorch_model.bin")]
+    NoWeights { dir: String },
+    #[error(
+        "{dir} has no tokenizer.json; download albert-base-v2's (https://huggingface.co/albert/albert-base-v2/resolve/main/tokenizer.json) into it, since the math model uses the same vocabulary"
+    )]
+    NoTokenizer { dir: String },
 }
 
 /// Result alias of this crate.
@@ -49,4 +78,114 @@ pub fn cached_model_dir(repo: &str, revision: &str) -> PathBuf {
 pub fn find_cached_default() -> Option<PathBuf> {
     let dir = cached_model_dir(DEFAULT_REPO, "main");
     ["model.onnx", "tokenizer.json", "config.json"].iter().all(|f| dir.join(f).is_file()).then_some(dir)
+}
+
+/// What a conversion wrote, saved as `manifest.json` next to the model.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// Hub repository, when known (`fetch`); else empty.
+    #[serde(default)]
+    pub source_repo: String,
+    /// Source files and their sha256.
+    pub sources: Vec<SourceFile>,
+    pub weights_file: String,
+    pub converter: String,
+    pub opset: i64,
+    pub dtype: String,
+    pub onnx_sha256: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SourceFile {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
+    let path = path.display().to_string();
+    move |source| Error::Io { action, path, source }
+}
+
+fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let bytes = std::fs::read(path).map_err(io("reading", path))?;
+    Ok((hex(&sha2::Sha256::digest(&bytes)), bytes.len() as u64))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Converts the checkpoint in `from` (config.json, model.safetensors or pytorch_model.bin,
+/// tokenizer.json) into a model directory at `out` (model.onnx, tokenizer.json, config.json,
+/// manifest.json). Safetensors is preferred when both weight files are present.
+pub fn convert(from: &Path, out: &Path) -> Result<Manifest> {
+    convert_with(from, out, None)
+}
+
+/// [`convert`] with an explicit weights file name (`model.safetensors` or `pytorch_model.bin`).
+pub fn convert_with(from: &Path, out: &Path, weights_file: Option<&str>) -> Result<Manifest> {
+    let config_path = from.join("config.json");
+    let config_text = std::fs::read_to_string(&config_path).map_err(io("reading", &config_path))?;
+    let config = AlbertConfig::parse(&config_text)?;
+    let tokenizer = from.join("tokenizer.json");
+    if !tokenizer.is_file() {
+        return Err(Error::NoTokenizer { dir: from.display().to_string() });
+    }
+    let weights_name = match weights_file {
+        Some(name) => name.to_owned(),
+        None => ["model.safetensors", "pytorch_model.bin"]
+            .iter()
+            .find(|name| from.join(name).is_file())
+            .map(|name| (*name).to_owned())
+            .ok_or_else(|| Error::NoWeights { dir: from.display().to_string() })?,
+    };
+    let weights_path = from.join(&weights_name);
+    let weights = if weights_name.ends_with(".safetensors") {
+        read_safetensors(&weights_path)?
+    } else {
+        read_pytorch_bin(&weights_path)?
+    };
+    let required: std::collections::BTreeSet<String> = required_weights().into_iter().collect();
+    for name in weights.keys().filter(|name| !required.contains(*name)) {
+        tracing::debug!(name, "ignoring a weight the classifier does not use");
+    }
+    let model = build_model(&config, &weights)?;
+    let bytes = prost::Message::encode_to_vec(&model);
+
+    std::fs::create_dir_all(out).map_err(io("creating", out))?;
+    let onnx_path = out.join("model.onnx");
+    std::fs::write(&onnx_path, &bytes).map_err(io("writing", &onnx_path))?;
+    for file in ["tokenizer.json", "config.json"] {
+        let (source, target) = (from.join(file), out.join(file));
+        if source != target {
+            // A read-only copy from an earlier run (or a read-only source) must not block this one.
+            if target.exists() {
+                std::fs::remove_file(&target).map_err(io("replacing", &target))?;
+            }
+            std::fs::copy(&source, &target).map_err(io("copying", &source))?;
+            let mut permissions = std::fs::metadata(&target).map_err(io("reading", &target))?.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            permissions.set_readonly(false);
+            std::fs::set_permissions(&target, permissions).map_err(io("writing", &target))?;
+        }
+    }
+    let mut sources = Vec::new();
+    for name in ["config.json", "tokenizer.json", weights_name.as_str()] {
+        let (sha256, bytes) = sha256_file(&from.join(name))?;
+        sources.push(SourceFile { name: name.to_owned(), sha256, bytes });
+    }
+    let manifest = Manifest {
+        source_repo: String::new(),
+        sources,
+        weights_file: weights_name,
+        converter: format!("mathrank {}", env!("CARGO_PKG_VERSION")),
+        opset: OPSET,
+        dtype: "float32".into(),
+        onnx_sha256: hex(&sha2::Sha256::digest(&bytes)),
+    };
+    let manifest_path = out.join("manifest.json");
+    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    std::fs::write(&manifest_path, text).map_err(io("writing", &manifest_path))?;
+    Ok(manifest)
 }
