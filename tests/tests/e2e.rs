@@ -798,6 +798,13 @@ mod convert {
         [logits[0], logits[1]]
     }
 
+    /// A random tiny checkpoint (config.json, model.safetensors, tokenizer.json) in `dir`.
+    pub(super) fn write_checkpoint(dir: &Path) {
+        std::fs::write(dir.join("config.json"), config()).unwrap();
+        std::fs::copy(mathrank_tests::tiny_model().join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+        write_safetensors(&random_weights(21), &dir.join("model.safetensors"));
+    }
+
     #[test]
     fn converted_checkpoints_match_an_independent_forward_pass() {
         let weights = random_weights(11);
@@ -925,4 +932,175 @@ fn conformance_convert_albert_tiny_from_safetensors_and_bin() {
 #[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
 fn conformance_convert_albert_base_random() {
     assert_converted_parity("albert-base-random", "model.safetensors", 1e-3);
+}
+
+// ---- Model fetch against a local server with the hub's URL layout and headers.
+
+mod fetch {
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use sha2::Digest;
+
+    /// Serves `/{repo}/resolve/{revision}/{file}` like the hub: small files directly, large
+    /// (LFS) files through a 302 to `/cdn/{file}` whose HEAD carries `X-Linked-Etag` (sha256)
+    /// and `X-Linked-Size`. Optionally drops the first full download of the weights halfway,
+    /// or publishes a wrong sha256.
+    struct FakeHub {
+        endpoint: String,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn start(files: HashMap<String, Vec<u8>>, drop_first: bool, wrong_sha: bool) -> FakeHub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let server_log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut dropped = !drop_first;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut range_start = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                        range_start = value.trim().trim_end_matches('-').parse::<usize>().ok();
+                    }
+                }
+                let parts: Vec<&str> = request_line.split_whitespace().collect();
+                let (method, path) = (parts[0], parts[1]);
+                server_log.lock().unwrap().push(format!("{method} {path} range={range_start:?}"));
+                let name = path.rsplit('/').next().unwrap_or("").to_owned();
+                let Some(body) = files.get(&name) else {
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                };
+                let large = name.ends_with(".safetensors") || name.ends_with(".bin");
+                if large && path.contains("/resolve/") {
+                    let mut sha = hex(&sha2::Sha256::digest(body));
+                    if wrong_sha {
+                        sha = "0".repeat(64);
+                    }
+                    let head = format!(
+                        "HTTP/1.1 302 Found\r\nLocation: /cdn/{name}\r\nX-Linked-Etag: \"{sha}\"\r\nX-Linked-Size: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    continue;
+                }
+                let start = range_start.unwrap_or(0).min(body.len());
+                let status = if range_start.is_some() { "206 Partial Content" } else { "200 OK" };
+                let rest = &body[start..];
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nETag: \"abc\"\r\nConnection: close\r\n\r\n",
+                    rest.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                if method == "GET" {
+                    if large && !dropped {
+                        dropped = true;
+                        let _ = stream.write_all(&rest[..rest.len() / 2]);
+                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                        continue;
+                    }
+                    let _ = stream.write_all(rest);
+                }
+            }
+        });
+        FakeHub { endpoint, log }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn hub_files() -> HashMap<String, Vec<u8>> {
+        let fixture = mathrank_tests::tiny_model();
+        let mut files = HashMap::new();
+        for name in ["config.json", "tokenizer.json"] {
+            files.insert(name.to_owned(), std::fs::read(fixture.join(name)).unwrap());
+        }
+        // The shared tiny fixture holds no checkpoint: write a random one with its config.
+        let dir = tempfile::tempdir().unwrap();
+        super::convert::write_checkpoint(dir.path());
+        for name in ["config.json", "model.safetensors"] {
+            files.insert(name.to_owned(), std::fs::read(dir.path().join(name)).unwrap());
+        }
+        files
+    }
+
+    fn options(hub: &FakeHub, cache: &std::path::Path) -> mathrank_model::FetchOptions {
+        mathrank_model::FetchOptions {
+            endpoint: hub.endpoint.clone(),
+            repo: "AnReu/albert-for-math-ar-base-ft".into(),
+            revision: "main".into(),
+            out: None,
+            token: None,
+            cache: cache.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn fetch_resumes_a_dropped_download_verifies_and_converts() {
+        let hub = start(hub_files(), true, false);
+        let cache = tempfile::tempdir().unwrap();
+        let mut seen = 0u64;
+        let (dir, manifest) =
+            mathrank_model::fetch(&options(&hub, cache.path()), &mut |p| seen = seen.max(p.downloaded)).unwrap();
+        assert!(dir.starts_with(cache.path()) && dir.ends_with("AnReu--albert-for-math-ar-base-ft/main"));
+        for file in ["model.onnx", "tokenizer.json", "config.json", "manifest.json"] {
+            assert!(dir.join(file).is_file(), "{file}");
+        }
+        assert_eq!(manifest.source_repo, "AnReu/albert-for-math-ar-base-ft");
+        assert_eq!(manifest.weights_file, "model.safetensors");
+        assert!(seen > 0);
+        let log = hub.log.lock().unwrap().clone();
+        assert!(
+            log.iter().any(|l| l.starts_with("GET /cdn/model.safetensors range=Some(")),
+            "resumed with Range: {log:?}"
+        );
+        // The cached model loads and scores.
+        let options = mathrank_rerank::RerankerOptions {
+            ort_library: Some(mathrank_tests::ort_library()),
+            intra_threads: 1,
+            max_length: 64,
+            ..Default::default()
+        };
+        let reranker = mathrank_rerank::Reranker::load(&dir, &options).unwrap();
+        assert!(reranker.score_blocking("q", &["a"]).unwrap().scores[0].relevance.is_finite());
+    }
+
+    #[test]
+    fn a_wrong_checksum_is_rejected_and_nothing_is_cached() {
+        let hub = start(hub_files(), false, true);
+        let cache = tempfile::tempdir().unwrap();
+        let err = mathrank_model::fetch(&options(&hub, cache.path()), &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch") && err.contains("model.safetensors"), "{err}");
+        assert!(!cache.path().join("models/AnReu--albert-for-math-ar-base-ft/main").exists());
+        let downloads = cache.path().join("downloads/AnReu--albert-for-math-ar-base-ft/main");
+        assert!(!downloads.join("model.safetensors").exists() && !downloads.join("model.safetensors.part").exists());
+    }
+
+    #[test]
+    fn a_missing_repository_or_an_offline_hub_says_what_to_do() {
+        let hub = start(HashMap::new(), false, false);
+        let cache = tempfile::tempdir().unwrap();
+        let err = mathrank_model::fetch(&options(&hub, cache.path()), &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("no config.json") && err.contains("model convert --from"), "{err}");
+        let mut offline = options(&hub, cache.path());
+        offline.endpoint = "http://127.0.0.1:9".into();
+        let err = mathrank_model::fetch(&offline, &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("cannot reach") && err.contains("model convert --from"), "{err}");
+    }
 }

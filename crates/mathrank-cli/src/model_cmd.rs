@@ -15,7 +15,9 @@ pub struct ModelCommand {
 pub enum ModelAction {
     /// Print the cached default model's directory (exit 1 if it is not cached).
     Path,
-    /// Download a Hugging Face checkpoint and convert it to ONNX into the model cache.
+    /// Download a Hugging Face checkpoint (resumable, sha256-checked) and convert it to ONNX into
+    /// the model cache. The hub URL comes from MATHRANK_HUB_ENDPOINT (default
+    /// https://huggingface.co), a token from HF_TOKEN.
     Fetch(FetchArgs),
     /// Convert a local Hugging Face ALBERT checkpoint directory to an ONNX model directory.
     Convert(ConvertArgs),
@@ -60,10 +62,36 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 mathrank_model::cached_model_dir(mathrank_model::DEFAULT_REPO, "main").display()
             ),
         },
-        ModelAction::Fetch(_) => anyhow::bail!(
-            "`mathrank model fetch` is not implemented yet; get an ONNX export of {} (model.onnx, tokenizer.json, config.json) and pass its directory with --model",
-            mathrank_model::DEFAULT_REPO
-        ),
+        ModelAction::Fetch(args) => {
+            let mut options = mathrank_model::FetchOptions::new(&args.repo, &args.revision);
+            options.out = args.out.clone();
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:20} {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let mut current = String::new();
+            let (dir, manifest) = mathrank_model::fetch(&options, &mut |progress| {
+                if current != progress.file {
+                    current = progress.file.to_owned();
+                    bar.set_message(current.clone());
+                    bar.set_length(progress.total.unwrap_or(0));
+                }
+                bar.set_position(progress.downloaded);
+            })
+            .with_context(|| format!("fetching {}@{}", args.repo, args.revision))?;
+            bar.finish_and_clear();
+            println!(
+                "{} -> {} (ONNX, from {}; sha256 {})",
+                args.repo,
+                dir.display(),
+                manifest.weights_file,
+                manifest.onnx_sha256
+            );
+            Ok(())
+        }
         ModelAction::Convert(args) => {
             let weights = args.weights.as_deref();
             let manifest = mathrank_model::convert_with(&args.from, &args.out, weights)

@@ -280,17 +280,18 @@ impl Graph<'_> {
                 self.node("Mul", &[&times, &half], vec![])
             }
             _ => {
-                // gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+                // gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in the order the
+                // torch exporter writes it, which ONNX Runtime fuses into one FastGelu kernel.
                 let (c, k) = (self.constant_f32((2.0 / std::f32::consts::PI).sqrt()), self.constant_f32(0.044715));
                 let (half, one, three) = (self.constant_f32(0.5), self.constant_f32(1.0), self.constant_f32(3.0));
+                let half_x = self.node("Mul", &[input, &half], vec![]);
                 let cube = self.node("Pow", &[input, &three], vec![]);
                 let scaled_cube = self.node("Mul", &[&cube, &k], vec![]);
                 let inner = self.node("Add", &[input, &scaled_cube], vec![]);
                 let scaled = self.node("Mul", &[&inner, &c], vec![]);
                 let tanh = self.node("Tanh", &[&scaled], vec![]);
                 let plus = self.node("Add", &[&tanh, &one], vec![]);
-                let times = self.node("Mul", &[input, &plus], vec![]);
-                self.node("Mul", &[&times, &half], vec![])
+                self.node("Mul", &[&half_x, &plus], vec![])
             }
         }
     }

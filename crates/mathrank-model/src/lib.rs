@@ -10,6 +10,7 @@
 
 mod albert;
 mod checkpoint;
+mod fetch;
 mod pickle;
 
 /// The ONNX protobuf messages (generated from this crate's minimal `proto/onnx.proto`).
@@ -24,6 +25,7 @@ use sha2::Digest;
 
 pub use albert::{AlbertConfig, OPSET, build_model, required_weights};
 pub use checkpoint::{Tensor, Weights, read_pytorch_bin, read_safetensors};
+pub use fetch::{FetchOptions, FetchProgress, fetch};
 
 /// The model mathrank is made for.
 pub const DEFAULT_REPO: &str = "AnReu/albert-for-math-ar-base-ft";
@@ -46,6 +48,8 @@ pub enum Error {
     Config(String),
     #[error("the checkpoint has no weight {0:?}, which AlbertForSequenceClassification needs")]
     MissingWeight(String),
+    #[error("fetching the model failed: {0}")]
+    Fetch(String),
     #[error("{dir} has neither model.safetensors nor pytorch_model.bin")]
     NoWeights { dir: String },
     #[error(
@@ -102,7 +106,7 @@ pub struct SourceFile {
     pub bytes: u64,
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
     let path = path.display().to_string();
     move |source| Error::Io { action, path, source }
 }
@@ -112,7 +116,7 @@ fn sha256_file(path: &Path) -> Result<(String, u64)> {
     Ok((hex(&sha2::Sha256::digest(&bytes)), bytes.len() as u64))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
