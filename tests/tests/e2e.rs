@@ -1104,3 +1104,38 @@ mod fetch {
         assert!(err.contains("cannot reach") && err.contains("model convert --from"), "{err}");
     }
 }
+
+#[test]
+fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    convert::write_checkpoint(&checkpoint);
+    let (fp32, int8) = (dir.path().join("fp32"), dir.path().join("int8"));
+    mathrank_model::convert_full(&checkpoint, &fp32, None, false).unwrap();
+    let manifest = mathrank_model::convert_full(&checkpoint, &int8, None, true).unwrap();
+    assert!(manifest.dtype.starts_with("int8"));
+    let options = RerankerOptions {
+        ort_library: Some(mathrank_tests::ort_library()),
+        intra_threads: 1,
+        max_length: 64,
+        ..RerankerOptions::default()
+    };
+    let answers =
+        ["Use Fermat's little theorem.", "The determinant is the product of the pivots.", "By induction on $n$."];
+    let full = mathrank_rerank::Reranker::load(&fp32, &options).unwrap().score_blocking(QUESTION, &answers).unwrap();
+    let quantized =
+        mathrank_rerank::Reranker::load(&int8, &options).unwrap().score_blocking(QUESTION, &answers).unwrap();
+    for (a, b) in full.scores.iter().zip(&quantized.scores) {
+        assert!((a.relevance - b.relevance).abs() < 0.05, "{a:?} vs {b:?}");
+        assert_ne!(a.logits, b.logits, "the int8 graph must really differ");
+    }
+    // The shared layer's six matrices are stored once in int8, however many layers use them.
+    let bytes = std::fs::read(int8.join("model.onnx")).unwrap();
+    let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
+    let graph = model.graph.unwrap();
+    let int8_matrices = graph.initializer.iter().filter(|t| t.data_type == Some(3) && !t.dims.is_empty()).count();
+    assert_eq!(int8_matrices, 6);
+    let quantized_products = graph.node.iter().filter(|n| n.op_type.as_deref() == Some("MatMulInteger")).count();
+    assert_eq!(quantized_products, 6 * 3, "six products per layer, three layers");
+}

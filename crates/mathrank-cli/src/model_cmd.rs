@@ -47,6 +47,9 @@ pub struct ConvertArgs {
     /// Weights file to read: model.safetensors or pytorch_model.bin [default: safetensors when present].
     #[arg(long, env = "MATHRANK_CONVERT_WEIGHTS")]
     pub weights: Option<String>,
+    /// `int8`: dynamic quantisation of the shared layer's MatMul weights (stored once).
+    #[arg(long, env = "MATHRANK_CONVERT_QUANTIZE")]
+    pub quantize: Option<String>,
 }
 
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
@@ -94,7 +97,12 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         }
         ModelAction::Convert(args) => {
             let weights = args.weights.as_deref();
-            let manifest = mathrank_model::convert_with(&args.from, &args.out, weights)
+            let quantize = match args.quantize.as_deref() {
+                None => false,
+                Some("int8") => true,
+                Some(other) => anyhow::bail!("--quantize {other}: only int8 is supported"),
+            };
+            let manifest = mathrank_model::convert_full(&args.from, &args.out, weights, quantize)
                 .with_context(|| format!("converting {}", args.from.display()))?;
             println!(
                 "wrote {} (ONNX opset {}, {} from {}, sha256 {})",

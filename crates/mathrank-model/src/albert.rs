@@ -138,6 +138,8 @@ pub fn required_weights() -> Vec<String> {
 
 struct Graph<'w> {
     weights: &'w Weights,
+    /// Dynamic int8 quantisation of the encoder's MatMul weights.
+    quantize: bool,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     stored: BTreeSet<String>,
@@ -250,10 +252,72 @@ impl Graph<'_> {
     }
 
     fn linear(&mut self, input: &str, prefix: &str) -> Result<String> {
-        let weight = self.stored_transposed(&format!("{prefix}.weight"))?;
         let bias = self.stored(&format!("{prefix}.bias"))?;
-        let product = self.node("MatMul", &[input, &weight], vec![]);
+        let product = if self.quantize && prefix.starts_with(LAYER) {
+            self.quantized_matmul(input, &format!("{prefix}.weight"))?
+        } else {
+            let weight = self.stored_transposed(&format!("{prefix}.weight"))?;
+            self.node("MatMul", &[input, &weight], vec![])
+        };
         Ok(self.node("Add", &[&product, &bias], vec![]))
+    }
+
+    /// Stores a Linear weight transposed and quantised to int8 (symmetric, per tensor), once;
+    /// returns (weight, scale, zero point) names.
+    fn stored_int8(&mut self, name: &str) -> Result<(String, String, String)> {
+        let (q, scale_name, zero_name) =
+            (format!("{name}.T.int8"), format!("{name}.T.scale"), format!("{name}.T.zero"));
+        if self.stored.insert(q.clone()) {
+            let tensor = self.weight(name)?;
+            let [rows, cols] = tensor.shape[..] else {
+                return Err(Error::Checkpoint(format!("{name} has shape {:?}, expected a matrix", tensor.shape)));
+            };
+            let max = tensor.data.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            let mut quantized = vec![0u8; rows * cols];
+            for r in 0..rows {
+                for c in 0..cols {
+                    let value = (tensor.data[r * cols + c] / scale).round().clamp(-127.0, 127.0) as i8;
+                    quantized[c * rows + r] = value as u8;
+                }
+            }
+            self.initializers.push(TensorProto {
+                dims: vec![cols as i64, rows as i64],
+                data_type: Some(tensor_proto::DataType::Int8 as i32),
+                name: Some(q.clone()),
+                raw_data: Some(quantized),
+                ..Default::default()
+            });
+            self.initializers.push(f32_tensor(&scale_name, &[], &[scale]));
+            self.initializers.push(TensorProto {
+                dims: vec![],
+                data_type: Some(tensor_proto::DataType::Int8 as i32),
+                name: Some(zero_name.clone()),
+                raw_data: Some(vec![0]),
+                ..Default::default()
+            });
+        }
+        Ok((q, scale_name, zero_name))
+    }
+
+    /// `x @ W^T` with the weight in int8 and the activation quantised at run time
+    /// (DynamicQuantizeLinear + MatMulInteger, which ONNX Runtime fuses into one kernel).
+    fn quantized_matmul(&mut self, input: &str, weight: &str) -> Result<String> {
+        let (q, w_scale, w_zero) = self.stored_int8(weight)?;
+        self.next += 1;
+        let id = self.next;
+        let (xq, x_scale, x_zero) = (format!("dql_{id}_q"), format!("dql_{id}_scale"), format!("dql_{id}_zero"));
+        self.nodes.push(NodeProto {
+            input: vec![input.to_owned()],
+            output: vec![xq.clone(), x_scale.clone(), x_zero.clone()],
+            name: Some(format!("DynamicQuantizeLinear_{id}")),
+            op_type: Some("DynamicQuantizeLinear".into()),
+            ..Default::default()
+        });
+        let product = self.node("MatMulInteger", &[&xq, &q, &x_zero, &w_zero], vec![]);
+        let product = self.node("Cast", &[&product], vec![attr_int("to", tensor_proto::DataType::Float as i64)]);
+        let scale = self.node("Mul", &[&x_scale, &w_scale], vec![]);
+        Ok(self.node("Mul", &[&product, &scale], vec![]))
     }
 
     fn layer_norm(&mut self, input: &str, prefix: &str, eps: f32) -> Result<String> {
@@ -331,8 +395,14 @@ fn logits_output(labels: usize) -> ValueInfoProto {
     }
 }
 
-/// Builds the ONNX model of an ALBERT sequence classifier.
+/// Builds the ONNX model of an ALBERT sequence classifier (float32).
 pub fn build_model(config: &AlbertConfig, weights: &Weights) -> Result<ModelProto> {
+    build_model_with(config, weights, false)
+}
+
+/// [`build_model`], optionally with the shared layer's MatMul weights in int8 (dynamic
+/// quantisation). The int8 weights are stored once, like the float ones.
+pub fn build_model_with(config: &AlbertConfig, weights: &Weights, quantize_int8: bool) -> Result<ModelProto> {
     for name in required_weights() {
         if !weights.contains_key(&name) {
             return Err(Error::MissingWeight(name));
@@ -342,7 +412,14 @@ pub fn build_model(config: &AlbertConfig, weights: &Weights) -> Result<ModelProt
     let eps = config.layer_norm_eps as f32;
     let heads = config.num_attention_heads;
     let head_dim = config.hidden_size / heads;
-    let mut g = Graph { weights, nodes: Vec::new(), initializers: Vec::new(), stored: BTreeSet::new(), next: 0 };
+    let mut g = Graph {
+        weights,
+        quantize: quantize_int8,
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+        stored: BTreeSet::new(),
+        next: 0,
+    };
 
     // Embeddings: word + position + token type, LayerNorm, projection to the hidden size.
     let word_table = g.stored("albert.embeddings.word_embeddings.weight")?;

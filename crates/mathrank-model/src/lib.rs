@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
-pub use albert::{AlbertConfig, OPSET, build_model, required_weights};
+pub use albert::{AlbertConfig, OPSET, build_model, build_model_with, required_weights};
 pub use checkpoint::{Tensor, Weights, read_pytorch_bin, read_safetensors};
 pub use fetch::{FetchOptions, FetchProgress, fetch};
 
@@ -129,6 +129,11 @@ pub fn convert(from: &Path, out: &Path) -> Result<Manifest> {
 
 /// [`convert`] with an explicit weights file name (`model.safetensors` or `pytorch_model.bin`).
 pub fn convert_with(from: &Path, out: &Path, weights_file: Option<&str>) -> Result<Manifest> {
+    convert_full(from, out, weights_file, false)
+}
+
+/// [`convert_with`], optionally quantising the shared layer's MatMul weights to int8.
+pub fn convert_full(from: &Path, out: &Path, weights_file: Option<&str>, quantize_int8: bool) -> Result<Manifest> {
     let config_path = from.join("config.json");
     let config_text = std::fs::read_to_string(&config_path).map_err(io("reading", &config_path))?;
     let config = AlbertConfig::parse(&config_text)?;
@@ -154,7 +159,7 @@ pub fn convert_with(from: &Path, out: &Path, weights_file: Option<&str>) -> Resu
     for name in weights.keys().filter(|name| !required.contains(*name)) {
         tracing::debug!(name, "ignoring a weight the classifier does not use");
     }
-    let model = build_model(&config, &weights)?;
+    let model = build_model_with(&config, &weights, quantize_int8)?;
     let bytes = prost::Message::encode_to_vec(&model);
 
     std::fs::create_dir_all(out).map_err(io("creating", out))?;
@@ -185,7 +190,7 @@ pub fn convert_with(from: &Path, out: &Path, weights_file: Option<&str>) -> Resu
         weights_file: weights_name,
         converter: format!("mathrank {}", env!("CARGO_PKG_VERSION")),
         opset: OPSET,
-        dtype: "float32".into(),
+        dtype: if quantize_int8 { "int8 (dynamic, shared-layer MatMul weights)" } else { "float32" }.into(),
         onnx_sha256: hex(&sha2::Sha256::digest(&bytes)),
     };
     let manifest_path = out.join("manifest.json");
