@@ -1139,3 +1139,21 @@ fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
     let quantized_products = graph.node.iter().filter(|n| n.op_type.as_deref() == Some("MatMulInteger")).count();
     assert_eq!(quantized_products, 6 * 3, "six products per layer, three layers");
 }
+
+#[test]
+fn a_build_after_a_crash_between_the_publish_renames_keeps_the_previous_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("index");
+    let xml = mathrank_dump::SAMPLE_POSTS_XML;
+    let sample = || mathrank_dump::DumpSource::from_reader("embedded-sample", Some(xml.len() as u64), xml.as_bytes());
+    let previous =
+        mathrank_index::build_index(sample(), &target, &mathrank_index::BuildOptions::default(), &mut |_| {}).unwrap();
+    // What a process killed between publish's two renames leaves behind.
+    std::fs::rename(&target, dir.path().join(".index.old-999")).unwrap();
+    let broken = mathrank_dump::DumpSource::from_reader("broken", None, &b"not xml"[..]);
+    assert!(
+        mathrank_index::build_index(broken, &target, &mathrank_index::BuildOptions::default(), &mut |_| {}).is_err()
+    );
+    let index = mathrank_index::AnswerIndex::open(&target).expect("the previous index was put back, not deleted");
+    assert_eq!(index.meta(), &previous);
+}

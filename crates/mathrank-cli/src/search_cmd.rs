@@ -136,20 +136,12 @@ async fn remote(args: &SearchArgs, addr: &str) -> anyhow::Result<SearchOut> {
         .await
         .with_context(|| format!("connecting to {url}"))?;
     let mut client = v1::answer_search_client::AnswerSearchClient::new(channel).max_decoding_message_size(64 << 20);
-    let filters = args.filters();
     let mut request = tonic::Request::new(v1::SearchRequest {
         query: args.query.clone(),
         top_k: args.top_k,
         rerank_depth: args.rerank_depth,
         rerank: Some(!args.no_rerank),
-        filters: Some(v1::Filters {
-            tags_any: filters.tags_any,
-            tags_all: filters.tags_all,
-            min_votes: filters.min_votes,
-            accepted_only: filters.accepted_only,
-            created_from: filters.created_from,
-            created_to: filters.created_to,
-        }),
+        filters: Some(mathrank_server::filters_to_proto(&args.filters())),
         include_body: true,
     });
     if let Some(ms) = args.timeout_ms {

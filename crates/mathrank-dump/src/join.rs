@@ -87,11 +87,6 @@ impl AnswerJoiner {
         }
     }
 
-    /// Joined answers so far.
-    pub fn answers(&self) -> u64 {
-        self.summary.answers
-    }
-
     /// Ends the join: answers still waiting are orphans.
     pub fn finish(mut self) -> JoinSummary {
         for answers in self.waiting.values() {

@@ -1,7 +1,7 @@
 //! Where a dump comes from: `Posts.xml`, a directory holding it, or the site's `.7z` archive.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +46,7 @@ impl DumpSource {
         if magic[..magic_len] == *b"7z\xBC\xAF\x27\x1C" {
             return Self::open_7z(path);
         }
-        let file = File::open(path).map_err(io_error)?;
+        file.seek(SeekFrom::Start(0)).map_err(io_error)?;
         Ok(Self::from_reader(path, Some(metadata.len()), file))
     }
 

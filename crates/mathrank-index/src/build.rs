@@ -56,6 +56,9 @@ pub fn build_index(
     progress: &mut dyn FnMut(&BuildProgress),
 ) -> Result<IndexMeta> {
     let started = Instant::now();
+    // A build that died between publish's two renames left the previous index in a `.old-`
+    // sibling; put it back before those siblings are cleaned up below.
+    recover_interrupted_publish(target);
     check_target(target)?;
     let (parent, name) = split_target(target);
     std::fs::create_dir_all(&parent).map_err(io_error("creating", &parent))?;

@@ -10,7 +10,7 @@ use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, Ra
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DateTime, Searcher, TantivyDocument, Term};
 
-use crate::analysis::{analyze, math_analyzer, prose_analyzer};
+use crate::analysis::{MATH_ANALYZER, PROSE_ANALYZER, analyze, math_analyzer, prose_analyzer};
 use crate::schema::Fields;
 use crate::{Error, Result};
 
@@ -76,13 +76,6 @@ pub struct Hit {
     pub bm25_score: f32,
     /// 1-based rank in the BM25 list.
     pub bm25_rank: usize,
-}
-
-impl Hit {
-    /// The first `max_chars` characters of the body, cut at a word boundary.
-    pub fn snippet(&self, max_chars: usize) -> String {
-        snippet(&self.body, max_chars)
-    }
 }
 
 /// Cuts `text` to about `max_chars` characters at a word boundary, whitespace folded.
@@ -170,9 +163,14 @@ fn text_query(
     text: &str,
     max_terms: Option<usize>,
 ) -> Result<Option<Box<dyn Query>>> {
-    let prose = weighted_terms(searcher, analyze(&mut prose_analyzer(), text), fields.body, max_terms)?;
+    // The analyzers registered on the index: building them (stop-word set, stemmer) per query
+    // would be work on the hot path.
+    let tokenizers = searcher.index().tokenizers();
+    let mut prose_analyzer = tokenizers.get(PROSE_ANALYZER).unwrap_or_else(prose_analyzer);
+    let mut math_analyzer = tokenizers.get(MATH_ANALYZER).unwrap_or_else(math_analyzer);
+    let prose = weighted_terms(searcher, analyze(&mut prose_analyzer, text), fields.body, max_terms)?;
     let math_text = math_view_of_query(text);
-    let math = weighted_terms(searcher, analyze(&mut math_analyzer(), &math_text), fields.body_math, max_terms)?;
+    let math = weighted_terms(searcher, analyze(&mut math_analyzer, &math_text), fields.body_math, max_terms)?;
     let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let mut add = |field, term: &str, weight: f32| {
         let query = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);

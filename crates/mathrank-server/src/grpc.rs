@@ -107,6 +107,18 @@ fn hit_proto(rank: usize, hit: &Hit, score: Option<mathrank_rerank::Score>, incl
     }
 }
 
+/// The proto form of engine filters (for clients such as `mathrank search --addr`).
+pub fn filters_to_proto(filters: &Filters) -> v1::Filters {
+    v1::Filters {
+        tags_any: filters.tags_any.clone(),
+        tags_all: filters.tags_all.clone(),
+        min_votes: filters.min_votes,
+        accepted_only: filters.accepted_only,
+        created_from: filters.created_from,
+        created_to: filters.created_to,
+    }
+}
+
 fn filters_of(filters: Option<v1::Filters>) -> Filters {
     let filters = filters.unwrap_or_default();
     Filters {

@@ -23,7 +23,7 @@ mod serve;
 pub use engine::{
     Admission, Engine, Limits, RankedHit, RerankOutcome, RerankedCandidate, SearchOutcome, SearchParams, Timings,
 };
-pub use grpc::{AnswerSearchService, parse_grpc_timeout, status_of};
+pub use grpc::{AnswerSearchService, filters_to_proto, parse_grpc_timeout, status_of};
 pub use metrics::{Metrics, serve_metrics};
 pub use serve::{ServeOptions, ServerState, TlsFiles, serve};
 
