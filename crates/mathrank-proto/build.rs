@@ -1,5 +1,35 @@
 //! Generates the gRPC code and the file descriptor set (for server reflection) into OUT_DIR,
-//! with the vendored protoc, so no system protoc is needed.
+//! with the vendored protoc, so no system protoc is needed. Messages also derive serde with
+//! proto3 JSON names (lowerCamelCase), so that the HTTP/JSON API mirrors the gRPC contract
+//! from the same types; requests accept the proto field names too.
+
+/// Request fields whose proto name differs from their JSON name: accepted under both.
+const SNAKE_ALIASES: &[(&str, &str)] = &[
+    ("SearchRequest", "top_k"),
+    ("SearchRequest", "rerank_depth"),
+    ("SearchRequest", "include_body"),
+    ("Filters", "tags_any"),
+    ("Filters", "tags_all"),
+    ("Filters", "min_votes"),
+    ("Filters", "accepted_only"),
+    ("Filters", "created_from"),
+    ("Filters", "created_to"),
+    ("RerankRequest", "top_n"),
+    ("RerankRequest", "return_text"),
+    ("GetAnswerRequest", "answer_id"),
+];
+
+/// `optional` fields: omitted from JSON when unset, as proto3 JSON does.
+const OPTIONAL: &[(&str, &str)] = &[
+    ("SearchRequest", "rerank"),
+    ("Filters", "min_votes"),
+    ("Filters", "created_from"),
+    ("Filters", "created_to"),
+    ("Hit", "rerank_logit"),
+    ("Hit", "relevance"),
+    ("RerankResult", "relevance"),
+    ("RerankResult", "logit"),
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
@@ -8,8 +38,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let proto = root.join("mathrank/v1/mathrank.proto");
     println!("cargo:rerun-if-changed={}", proto.display());
-    tonic_prost_build::configure()
+    let mut builder = tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("mathrank_descriptor.bin"))
-        .compile_with_config(config, &[proto], &[root])?;
+        .message_attribute(
+            ".mathrank.v1",
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(rename_all = \"camelCase\", default, deny_unknown_fields)]",
+        );
+    for (message, field) in SNAKE_ALIASES {
+        builder = builder
+            .field_attribute(format!(".mathrank.v1.{message}.{field}"), format!("#[serde(alias = \"{field}\")]"));
+    }
+    for (message, field) in OPTIONAL {
+        builder = builder.field_attribute(
+            format!(".mathrank.v1.{message}.{field}"),
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        );
+    }
+    builder.compile_with_config(config, &[proto], &[root])?;
     Ok(())
 }

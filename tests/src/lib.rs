@@ -1,14 +1,16 @@
-//! Helpers of the end-to-end tests (`tests/e2e.rs`): a shared sample index, the tiny model
-//! fixture, the ONNX Runtime library, and an in-process gRPC server on port 0.
+//! Helpers of the end-to-end tests (`tests/*.rs`, one file per domain): a shared sample
+//! index, the tiny model fixture, the ONNX Runtime library, and an in-process server on port 0
+//! that speaks gRPC and HTTP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use mathrank_engine::{Engine, Limits};
 use mathrank_index::AnswerIndex;
 use mathrank_proto::v1::answer_search_client::AnswerSearchClient;
 use mathrank_rerank::{Reranker, RerankerOptions};
-use mathrank_server::{Engine, Limits, ServeOptions, ServerState};
+use mathrank_server::{ServeOptions, ServerState};
 use tonic::transport::Channel;
 
 /// The workspace root.
@@ -37,6 +39,14 @@ pub fn ort_library() -> PathBuf {
         .unwrap_or_else(|| {
             panic!("ONNX Runtime not found: run scripts/setup-ort.sh (fills {}) or set ORT_DYLIB_PATH", dir.display())
         })
+}
+
+/// `../shared` (or MATHRANK_SHARED_DIR): conformance data that only CI and developers have.
+pub fn shared_dir() -> PathBuf {
+    let dir =
+        std::env::var_os("MATHRANK_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared"));
+    assert!(dir.join("data").is_dir(), "conformance data not found at {}; set MATHRANK_SHARED_DIR", dir.display());
+    dir
 }
 
 /// The embedded sample, indexed once per test binary into a temporary directory.
@@ -102,6 +112,11 @@ impl TestServer {
 
     pub async fn client(&self) -> AnswerSearchClient<Channel> {
         AnswerSearchClient::new(self.channel().await)
+    }
+
+    /// `http://ADDR{path}`: the HTTP API on the same port as gRPC.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     /// Sends the shutdown signal and waits for `serve` to return.

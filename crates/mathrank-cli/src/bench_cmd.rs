@@ -195,7 +195,7 @@ fn latency(args: LatencyBenchArgs) -> anyhow::Result<()> {
     let index = mathrank_index::AnswerIndex::open(&args.index)?;
     let mut queries = Vec::new();
     for path in &args.topics {
-        for topic in crate::eval_cmd::read_topics(path)? {
+        for topic in mathrank_eval::read_topics(path)? {
             queries.push(mathrank_dump::question_text(&topic.title, &topic.question));
         }
     }

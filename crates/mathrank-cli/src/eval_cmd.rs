@@ -1,100 +1,17 @@
 //! `mathrank eval` (topics -> TREC run -> metrics) and `mathrank eval-run`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use mathrank_engine::{Engine, Limits, SearchParams};
+use mathrank_eval::{Qrels, Run, evaluate, format_evaluation, read_qrels, read_run, read_topics};
 use mathrank_index::AnswerIndex;
-use mathrank_server::{Engine, Limits, SearchParams};
-use quick_xml::events::Event;
 
-use crate::metrics::{Run, evaluate, print_evaluation, read_qrels, read_run};
 use crate::model_args::ModelArgs;
-
-/// One ARQMath Task 1 topic.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Topic {
-    pub number: String,
-    pub title: String,
-    /// HTML.
-    pub question: String,
-    pub tags: Vec<String>,
-}
-
-/// Reads topics in the ARQMath Task 1 XML format
-/// (`<Topics><Topic number="A.1"><Title/><Question/><Tags/></Topic>...`).
-pub fn read_topics(path: &Path) -> anyhow::Result<Vec<Topic>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading topics {}", path.display()))?;
-    let mut reader = quick_xml::Reader::from_str(&text);
-    let mut topics = Vec::new();
-    let mut current: Option<Topic> = None;
-    let mut field: Option<String> = None;
-    let mut value = String::new();
-    loop {
-        let event = reader.read_event().with_context(|| format!("{} is not valid topics XML", path.display()))?;
-        match event {
-            Event::Start(start) => {
-                let name = start.local_name().as_ref().to_owned();
-                if name == "Topic" {
-                    let number = start
-                        .attributes()
-                        .flatten()
-                        .find(|a| a.key.as_ref() == "number")
-                        .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map(|v| v.into_owned()))
-                        .transpose()?
-                        .with_context(|| format!("{}: a <Topic> has no number attribute", path.display()))?;
-                    current = Some(Topic { number, title: String::new(), question: String::new(), tags: Vec::new() });
-                } else if current.is_some() {
-                    field = Some(name);
-                    value.clear();
-                }
-            }
-            Event::Text(text) if field.is_some() => value.push_str(&text),
-            Event::GeneralRef(reference) if field.is_some() => {
-                let name: &str = &reference;
-                let resolved = match name {
-                    "lt" => "<".to_owned(),
-                    "gt" => ">".to_owned(),
-                    "amp" => "&".to_owned(),
-                    "quot" => "\"".to_owned(),
-                    "apos" => "'".to_owned(),
-                    other => match reference.resolve_char_ref() {
-                        Ok(Some(c)) => c.to_string(),
-                        _ => anyhow::bail!("{}: unknown entity &{other};", path.display()),
-                    },
-                };
-                value.push_str(&resolved);
-            }
-            Event::CData(data) if field.is_some() => value.push_str(&data),
-            Event::End(end) => {
-                let name = end.local_name().as_ref().to_owned();
-                if name == "Topic" {
-                    topics.extend(current.take());
-                } else if let (Some(topic), Some(open)) = (current.as_mut(), field.as_deref())
-                    && open == name
-                {
-                    match name.as_str() {
-                        "Title" => topic.title = value.trim().to_owned(),
-                        "Question" => topic.question = value.trim().to_owned(),
-                        "Tags" => {
-                            topic.tags =
-                                value.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
-                        }
-                        _ => {}
-                    }
-                    field = None;
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    anyhow::ensure!(!topics.is_empty(), "{} holds no <Topic> elements", path.display());
-    Ok(topics)
-}
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -148,12 +65,12 @@ pub fn run_eval_run(args: EvalRunArgs) -> anyhow::Result<()> {
     report(&run, &qrels, args.json)
 }
 
-fn report(run: &Run, qrels: &crate::metrics::Qrels, json: bool) -> anyhow::Result<()> {
+fn report(run: &Run, qrels: &Qrels, json: bool) -> anyhow::Result<()> {
     let evaluation = evaluate(run, qrels);
     if json {
         println!("{}", serde_json::to_string(&evaluation)?);
     } else {
-        print_evaluation(&evaluation, true);
+        print!("{}", format_evaluation(&evaluation, true));
     }
     Ok(())
 }
@@ -206,32 +123,4 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         report(&run, &qrels, args.json)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_arqmath_topics() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("topics.xml");
-        std::fs::write(
-            &path,
-            "<?xml version=\"1.0\" ?>\n<Topics>\n <Topic number=\"A.1\">\n  <Title>Why $x &lt; y$?</Title>\n  <Question>&lt;p&gt;Body &amp;amp; $x$&lt;/p&gt;</Question>\n  <Tags>algebra,inequality</Tags>\n </Topic>\n</Topics>\n",
-        )
-        .unwrap();
-        let topics = read_topics(&path).unwrap();
-        assert_eq!(
-            topics,
-            [Topic {
-                number: "A.1".into(),
-                title: "Why $x < y$?".into(),
-                question: "<p>Body &amp; $x$</p>".into(),
-                tags: vec!["algebra".into(), "inequality".into()],
-            }]
-        );
-        std::fs::write(&path, "<Topics></Topics>").unwrap();
-        assert!(read_topics(&path).is_err());
-    }
 }

@@ -46,7 +46,7 @@ fn sample_queries() -> Vec<String> {
 
 pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     let queries = match &args.topics {
-        Some(path) => crate::eval_cmd::read_topics(path)?
+        Some(path) => mathrank_eval::read_topics(path)?
             .into_iter()
             .map(|t| mathrank_dump::question_text(&t.title, &t.question))
             .collect(),

@@ -7,7 +7,6 @@ mod eval_cmd;
 mod gen_cmd;
 mod index_cmd;
 mod load_cmd;
-mod metrics;
 mod model_args;
 mod model_cmd;
 mod output;

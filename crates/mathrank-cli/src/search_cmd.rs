@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use mathrank_engine::{Engine, Limits, SearchParams};
 use mathrank_index::{AnswerIndex, Filters, snippet};
 use mathrank_proto::v1;
-use mathrank_server::{Engine, Limits, SearchParams};
 
 use crate::model_args::ModelArgs;
 use crate::output::{HitOut, SearchOut, print};
@@ -116,7 +116,7 @@ async fn local(args: &SearchArgs) -> anyhow::Result<SearchOut> {
                 tags: ranked.hit.tags.clone(),
                 bm25_score: ranked.hit.bm25_score,
                 bm25_rank: ranked.hit.bm25_rank,
-                rerank_logit: ranked.score.map(|s| s.logits[1] - s.logits[0]),
+                rerank_logit: ranked.score.as_ref().map(mathrank_rerank::Score::margin),
                 relevance: ranked.score.map(|s| s.relevance),
                 votes: ranked.hit.votes,
                 accepted: ranked.hit.accepted,
@@ -141,7 +141,7 @@ async fn remote(args: &SearchArgs, addr: &str) -> anyhow::Result<SearchOut> {
         top_k: args.top_k,
         rerank_depth: args.rerank_depth,
         rerank: Some(!args.no_rerank),
-        filters: Some(mathrank_server::filters_to_proto(&args.filters())),
+        filters: Some((&args.filters()).into()),
         include_body: true,
     });
     if let Some(ms) = args.timeout_ms {

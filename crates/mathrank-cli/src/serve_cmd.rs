@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use mathrank_engine::{Engine, Limits};
 use mathrank_index::AnswerIndex;
-use mathrank_server::{Engine, Limits, ServeOptions, ServerState, TlsFiles};
+use mathrank_server::{BearerToken, ServeOptions, ServerState, TlsFiles};
 
 use crate::model_args::ModelArgs;
 
@@ -19,10 +20,11 @@ pub struct ServeArgs {
     /// grace_seconds. Flags and environment variables override it.
     #[arg(long, env = "MATHRANK_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:50051].
+    /// Address to listen on, for gRPC and HTTP/JSON alike [default: 127.0.0.1:50051].
     #[arg(long, env = "MATHRANK_ADDR")]
     pub addr: Option<SocketAddr>,
-    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
+    /// Also serve Prometheus metrics on a separate listener, http://ADDR/metrics (they are
+    /// always on the main port's /metrics) [default: off].
     #[arg(long, env = "MATHRANK_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// Index directory; built from the embedded sample when it does not exist [default: index/default].
@@ -31,7 +33,8 @@ pub struct ServeArgs {
     /// BM25 only: do not load a model.
     #[arg(long, env = "MATHRANK_NO_RERANK", conflicts_with = "model")]
     pub no_rerank: bool,
-    /// Require `authorization: Bearer TOKEN` on AnswerSearch calls [default: no auth].
+    /// Require `authorization: Bearer TOKEN` on the API, gRPC and HTTP (health, readiness,
+    /// reflection and metrics stay open); an empty token is refused [default: no auth].
     #[arg(long, env = "MATHRANK_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
     /// TLS certificate chain (PEM); with --tls-key, serves TLS [default: plaintext].
@@ -49,7 +52,7 @@ pub struct ServeArgs {
     /// Pairs per reranking chunk, the granularity of anytime reranking [default: 8].
     #[arg(long, env = "MATHRANK_RERANK_CHUNK")]
     pub rerank_chunk: Option<u32>,
-    /// Largest gRPC message in bytes [default: 16777216].
+    /// Largest gRPC message or HTTP request body in bytes [default: 16777216].
     #[arg(long, env = "MATHRANK_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<u32>,
     /// Seconds in-flight calls may take to finish after SIGINT/SIGTERM [default: 10].
@@ -132,11 +135,17 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
     };
     let options = ServeOptions {
-        auth_token: args.auth_token.clone().or(file.auth_token.clone()),
+        auth_token: args.auth_token.clone().or(file.auth_token.clone()).map(BearerToken::new).transpose()?,
         tls,
         max_message_bytes: limits.max_message_bytes as usize,
         grace_period: Duration::from_secs(args.grace_seconds.or(file.grace_seconds).unwrap_or(10)),
     };
+    if options.auth_token.is_some() && options.tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            addr = %addr,
+            "auth is on without TLS on a non-loopback address: the bearer token crosses the network in clear text; add --tls-cert and --tls-key"
+        );
+    }
     // Fail before binding when no model can be found, with the message that says what to do.
     let model_dir = if no_rerank { None } else { Some(args.model.resolve_model_dir()?) };
 

@@ -1,13 +1,22 @@
 //! The gRPC contract of mathrank (`proto/mathrank/v1/mathrank.proto`), generated at build
-//! time into OUT_DIR, and its encoded file descriptor set for server reflection.
+//! time into OUT_DIR, its encoded file descriptor set for server reflection, and the
+//! conversions between its messages and the engine's types. The messages also (de)serialize
+//! as proto3 JSON (lowerCamelCase names; requests accept the proto names too), which is what
+//! the HTTP API's `/v1/search`, `/v1/answers/{id}` and `/v1/info` speak.
 //!
 //! ```
 //! use mathrank_proto::v1::SearchRequest;
 //!
 //! let request = SearchRequest { query: "Why is $\\sqrt 2$ irrational?".into(), top_k: 5, ..Default::default() };
 //! assert_eq!(request.top_k, 5);
+//! let params: mathrank_engine::SearchParams = request.into();
+//! assert_eq!(params.top_k, 5);
 //! assert!(!mathrank_proto::FILE_DESCRIPTOR_SET.is_empty());
 //! ```
+
+mod convert;
+
+pub use convert::SNIPPET_CHARS;
 
 /// `package mathrank.v1`.
 pub mod v1 {

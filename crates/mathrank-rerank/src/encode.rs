@@ -88,8 +88,13 @@ impl PairEncoder {
         self.pad_id
     }
 
+    /// Bytes of a text that can matter: beyond them no token would survive truncation.
+    pub fn max_input_bytes(&self) -> usize {
+        self.max_length.saturating_mul(BYTES_PER_TOKEN_BOUND).max(4096)
+    }
+
     fn bounded<'a>(&self, text: &'a str) -> &'a str {
-        let limit = self.max_length.saturating_mul(BYTES_PER_TOKEN_BOUND).max(4096);
+        let limit = self.max_input_bytes();
         if text.len() <= limit {
             return text;
         }

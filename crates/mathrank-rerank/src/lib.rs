@@ -83,6 +83,11 @@ impl Score {
     pub fn from_logits(logits: [f32; 2]) -> Self {
         Self { logits, relevance: relevance(logits) }
     }
+
+    /// `logits[1] - logits[0]`: the log-odds of "relevant" (the logit of `relevance`).
+    pub fn margin(&self) -> f32 {
+        self.logits[1] - self.logits[0]
+    }
 }
 
 /// `softmax(logits)[1]`, computed stably.

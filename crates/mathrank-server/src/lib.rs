@@ -1,10 +1,13 @@
-//! The mathrank service: a transport-free [`Engine`] (validation, admission control, BM25
-//! retrieval, anytime reranking under a deadline) and a thin tonic adapter with health,
-//! reflection, TLS, bearer-token auth, Prometheus metrics and graceful shutdown.
+//! mathrank's protocol adapters over the transport-free [`Engine`](mathrank_engine::Engine):
+//! gRPC (`mathrank.v1.AnswerSearch`, health, reflection) and HTTP/JSON (the rerank dialects
+//! of Cohere, TEI and Weaviate, plus `/v1/search`, `/v1/answers/{id}`, `/v1/info`, `/health`,
+//! `/metrics`) on one listener, with TLS, bearer-token auth, Prometheus metrics and graceful
+//! shutdown. Each protocol maps the engine's errors in one function.
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use mathrank_server::{Engine, Limits, ServeOptions, ServerState, serve};
+//! use mathrank_engine::{Engine, Limits};
+//! use mathrank_server::{ServeOptions, ServerState, serve};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let index = Arc::new(mathrank_index::AnswerIndex::open("index/default")?);
@@ -15,41 +18,18 @@
 //! # Ok(()) }
 //! ```
 
-mod engine;
+mod auth;
 mod grpc;
+mod http;
+mod listen;
 mod metrics;
 mod serve;
 
-pub use engine::{
-    Admission, Engine, Limits, RankedHit, RerankOutcome, RerankedCandidate, SearchOutcome, SearchParams, Timings,
-};
-pub use grpc::{AnswerSearchService, filters_to_proto, parse_grpc_timeout, status_of};
+pub use auth::BearerToken;
+pub use grpc::{AnswerSearchService, parse_grpc_timeout, status_of};
+pub use http::{TIMEOUT_HEADER, http_status_of};
 pub use metrics::{Metrics, serve_metrics};
 pub use serve::{ServeOptions, ServerState, TlsFiles, serve};
-
-/// Domain errors of the engine; [`status_of`] maps each to a gRPC status.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("invalid {field}: {message}")]
-    InvalidArgument { field: &'static str, message: String },
-    #[error("{0}")]
-    NotFound(String),
-    #[error("overloaded: {0}")]
-    Overloaded(String),
-    #[error("deadline exceeded: {0}")]
-    DeadlineExceeded(String),
-    #[error("this server runs without a reranking model (--no-rerank); set rerank=false or start it with --model")]
-    NoModel,
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    #[error("the request was cancelled")]
-    Cancelled,
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-/// Result alias of this crate.
-pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// Errors of starting or running the server.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +40,17 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("gRPC server: {0}")]
+    #[error("TLS: {0}; pass a PEM certificate chain with --tls-cert and its PEM private key with --tls-key")]
+    Tls(String),
+    #[error(
+        "the auth token is empty or blank: every call would be accepted; set --auth-token (MATHRANK_AUTH_TOKEN) to a secret, or leave it unset to run without auth"
+    )]
+    EmptyToken,
+    #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Result alias of this crate.
+pub type Result<T, E = ServeError> = std::result::Result<T, E>;

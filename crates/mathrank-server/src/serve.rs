@@ -1,20 +1,24 @@
-//! Running the gRPC server on a bound listener.
+//! Running both protocols on one bound listener.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use mathrank_engine::{Engine, EngineError};
 use mathrank_proto::v1::answer_search_server::AnswerSearchServer;
+use tonic::server::NamedService;
+use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::ServeError;
-use crate::engine::Engine;
+use crate::auth::{BearerToken, UNAUTHENTICATED};
 use crate::grpc::AnswerSearchService;
 use crate::metrics::Metrics;
+use crate::{ServeError, listen};
 
 /// PEM files of the server's TLS identity.
 #[derive(Debug, Clone)]
@@ -23,14 +27,15 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// Transport settings.
+/// Transport settings, the same for gRPC and HTTP.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Required `authorization: Bearer <token>` on AnswerSearch calls (health and reflection
-    /// stay open so that load balancers and grpcurl can probe).
-    pub auth_token: Option<String>,
+    /// Required `authorization: Bearer <token>` on the API (gRPC AnswerSearch and the HTTP
+    /// API routes). Health, readiness, reflection and metrics stay open so that load
+    /// balancers, probes and grpcurl can reach them.
+    pub auth_token: Option<BearerToken>,
     pub tls: Option<TlsFiles>,
-    /// Largest gRPC message accepted or sent.
+    /// Largest gRPC message or HTTP request body accepted (and gRPC message sent).
     pub max_message_bytes: usize,
     /// After a shutdown signal, how long in-flight calls may take to finish.
     pub grace_period: Duration,
@@ -45,6 +50,7 @@ impl Default for ServeOptions {
 /// What the service shares: the engine once loaded, health and metrics.
 pub struct ServerState {
     engine: OnceLock<Arc<Engine>>,
+    draining: AtomicBool,
     health: HealthReporter,
     metrics: Metrics,
 }
@@ -58,11 +64,20 @@ impl std::fmt::Debug for ServerState {
 impl ServerState {
     /// A state whose health is NOT_SERVING until [`set_engine`](Self::set_engine).
     pub async fn new() -> Arc<Self> {
-        let state =
-            Arc::new(Self { engine: OnceLock::new(), health: HealthReporter::new(), metrics: Metrics::default() });
+        let state = Arc::new_cyclic(|weak| Self {
+            engine: OnceLock::new(),
+            draining: AtomicBool::new(false),
+            health: HealthReporter::new(),
+            metrics: Metrics::new(weak.clone()),
+        });
         // The reporter starts with "" SERVING; nothing is served before the engine is loaded.
-        state.set_not_serving().await;
+        state.report(ServingStatus::NotServing).await;
         state
+    }
+
+    async fn report(&self, status: ServingStatus) {
+        self.health.set_service_status("", status).await;
+        self.health.set_service_status(mathrank_proto::SERVICE_NAME, status).await;
     }
 
     /// Installs the loaded engine and reports SERVING.
@@ -70,18 +85,33 @@ impl ServerState {
         if self.engine.set(Arc::new(engine)).is_err() {
             tracing::warn!("the engine was already set; keeping the first");
         }
-        self.health.set_service_status("", ServingStatus::Serving).await;
-        self.health.set_service_status(mathrank_proto::SERVICE_NAME, ServingStatus::Serving).await;
+        if !self.draining.load(Ordering::SeqCst) {
+            self.report(ServingStatus::Serving).await;
+        }
     }
 
-    /// Reports NOT_SERVING (during shutdown).
+    /// Reports NOT_SERVING from now on (shutdown).
     pub async fn set_not_serving(&self) {
-        self.health.set_service_status("", ServingStatus::NotServing).await;
-        self.health.set_service_status(mathrank_proto::SERVICE_NAME, ServingStatus::NotServing).await;
+        self.draining.store(true, Ordering::SeqCst);
+        self.report(ServingStatus::NotServing).await;
+    }
+
+    /// Loaded and not shutting down.
+    pub fn is_serving(&self) -> bool {
+        self.engine.get().is_some() && !self.draining.load(Ordering::SeqCst)
     }
 
     pub fn engine(&self) -> Option<Arc<Engine>> {
         self.engine.get().cloned()
+    }
+
+    /// The engine, or `Unavailable` while it is still loading.
+    pub fn ready_engine(&self) -> Result<Arc<Engine>, EngineError> {
+        self.engine().ok_or_else(|| {
+            EngineError::Unavailable(
+                "the index and model are still loading; retry shortly (health says SERVING when ready)".into(),
+            )
+        })
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -89,22 +119,10 @@ impl ServerState {
     }
 }
 
-fn check_bearer(expected: &str, request: &Request<()>) -> Result<(), Status> {
-    let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let given = header.strip_prefix("Bearer ").unwrap_or("");
-    // Compare in constant time so the token cannot be guessed byte by byte from timings.
-    let matches = given.len() == expected.len()
-        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if matches {
-        Ok(())
-    } else {
-        Err(Status::unauthenticated("missing or wrong bearer token: send `authorization: Bearer <token>`"))
-    }
-}
-
-/// Serves `mathrank.v1.AnswerSearch`, `grpc.health.v1.Health` and reflection (v1) on
-/// `listener` until `shutdown` resolves; then stops accepting, lets in-flight calls finish for
-/// up to the grace period, and returns.
+/// Serves gRPC (`mathrank.v1.AnswerSearch`, `grpc.health.v1.Health`, reflection v1) and the
+/// HTTP/JSON API on `listener`, HTTP/1.1 and HTTP/2 (h2c or TLS with ALPN), until `shutdown`
+/// resolves; then stops accepting, lets in-flight calls finish for up to the grace period,
+/// and returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServerState>,
@@ -124,20 +142,22 @@ pub async fn serve(
         .max_encoding_message_size(options.max_message_bytes);
     let token = options.auth_token.clone();
     let search = InterceptedService::new(search, move |request: Request<()>| match &token {
-        Some(token) => check_bearer(token, &request).map(|()| request),
+        Some(token) => {
+            let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+            if token.accepts(header) { Ok(request) } else { Err(Status::unauthenticated(UNAUTHENTICATED)) }
+        }
         None => Ok(request),
     });
+    let http = crate::http::router(Arc::clone(&state), options.auth_token.clone(), options.max_message_bytes);
+    let router = Routes::new(search)
+        .add_service(health_service)
+        .add_service(reflection)
+        .into_axum_router()
+        .merge(http)
+        .fallback(crate::http::fallback);
+    tracing::debug!(services = ?[AnswerSearchServer::<AnswerSearchService>::NAME], "gRPC services registered");
 
-    let mut builder = Server::builder();
-    if let Some(tls) = &options.tls {
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|source| ServeError::TlsFile { path: path.display().to_string(), source })
-        };
-        let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
-        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
-    }
     let local = listener.local_addr()?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let (signal_sender, mut signal) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -145,19 +165,33 @@ pub async fn serve(
     });
     let mut drain_signal = signal.clone();
     let draining_state = Arc::clone(&state);
-    let server = builder
-        .add_service(search)
-        .add_service(health_service)
-        .add_service(reflection)
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = drain_signal.wait_for(|stop| *stop).await;
-            draining_state.set_not_serving().await;
-            tracing::info!("shutting down: no new connections; finishing in-flight calls");
-        });
-    tracing::info!(addr = %local, tls = options.tls.is_some(), auth = options.auth_token.is_some(), "serving mathrank.v1.AnswerSearch");
+    let drain = async move {
+        let _ = drain_signal.wait_for(|stop| *stop).await;
+        draining_state.set_not_serving().await;
+        tracing::info!("shutting down: no new connections; finishing in-flight calls");
+    };
+    tracing::info!(
+        addr = %local,
+        tls = options.tls.is_some(),
+        auth = options.auth_token.is_some(),
+        "serving mathrank.v1.AnswerSearch (gRPC) and the HTTP/JSON API on one port"
+    );
+    // accept_http1: the HTTP dialects arrive as HTTP/1.1 as well as HTTP/2.
+    let mut builder = Server::builder().accept_http1(true);
+    let server = builder.add_routes(Routes::from(router));
+    let served = async move {
+        match &options.tls {
+            Some(files) => {
+                let acceptor = listen::tls_acceptor(files)?;
+                server.serve_with_incoming_shutdown(listen::tls(listener, acceptor), drain).await?
+            }
+            None => server.serve_with_incoming_shutdown(listen::plain(listener), drain).await?,
+        }
+        Ok::<(), ServeError>(())
+    };
     let grace = options.grace_period;
     tokio::select! {
-        outcome = server => outcome?,
+        outcome = served => outcome?,
         () = async move {
             let _ = signal.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;

@@ -1,5 +1,4 @@
-//! The search engine without any transport: validation, admission control, BM25 retrieval,
-//! anytime reranking under a deadline.
+//! The engine: validation, admission control, BM25 retrieval, anytime reranking.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +7,8 @@ use mathrank_index::{AnswerIndex, Filters, Hit, SearchRequest};
 use mathrank_rerank::{EncodedPair, Reranker, Score};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::{EngineError, Result};
+use crate::ranking::{compare_scored, normalize_candidate, normalize_question};
+use crate::{EngineError, Result, invalid};
 
 /// Request limits and defaults.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -126,10 +126,6 @@ pub struct Admission {
     _running: OwnedSemaphorePermit,
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> EngineError {
-    EngineError::InvalidArgument { field, message: message.into() }
-}
-
 /// How much of the remaining time is kept for sending the response.
 fn effective_deadline(deadline: Option<Instant>) -> Option<Instant> {
     let deadline = deadline?;
@@ -243,7 +239,7 @@ impl Engine {
         let (top_k, depth, rerank) = self.validate_search(&params)?;
         let deadline = effective_deadline(params.deadline);
         let _admission = self.admit(deadline).await?;
-        let question = mathrank_dump::question_text("", &params.query);
+        let question = normalize_question(&params.query);
         let retrieve_count = if rerank { top_k.max(depth) } else { top_k };
         let mut request = SearchRequest::new(question.clone(), retrieve_count);
         request.filters = params.filters.clone();
@@ -274,12 +270,8 @@ impl Engine {
             }
             reranked = scores.iter().filter(|s| s.is_some()).count();
             partial = reranked < count;
-            // Reranked hits by relevance (ties by BM25 rank), then the rest in BM25 order.
-            ranked.sort_by(|a, b| match (a.score, b.score) {
-                (Some(x), Some(y)) => y.relevance.total_cmp(&x.relevance).then(a.hit.bm25_rank.cmp(&b.hit.bm25_rank)),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => a.hit.bm25_rank.cmp(&b.hit.bm25_rank),
+            ranked.sort_by(|a, b| {
+                compare_scored(a.score.as_ref(), b.score.as_ref(), a.hit.bm25_rank.cmp(&b.hit.bm25_rank))
             });
         }
         ranked.truncate(top_k);
@@ -308,22 +300,22 @@ impl Engine {
         let reranker = self.reranker.as_ref().ok_or(EngineError::NoModel)?;
         let deadline = effective_deadline(deadline);
         let _admission = self.admit(deadline).await?;
-        let question = mathrank_dump::question_text("", query);
-        let texts = candidates
-            .into_iter()
-            .map(|text| if mathrank_dump::looks_like_html(&text) { mathrank_dump::html_to_text(&text) } else { text })
-            .collect();
+        let question = normalize_question(query);
+        // HTML parsing of up to a whole message's worth of candidates is CPU work: off the
+        // async workers. Each candidate is cut first to what the tokenizer could use.
+        // HTML markup takes bytes that text does not: a margin of 4x.
+        let max_bytes = reranker.encoder().max_input_bytes().saturating_mul(4);
+        let texts = tokio::task::spawn_blocking(move || {
+            candidates.iter().map(|text| normalize_candidate(text, max_bytes)).collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|err| EngineError::Internal(format!("candidate conversion failed: {err}")))?;
         let mut timings = Timings::default();
         let scores = self.score_anytime(reranker, question, texts, deadline, &mut timings).await?;
         let reranked = scores.iter().filter(|s| s.is_some()).count();
         let mut results: Vec<RerankedCandidate> =
             scores.into_iter().enumerate().map(|(index, score)| RerankedCandidate { index, score }).collect();
-        results.sort_by(|a, b| match (a.score, b.score) {
-            (Some(x), Some(y)) => y.relevance.total_cmp(&x.relevance).then(a.index.cmp(&b.index)),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => a.index.cmp(&b.index),
-        });
+        results.sort_by(|a, b| compare_scored(a.score.as_ref(), b.score.as_ref(), a.index.cmp(&b.index)));
         timings.total = started.elapsed();
         Ok(RerankOutcome { partial: reranked < results.len(), reranked, results, timings })
     }
@@ -392,6 +384,9 @@ impl Engine {
 
     /// One answer by id.
     pub async fn get_answer(&self, answer_id: u64) -> Result<Hit> {
+        if answer_id == 0 {
+            return Err(invalid("answer_id", "must be set (a Stack Exchange post id)"));
+        }
         let index = Arc::clone(&self.index);
         tokio::task::spawn_blocking(move || index.get_answer(answer_id))
             .await

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use anyhow::Context;
+use crate::{Error, Result, read_text};
 
 /// Grade at or above which an answer counts as relevant for binary measures.
 pub const RELEVANT_GRADE: i32 = 2;
@@ -20,55 +20,45 @@ pub type Qrels = BTreeMap<String, HashMap<String, i32>>;
 pub type Run = BTreeMap<String, Vec<(String, f64)>>;
 
 /// Reads TREC qrels (`topic iteration doc grade`, any whitespace, CRLF tolerated).
-pub fn read_qrels(path: &Path) -> anyhow::Result<Qrels> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading qrels {}", path.display()))?;
+pub fn read_qrels(path: &Path) -> Result<Qrels> {
+    let text = read_text(path)?;
     let mut qrels = Qrels::new();
     for (number, line) in text.lines().enumerate() {
+        let bad = |message: String| Error::Line { path: path.display().to_string(), line: number + 1, message };
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
             continue;
         }
-        anyhow::ensure!(
-            fields.len() == 4,
-            "{}:{}: a qrels line is `topic iteration answer_id grade`, got {line:?}",
-            path.display(),
-            number + 1
-        );
-        let grade: i32 = fields[3]
-            .parse()
-            .with_context(|| format!("{}:{}: grade {:?} is not an integer", path.display(), number + 1, fields[3]))?;
+        if fields.len() != 4 {
+            return Err(bad(format!("a qrels line is `topic iteration answer_id grade`, got {line:?}")));
+        }
+        let grade: i32 = fields[3].parse().map_err(|_| bad(format!("grade {:?} is not an integer", fields[3])))?;
         qrels.entry(fields[0].to_owned()).or_default().insert(fields[2].to_owned(), grade);
     }
     Ok(qrels)
 }
 
 /// Reads a TREC run (`topic Q0 doc rank score tag`). A document twice in one topic is an error.
-pub fn read_run(path: &Path) -> anyhow::Result<Run> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading run {}", path.display()))?;
+pub fn read_run(path: &Path) -> Result<Run> {
+    let text = read_text(path)?;
     let mut run = Run::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
     for (number, line) in text.lines().enumerate() {
+        let bad = |message: String| Error::Line { path: path.display().to_string(), line: number + 1, message };
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
             continue;
         }
-        anyhow::ensure!(
-            fields.len() == 6,
-            "{}:{}: a run line is `topic Q0 answer_id rank score tag`, got {line:?}",
-            path.display(),
-            number + 1
-        );
-        let score: f64 = fields[4]
-            .parse()
-            .with_context(|| format!("{}:{}: score {:?} is not a number", path.display(), number + 1, fields[4]))?;
-        anyhow::ensure!(
-            seen.insert((fields[0].to_owned(), fields[2].to_owned())),
-            "{}:{}: answer {} appears twice for topic {}; a run lists each answer once per topic",
-            path.display(),
-            number + 1,
-            fields[2],
-            fields[0]
-        );
+        if fields.len() != 6 {
+            return Err(bad(format!("a run line is `topic Q0 answer_id rank score tag`, got {line:?}")));
+        }
+        let score: f64 = fields[4].parse().map_err(|_| bad(format!("score {:?} is not a number", fields[4])))?;
+        if !seen.insert((fields[0].to_owned(), fields[2].to_owned())) {
+            return Err(bad(format!(
+                "answer {} appears twice for topic {}; a run lists each answer once per topic",
+                fields[2], fields[0]
+            )));
+        }
         run.entry(fields[0].to_owned()).or_default().push((fields[2].to_owned(), score));
     }
     Ok(run)
@@ -176,20 +166,26 @@ pub fn evaluate(run: &Run, qrels: &Qrels) -> Evaluation {
     evaluation
 }
 
-pub fn print_evaluation(evaluation: &Evaluation, per_topic: bool) {
+/// The metrics as a table: one line per topic (with `per_topic`), then the mean.
+pub fn format_evaluation(evaluation: &Evaluation, per_topic: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     if per_topic {
-        println!(
+        let _ = writeln!(
+            out,
             "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             "topic", "nDCG'", "MAP'", "P'@10", "R@100", "R@1000", "MRR@10"
         );
         for (topic, m) in &evaluation.topics {
-            println!(
+            let _ = writeln!(
+                out,
                 "{topic:<10} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
                 m.ndcg_prime, m.map_prime, m.p10_prime, m.recall_100, m.recall_1000, m.mrr_10
             );
         }
     }
-    println!(
+    let _ = writeln!(
+        out,
         "{:<10} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}   ({} topics{})",
         "mean",
         evaluation.ndcg_prime,
@@ -205,6 +201,7 @@ pub fn print_evaluation(evaluation: &Evaluation, per_topic: bool) {
             format!("; {} without judgments skipped", evaluation.unjudged_topics.len())
         }
     );
+    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,78 @@
+//! The mathrank engine without any transport: request validation, admission control, BM25
+//! retrieval, anytime reranking under a deadline, and the one place where queries and
+//! candidates are turned into the text the model reads. The gRPC and HTTP adapters of
+//! `mathrank-server`, and the CLI's local commands, all call it; it never sees tonic, axum,
+//! hyper or rustls.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mathrank_engine::{Engine, Limits, SearchParams};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let answer = mathrank_dump::JoinedAnswer {
+//!     answer_id: 2,
+//!     question_id: 1,
+//!     question_title: "Area under a parabola".into(),
+//!     tags: vec!["calculus".into()],
+//!     accepted: true,
+//!     votes: 4,
+//!     created: 1_600_000_000,
+//!     body_html: r"<p>$\int_0^1 x^2\,dx = \frac{1}{3}$ by the power rule.</p>".into(),
+//! };
+//! let index = Arc::new(mathrank_index::AnswerIndex::build_in_ram(vec![answer])?);
+//! let engine = Engine::new(index, None, Limits::default());
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! let params = SearchParams { query: r"\int_0^1 x^2 dx".into(), ..SearchParams::default() };
+//! let outcome = runtime.block_on(engine.search(params))?;
+//! assert_eq!(outcome.hits[0].hit.answer_id, 2);
+//! assert!(!outcome.partial);
+//! # Ok(()) }
+//! ```
+
+mod engine;
+mod ranking;
+
+pub use engine::{
+    Admission, Engine, Limits, RankedHit, RerankOutcome, RerankedCandidate, SearchOutcome, SearchParams, Timings,
+};
+pub use ranking::{compare_scored, normalize_candidate, normalize_question, ranking_value};
+
+/// Domain errors of the engine. Each protocol adapter maps them to its statuses in one
+/// function (gRPC codes, HTTP statuses).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid {field}: {message}")]
+    InvalidArgument { field: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
+    #[error("this server runs without a reranking model (--no-rerank); set rerank=false or start it with --model")]
+    NoModel,
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("the request was cancelled")]
+    Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// The request field at fault, for errors about one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidArgument { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// An `InvalidArgument` naming `field`.
+pub fn invalid(field: &'static str, message: impl Into<String>) -> EngineError {
+    EngineError::InvalidArgument { field, message: message.into() }
+}

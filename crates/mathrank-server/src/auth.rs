@@ -1,0 +1,62 @@
+//! The bearer token both protocols check.
+
+use subtle::ConstantTimeEq;
+
+use crate::ServeError;
+
+/// A non-empty shared secret that callers send as `authorization: Bearer <token>`.
+#[derive(Clone)]
+pub struct BearerToken(String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
+
+impl BearerToken {
+    /// Refuses an empty or blank token, which would otherwise let every call in.
+    pub fn new(token: impl Into<String>) -> Result<Self, ServeError> {
+        let token = token.into();
+        if token.trim().is_empty() {
+            return Err(ServeError::EmptyToken);
+        }
+        Ok(Self(token))
+    }
+
+    /// Whether an `authorization` header value carries this token. The scheme is matched
+    /// case-insensitively (RFC 9110); the token itself in constant time.
+    pub fn accepts(&self, header: Option<&str>) -> bool {
+        let Some(header) = header else { return false };
+        let Some((scheme, given)) = header.trim().split_once(' ') else { return false };
+        scheme.eq_ignore_ascii_case("bearer") && bool::from(given.trim().as_bytes().ct_eq(self.0.as_bytes()))
+    }
+}
+
+/// The message of a refused call.
+pub const UNAUTHENTICATED: &str = "missing or wrong bearer token: send `authorization: Bearer <token>`";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_tokens_are_refused() {
+        assert!(matches!(BearerToken::new(""), Err(ServeError::EmptyToken)));
+        assert!(matches!(BearerToken::new(" \t"), Err(ServeError::EmptyToken)));
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive_and_token_exact() {
+        let token = BearerToken::new("s3cret").unwrap();
+        assert!(token.accepts(Some("Bearer s3cret")));
+        assert!(token.accepts(Some("bearer s3cret")));
+        assert!(token.accepts(Some("BEARER  s3cret")));
+        assert!(!token.accepts(Some("Bearer s3cre")));
+        assert!(!token.accepts(Some("Bearer s3cret2")));
+        assert!(!token.accepts(Some("Basic s3cret")));
+        assert!(!token.accepts(Some("s3cret")));
+        assert!(!token.accepts(None));
+        assert!(!token.accepts(Some("Bearer ")));
+    }
+}

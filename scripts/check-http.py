@@ -1,0 +1,81 @@
+"""HTTP conformance against a running mathrank (run by .ci/run, not by cargo test).
+
+1. The official Cohere Python SDK calls /v1/rerank (cohere.Client) and /v2/rerank
+   (cohere.ClientV2) with base_url pointed at mathrank; the assertions are on what the SDK
+   parsed.
+2. Every curl example of the README's HTTP section runs against the same server and must
+   succeed (curl --fail-with-body) with a JSON answer.
+
+Usage: check-http.py BASE_URL README.md
+"""
+
+import json
+import math
+import re
+import subprocess
+import sys
+
+import cohere
+
+base, readme = sys.argv[1], sys.argv[2]
+query = "How do I compute $3^{100} \\bmod 7$ with Fermat's little theorem?"
+documents = [
+    "By Fermat, $3^6 \\equiv 1 \\pmod 7$, so $3^{100} \\equiv 3^4 \\equiv 4$.",
+    "A triangular matrix has its eigenvalues on the diagonal.",
+    "Induction on $n$.",
+]
+checks = 0
+
+
+def check(condition, message):
+    global checks
+    checks += 1
+    if not condition:
+        sys.exit(f"check-http: FAILED: {message}")
+
+
+v1 = cohere.Client(base_url=base, api_key="unused")
+response = v1.rerank(model="mathrank", query=query, documents=documents, top_n=2, return_documents=True)
+check(len(response.results) == 2, f"v1 top_n=2 gave {len(response.results)} results")
+scores = [r.relevance_score for r in response.results]
+check(all(0.0 <= s <= 1.0 for s in scores), f"v1 relevance_score in [0, 1]: {scores}")
+check(scores == sorted(scores, reverse=True), f"v1 results sorted: {scores}")
+check(all(r.document.text == documents[r.index] for r in response.results), "v1 documents echoed")
+check(response.meta.api_version.version == "1", f"v1 meta: {response.meta}")
+
+v2 = cohere.ClientV2(base_url=base, api_key="unused")
+response2 = v2.rerank(model="mathrank", query=query, documents=documents)
+check(len(response2.results) == len(documents), "v2 returns every document")
+by_index = {r.index: r.relevance_score for r in response2.results}
+check(sorted(by_index) == list(range(len(documents))), f"v2 indices: {sorted(by_index)}")
+for r in response.results:
+    check(math.isclose(by_index[r.index], r.relevance_score, abs_tol=1e-6), "v1 and v2 agree")
+check(all(getattr(r, "document", None) is None for r in response2.results), "v2 returns no documents unless asked")
+
+try:
+    v2.rerank(model="mathrank", query="", documents=documents)
+    check(False, "an empty query must be refused")
+except cohere.core.api_error.ApiError as err:
+    check(err.status_code == 400, f"empty query: HTTP {err.status_code}")
+    check(err.body["error"]["field"] == "query", f"empty query names the field: {err.body}")
+
+print(f"check-http: Cohere SDK {cohere.__version__}: v1 and v2 rerank parsed as expected")
+
+text = open(readme, encoding="utf-8").read()
+section = re.search(r"<!-- http-examples:begin -->(.*?)<!-- http-examples:end -->", text, re.S)
+check(section is not None, "README has an http-examples section")
+block = section.group(1).split("```sh", 1)[1].split("```", 1)[0]
+examples = block.count("curl ")
+check(examples >= 6, f"README shows {examples} curl examples")
+address = base.split("://", 1)[1]
+# Run the block as the shell would, each curl made to fail on an HTTP error status.
+script = block.replace("127.0.0.1:50051", address).replace("curl -s ", "curl -sS --fail-with-body ")
+run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True)
+check(run.returncode == 0, f"README examples failed ({run.returncode}):\n{run.stdout}{run.stderr}")
+decoder, rest, answers = json.JSONDecoder(), run.stdout.strip(), 0
+while rest:
+    _, end = decoder.raw_decode(rest)
+    rest, answers = rest[end:].lstrip(), answers + 1
+check(answers == examples, f"{examples} examples gave {answers} JSON answers")
+print(f"check-http: {examples} README curl examples ran")
+print(f"{checks} passed, 0 failed")
