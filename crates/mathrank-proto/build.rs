@@ -29,6 +29,8 @@ const OPTIONAL: &[(&str, &str)] = &[
     ("Hit", "relevance"),
     ("RerankResult", "relevance"),
     ("RerankResult", "logit"),
+    ("RerankResult", "relevant_logit"),
+    ("Hit", "relevant_logit"),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -33,7 +33,15 @@ async fn search_reranks_with_both_scores() {
         assert!(hit.rerank_logit.is_some());
         assert!(!hit.title.is_empty() && !hit.body.is_empty());
     }
-    assert!(response.hits.windows(2).all(|w| w[0].relevance >= w[1].relevance), "sorted by relevance");
+    // The authors' order: the raw logit of the relevant class.
+    assert!(
+        response.hits.windows(2).all(|w| w[0].relevant_logit >= w[1].relevant_logit),
+        "sorted by the relevant logit"
+    );
+    for hit in &response.hits {
+        let (margin, relevant) = (hit.rerank_logit.unwrap(), hit.relevant_logit.unwrap());
+        assert!((hit.relevance.unwrap() - 1.0 / (1.0 + (-margin).exp())).abs() < 1e-5, "{margin} {relevant}");
+    }
     let timings = response.timings.unwrap();
     assert!(timings.total_ms >= timings.retrieve_ms && timings.infer_ms > 0.0);
 }
@@ -87,7 +95,7 @@ async fn rerank_rpc_scores_and_sorts() {
     assert_eq!(response.results.len(), 4);
     assert_eq!(response.reranked, 4);
     assert!(!response.partial);
-    assert!(response.results.windows(2).all(|w| w[0].relevance >= w[1].relevance));
+    assert!(response.results.windows(2).all(|w| w[0].relevant_logit >= w[1].relevant_logit));
     let mut indices: Vec<u32> = response.results.iter().map(|r| r.index).collect();
     indices.sort();
     assert_eq!(indices, [0, 1, 2, 3]);
@@ -230,7 +238,7 @@ async fn a_flood_gets_resource_exhausted_for_the_excess_and_answers_for_the_rest
                 let response = response.into_inner();
                 assert_eq!(response.hits.len(), 10);
                 assert_eq!(response.reranked, 40);
-                assert!(response.hits.windows(2).all(|w| w[0].relevance >= w[1].relevance));
+                assert!(response.hits.windows(2).all(|w| w[0].relevant_logit >= w[1].relevant_logit));
                 ok += 1;
             }
             Err(status) => {

@@ -140,6 +140,10 @@ async fn tei_as_elasticsearch_hugging_face_sends_it() {
         assert!((result["score"].as_f64().unwrap() - f64::from(expected[index])).abs() < 1e-6);
         assert_eq!(result["text"], DOCS[index]);
     }
+    let timed =
+        client().post(server.url("/rerank")).json(&json!({"query": QUERY, "texts": DOCS})).send().await.unwrap();
+    let timing = timed.headers()["server-timing"].to_str().unwrap().to_owned();
+    assert!(timing.contains("infer;dur=") && timing.contains("total;dur="), "{timing}");
     // raw_scores: the logit whose sigmoid is the relevance probability.
     let (_, raw) = post(&server, "/rerank", json!({"query": QUERY, "texts": DOCS, "raw_scores": true})).await;
     for result in raw.as_array().unwrap() {

@@ -39,6 +39,10 @@ pub struct EvalArgs {
     /// Run tag (last column).
     #[arg(long, env = "MATHRANK_RUN_TAG", default_value = "mathrank")]
     pub run_tag: String,
+    /// Also write one JSON line per topic, `{"topic", "query"}`, where `query` is segment A
+    /// exactly as the model reads it (title and body converted once, joined by a space).
+    #[arg(long, env = "MATHRANK_INPUTS_OUT")]
+    pub inputs_out: Option<PathBuf>,
     /// Print metrics as JSON.
     #[arg(long, env = "MATHRANK_JSON")]
     pub json: bool,
@@ -90,37 +94,64 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} topics ({per_sec}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut run = Run::new();
+    let mut inputs = match &args.inputs_out {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let mut run_text = String::new();
     for topic in &topics {
+        // Converted here, once; the engine takes it as text and never parses it again.
         let query = mathrank_dump::question_text(&topic.title, &topic.question);
+        if let Some(inputs) = &mut inputs {
+            writeln!(inputs, "{}", serde_json::json!({ "topic": topic.number, "query": query }))?;
+        }
         let params = SearchParams {
             query,
+            query_is_text: true,
             top_k: args.depth,
             rerank_depth: args.rerank_depth,
             rerank: Some(!args.no_rerank),
             ..SearchParams::default()
         };
         let outcome = runtime.block_on(engine.search(params)).with_context(|| format!("topic {}", topic.number))?;
-        let max_bm25 = outcome.hits.iter().map(|h| h.hit.bm25_score).fold(0.0f32, f32::max);
-        let lines = run.entry(topic.number.clone()).or_default();
-        for (rank, ranked) in outcome.hits.iter().enumerate() {
-            // Scores must fall with rank: reranked hits score 1 + relevance (in [1, 2]), the rest
-            // keep their BM25 order below 1.
-            let score = match ranked.score {
-                Some(score) => 1.0 + f64::from(score.relevance),
-                None if args.no_rerank => f64::from(ranked.hit.bm25_score),
-                None => f64::from(ranked.hit.bm25_score) / (f64::from(max_bm25) + 1.0),
-            };
-            writeln!(out, "{} Q0 {} {} {score:.6} {}", topic.number, ranked.hit.answer_id, rank + 1, args.run_tag)?;
-            lines.push((ranked.hit.answer_id.to_string(), score));
+        for (rank, (hit, score)) in run_scores(&outcome.hits).into_iter().enumerate() {
+            let line = format!("{} Q0 {} {} {score} {}\n", topic.number, hit.answer_id, rank + 1, args.run_tag);
+            out.write_all(line.as_bytes())?;
+            run_text.push_str(&line);
         }
         bar.inc(1);
     }
     out.flush()?;
+    if let Some(mut inputs) = inputs {
+        inputs.flush()?;
+    }
     bar.finish_and_clear();
     eprintln!("wrote {} topics to {}", topics.len(), args.run_out.display());
     if let Some(qrels) = qrels {
+        // The metrics come from the very lines written, parsed as trec_eval parses them.
+        let run = mathrank_eval::parse_run(&run_text, &args.run_out)?;
         report(&run, &qrels, args.json)?;
     }
     Ok(())
+}
+
+/// Run scores that fall with rank and keep every distinct value distinct. Reranked hits score
+/// the raw logit of the `relevant` class, the authors' ranking, printed in full `f32`
+/// precision (shortest round-trip form). The hits below them keep their BM25 order at whole
+/// steps under the lowest logit. Without reranking, the BM25 score itself.
+fn run_scores(hits: &[mathrank_engine::RankedHit]) -> Vec<(&mathrank_index::Hit, f64)> {
+    let floor = hits.iter().filter_map(|h| h.score.map(|s| f64::from(s.logits[1]))).fold(f64::INFINITY, f64::min);
+    let mut below = 0.0;
+    hits.iter()
+        .map(|ranked| match ranked.score {
+            Some(score) => (&ranked.hit, f64::from(score.logits[1])),
+            None if floor.is_finite() => {
+                below += 1.0;
+                (&ranked.hit, floor - below)
+            }
+            None => (&ranked.hit, f64::from(ranked.hit.bm25_score)),
+        })
+        .collect()
 }

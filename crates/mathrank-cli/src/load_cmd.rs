@@ -1,29 +1,55 @@
-//! `mathrank bench load`: a closed-loop load generator over gRPC.
+//! `mathrank bench load`: a closed-loop load generator against a running server, over gRPC or
+//! HTTP/JSON, for `Search` or for reranking given candidates (gRPC `Rerank`, HTTP
+//! `/v1/rerank`), so that the two protocols can be compared on the same server.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use mathrank_proto::v1;
 
-use crate::bench_cmd::{peak_rss_mib, percentile};
+use crate::measure::{peak_rss_mib, percentile};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    Grpc,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// `Search` (gRPC) or `/v1/search` (HTTP).
+    Search,
+    /// `Rerank` of `--candidates` answers (gRPC) or Cohere `/v1/rerank` (HTTP).
+    Rerank,
+}
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
     /// Server address.
     #[arg(long, env = "MATHRANK_SERVER", default_value = "http://127.0.0.1:50051")]
     pub addr: String,
+    /// Protocol of the calls.
+    #[arg(long, value_enum, default_value = "grpc")]
+    pub protocol: Protocol,
+    /// What to call.
+    #[arg(long, value_enum, default_value = "search")]
+    pub method: Method,
     /// Concurrencies to measure, one after the other.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     pub concurrency: Vec<usize>,
     /// Seconds per concurrency level.
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
-    /// Rerank (false: BM25 only).
+    /// Search: rerank (false: BM25 only).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub rerank: bool,
-    /// BM25 candidates reranked per query.
+    /// Search: BM25 candidates reranked per query.
     #[arg(long, default_value_t = 30)]
     pub rerank_depth: u32,
+    /// Rerank: candidate answers per call (taken in turn from the embedded sample).
+    #[arg(long, default_value_t = 30)]
+    pub candidates: usize,
     /// ARQMath topics XML for the queries (default: the embedded sample's questions).
     #[arg(long)]
     pub topics: Option<std::path::PathBuf>,
@@ -32,98 +58,214 @@ pub struct LoadArgs {
     pub auth_token: Option<String>,
 }
 
-fn sample_queries() -> Vec<String> {
-    let mut queries = Vec::new();
+/// The embedded sample's questions (title + body) and answers, as the model reads them.
+fn sample_texts() -> (Vec<String>, Vec<String>) {
+    let (mut questions, mut answers) = (Vec::new(), Vec::new());
     for event in mathrank_dump::PostsReader::new(mathrank_dump::SAMPLE_POSTS_XML.as_bytes()).flatten() {
-        if let mathrank_dump::RowEvent::Post(post) = event
-            && post.kind == mathrank_dump::PostKind::Question
-        {
-            queries.push(mathrank_dump::question_text(&post.title, &post.body_html));
+        if let mathrank_dump::RowEvent::Post(post) = event {
+            match post.kind {
+                mathrank_dump::PostKind::Question => {
+                    questions.push(mathrank_dump::question_text(&post.title, &post.body_html))
+                }
+                mathrank_dump::PostKind::Answer => answers.push(mathrank_dump::html_to_text(&post.body_html)),
+            }
         }
     }
-    queries
+    (questions, answers)
+}
+
+/// What the server said of one call: its own wall time, and how long of that it waited for
+/// the reranker (first chunk submitted to last result back).
+#[derive(Default)]
+struct Done {
+    server_total: Duration,
+    rerank_wait: Duration,
+}
+
+/// Makes calls of one kind; cheap to clone per worker.
+#[derive(Clone)]
+struct Caller {
+    args: Arc<LoadArgs>,
+    grpc: Option<v1::answer_search_client::AnswerSearchClient<tonic::transport::Channel>>,
+    http: reqwest::Client,
+    answers: Arc<Vec<String>>,
+}
+
+/// A stage of `Server-Timing: rerank;dur=12.5, total;dur=20.1` (milliseconds).
+fn server_timing(headers: &reqwest::header::HeaderMap, stage: &str) -> Duration {
+    let prefix = format!("{stage};dur=");
+    headers
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|part| part.trim().strip_prefix(prefix.as_str())?.parse::<f64>().ok()))
+        .map_or(Duration::ZERO, |ms| Duration::from_secs_f64(ms / 1000.0))
+}
+
+fn done_of(timings: Option<v1::StageTimings>) -> Done {
+    let ms = |value: f64| Duration::from_secs_f64(value / 1000.0);
+    timings.map_or_else(Done::default, |t| Done { server_total: ms(t.total_ms), rerank_wait: ms(t.rerank_ms) })
+}
+
+impl Caller {
+    async fn call(&mut self, query: &str, turn: usize) -> anyhow::Result<Done> {
+        let args = Arc::clone(&self.args);
+        let documents: Vec<String> = (0..args.candidates)
+            .map(|i| self.answers[(turn * args.candidates + i) % self.answers.len()].clone())
+            .collect();
+        match (args.protocol, &mut self.grpc) {
+            (Protocol::Grpc, Some(client)) => {
+                let timings = match args.method {
+                    Method::Search => {
+                        let mut request = tonic::Request::new(v1::SearchRequest {
+                            query: query.to_owned(),
+                            rerank: Some(args.rerank),
+                            rerank_depth: args.rerank_depth,
+                            ..Default::default()
+                        });
+                        authorize(&mut request, args.auth_token.as_deref());
+                        client.search(request).await?.into_inner().timings
+                    }
+                    Method::Rerank => {
+                        let candidates = documents
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, text)| v1::Candidate { id: i.to_string(), text })
+                            .collect();
+                        let mut request = tonic::Request::new(v1::RerankRequest {
+                            query: query.to_owned(),
+                            candidates,
+                            ..Default::default()
+                        });
+                        authorize(&mut request, args.auth_token.as_deref());
+                        client.rerank(request).await?.into_inner().timings
+                    }
+                };
+                Ok(done_of(timings))
+            }
+            _ => {
+                let base = args.addr.trim_end_matches('/');
+                let request = match args.method {
+                    Method::Search => self.http.post(format!("{base}/v1/search")).json(&serde_json::json!({
+                        "query": query, "rerank": args.rerank, "rerank_depth": args.rerank_depth,
+                    })),
+                    Method::Rerank => self
+                        .http
+                        .post(format!("{base}/v1/rerank"))
+                        .json(&serde_json::json!({ "query": query, "documents": documents })),
+                };
+                let request = match &args.auth_token {
+                    Some(token) => request.bearer_auth(token),
+                    None => request,
+                };
+                let response = request.send().await?;
+                let status = response.status();
+                let done = Done {
+                    server_total: server_timing(response.headers(), "total"),
+                    rerank_wait: server_timing(response.headers(), "rerank"),
+                };
+                let body = response.bytes().await?;
+                anyhow::ensure!(status.is_success(), "HTTP {status}: {}", String::from_utf8_lossy(&body));
+                Ok(done)
+            }
+        }
+    }
+}
+
+fn authorize<T>(request: &mut tonic::Request<T>, token: Option<&str>) {
+    if let Some(token) = token
+        && let Ok(value) = format!("Bearer {token}").parse()
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let (sample_questions, answers) = sample_texts();
     let queries = match &args.topics {
         Some(path) => mathrank_eval::read_topics(path)?
             .into_iter()
             .map(|t| mathrank_dump::question_text(&t.title, &t.question))
             .collect(),
-        None => sample_queries(),
+        None => sample_questions,
     };
-    anyhow::ensure!(!queries.is_empty(), "no queries");
+    anyhow::ensure!(!queries.is_empty() && !answers.is_empty(), "no queries");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let args = Arc::new(args);
     runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?.connect().await?;
+        let grpc = match args.protocol {
+            Protocol::Grpc => {
+                let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?.connect().await?;
+                Some(v1::answer_search_client::AnswerSearchClient::new(channel).max_decoding_message_size(64 << 20))
+            }
+            Protocol::Http => None,
+        };
+        // As engines do: a pool of HTTP/1.1 keep-alive connections.
+        let http = reqwest::Client::builder().http1_only().pool_max_idle_per_host(256).build()?;
+        let caller = Caller { args: Arc::clone(&args), grpc, http, answers: Arc::new(answers) };
         for &concurrency in &args.concurrency {
             let deadline = Instant::now() + Duration::from_secs(args.seconds);
             let mut tasks = Vec::new();
             for worker in 0..concurrency.max(1) {
-                let mut client = v1::answer_search_client::AnswerSearchClient::new(channel.clone());
+                let mut caller = caller.clone();
                 let queries = queries.clone();
-                let token = args.auth_token.clone();
-                let (rerank, depth) = (args.rerank, args.rerank_depth);
                 tasks.push(tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    let mut errors = 0u64;
-                    let mut server_infer = Duration::ZERO;
-                    let mut server_total = Duration::ZERO;
-                    let mut i = worker;
+                    let (mut latencies, mut errors, mut server) = (Vec::new(), 0u64, Done::default());
+                    let mut turn = worker;
                     while Instant::now() < deadline {
-                        let mut request = tonic::Request::new(v1::SearchRequest {
-                            query: queries[i % queries.len()].clone(),
-                            rerank: Some(rerank),
-                            rerank_depth: depth,
-                            ..Default::default()
-                        });
-                        if let Some(token) = &token
-                            && let Ok(value) = format!("Bearer {token}").parse()
-                        {
-                            request.metadata_mut().insert("authorization", value);
-                        }
                         let started = Instant::now();
-                        match client.search(request).await {
-                            Ok(response) => {
+                        match caller.call(&queries[turn % queries.len()], turn).await {
+                            Ok(done) => {
                                 latencies.push(started.elapsed());
-                                if let Some(t) = response.into_inner().timings {
-                                    server_infer += Duration::from_secs_f64(t.rerank_ms / 1000.0);
-                                    server_total += Duration::from_secs_f64(t.total_ms / 1000.0);
-                                }
+                                server.server_total += done.server_total;
+                                server.rerank_wait += done.rerank_wait;
                             }
-                            Err(_) => errors += 1,
+                            Err(err) => {
+                                if errors == 0 {
+                                    eprintln!("load: {err:#}");
+                                }
+                                errors += 1;
+                            }
                         }
-                        i += concurrency;
+                        turn += concurrency;
                     }
-                    (latencies, errors, server_infer, server_total)
+                    (latencies, errors, server)
                 }));
             }
             let started = Instant::now();
-            let mut latencies = Vec::new();
-            let (mut errors, mut infer, mut total) = (0, Duration::ZERO, Duration::ZERO);
+            let (mut latencies, mut errors, mut server) = (Vec::new(), 0, Done::default());
             for task in tasks {
-                let (l, e, i, t) = task.await?;
+                let (l, e, s) = task.await?;
                 latencies.extend(l);
                 errors += e;
-                infer += i;
-                total += t;
+                server.server_total += s.server_total;
+                server.rerank_wait += s.rerank_wait;
             }
             let elapsed = started.elapsed().as_secs_f64();
+            let client_total: Duration = latencies.iter().sum();
             latencies.sort();
             let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-            let outside = if total.is_zero() { 0.0 } else { 1.0 - infer.as_secs_f64() / total.as_secs_f64() };
+            // Shares of the client's latency: outside the server (protocol, transport, client),
+            // and outside the wait for the reranker (all of that, plus parsing, conversion,
+            // tokenizing and retrieval). The rerank wait includes queueing behind other calls.
+            let share = |part: Duration| {
+                if client_total.is_zero() { 0.0 } else { 1.0 - part.as_secs_f64() / client_total.as_secs_f64() }
+            };
             println!(
                 "{}",
                 serde_json::json!({
+                    "protocol": format!("{:?}", args.protocol).to_lowercase(),
+                    "method": format!("{:?}", args.method).to_lowercase(),
+                    "candidates": (args.method == Method::Rerank).then_some(args.candidates),
                     "concurrency": concurrency,
-                    "rerank": args.rerank,
+                    "rerank": args.method == Method::Rerank || args.rerank,
                     "requests": latencies.len(),
                     "errors": errors,
                     "qps": latencies.len() as f64 / elapsed,
                     "p50_ms": ms(percentile(&latencies, 50.0)),
                     "p95_ms": ms(percentile(&latencies, 95.0)),
                     "p99_ms": ms(percentile(&latencies, 99.0)),
-                    "server_share_outside_inference": outside,
+                    "share_outside_server": share(server.server_total),
+                    "share_outside_rerank_wait": share(server.rerank_wait),
                     "client_peak_rss_mib": peak_rss_mib(),
                 })
             );

@@ -7,12 +7,14 @@ mod eval_cmd;
 mod gen_cmd;
 mod index_cmd;
 mod load_cmd;
+mod measure;
 mod model_args;
 mod model_cmd;
 mod output;
 mod score_cmd;
 mod search_cmd;
 mod serve_cmd;
+mod texts_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +51,8 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Score any TREC run file against qrels with ARQMath's conventions.
     EvalRun(eval_cmd::EvalRunArgs),
+    /// Print the text the model reads for every post of a dump (JSON lines), for audits.
+    Texts(texts_cmd::TextsArgs),
     /// Measurements: rerank throughput, first-stage latency, gRPC load.
     Bench(bench_cmd::BenchCommand),
 }
@@ -66,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::GenDump(args) => gen_cmd::run(args),
         Command::Eval(args) => eval_cmd::run_eval(args),
         Command::EvalRun(args) => eval_cmd::run_eval_run(args),
+        Command::Texts(args) => texts_cmd::run(args),
         Command::Bench(command) => bench_cmd::run(command),
     };
     match outcome {

@@ -96,6 +96,7 @@ async fn local(args: &SearchArgs) -> anyhow::Result<SearchOut> {
     let engine = Engine::new(index, reranker, Limits::default());
     let params = SearchParams {
         query: args.query.clone(),
+        query_is_text: false,
         top_k: args.top_k,
         rerank_depth: args.rerank_depth,
         rerank: Some(!args.no_rerank),

@@ -1,35 +1,84 @@
-//! HTML bodies to the plain text the index and the reranker read.
+//! HTML bodies to the text the model was fine-tuned on, which the index, the reranker and
+//! the snippets all read.
 //!
-//! The text must be faithful: LaTeX stays exactly as written between `$..$` / `$$..$$`
-//! (math-container spans are unwrapped), code keeps its spacing, links keep their text,
-//! entities are decoded and block elements become line breaks.
+//! This is the authors' preprocessing (AnReu/ALBERT-for-Math-AR): each
+//! `span.math-container` becomes its text, wrapped in `$..$` unless it already starts with
+//! `$`; then BeautifulSoup's `.text` of the whole fragment, which is every text node in
+//! document order, with entities decoded and nothing added: no separators for `<br>` or
+//! blocks, no list markers, no image alt text. Comments and the contents of `script`,
+//! `style` and `template` are not text (BeautifulSoup gives them other string types). The
+//! model's tokenizer folds whitespace, so layout is irrelevant to it; display text is the
+//! same text, with whitespace collapsed where a snippet is shown.
 
 use ego_tree::NodeRef;
 use scraper::{Html, Node};
 
-/// Converts a post body (HTML) into plain text with LaTeX kept verbatim.
+/// Converts a post body or title (HTML) into the text the model reads, LaTeX kept verbatim.
+/// Text without markup (a query typed by hand, `$a<b$`) is returned trimmed, never parsed:
+/// an HTML parser would read `<b$ ...` as a tag.
 pub fn html_to_text(html: &str) -> String {
-    // Plain text (a query typed by hand, `$a<b$`) must not go through an HTML parser,
-    // which would read `<b$ ...` as a tag.
-    if !html.contains('&') && !looks_like_html(html) {
-        return tidy(html);
+    // Entities alone are decoded by parsing, unless a stray `<` could then read as a tag.
+    let entities_only = has_entity(html) && !html.contains('<');
+    if !looks_like_html(html) && !entities_only {
+        return html.trim().to_owned();
     }
     let fragment = Html::parse_fragment(html);
-    let mut writer = TextWriter::default();
+    let mut out = String::with_capacity(html.len());
     for child in fragment.tree.root().children() {
-        walk(child, &mut writer);
+        collect(child, &mut out);
     }
-    writer.finish()
+    out.trim().to_owned()
 }
 
-/// The question as the reranker and the first stage see it: `title + " " + body text`.
-/// The body may be HTML (converted) or plain text (used as is).
+fn collect(node: NodeRef<'_, Node>, out: &mut String) {
+    match node.value() {
+        Node::Text(text) => out.push_str(text),
+        Node::Element(element) => match element.name() {
+            "script" | "style" | "template" => {}
+            "span" if element.has_class("math-container", scraper::CaseSensitivity::AsciiCaseInsensitive) => {
+                // The span's whole text, nested math spans included: the authors replace the
+                // outer span first, which detaches the inner ones.
+                let math: String = node.descendants().filter_map(|n| n.value().as_text().map(|t| &**t)).collect();
+                if math.starts_with('$') {
+                    out.push_str(&math);
+                } else {
+                    out.push('$');
+                    out.push_str(&math);
+                    out.push('$');
+                }
+            }
+            _ => {
+                for child in node.children() {
+                    collect(child, out);
+                }
+            }
+        },
+        _ => {
+            for child in node.children() {
+                collect(child, out);
+            }
+        }
+    }
+}
+
+/// Whether `text` holds an HTML character reference (`&amp;`, `&#955;`, `&#x3bb;`).
+fn has_entity(text: &str) -> bool {
+    text.match_indices('&').any(|(at, _)| {
+        let rest = &text.as_bytes()[at + 1..];
+        let name = rest.strip_prefix(b"#x").or_else(|| rest.strip_prefix(b"#")).unwrap_or(rest);
+        let len = name.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
+        len > 0 && name.get(len) == Some(&b';')
+    })
+}
+
+/// Segment A as the model was trained on it: the title and the body, each converted once by
+/// [`html_to_text`], joined by one space. Either may be HTML or plain text.
 pub fn question_text(title: &str, body: &str) -> String {
-    let body = if looks_like_html(body) { html_to_text(body) } else { body.trim().to_owned() };
-    match (title.trim(), body.is_empty()) {
-        ("", _) => body,
-        (title, true) => title.to_owned(),
-        (title, false) => format!("{title} {body}"),
+    let (title, body) = (html_to_text(title), html_to_text(body));
+    match (title.is_empty(), body.is_empty()) {
+        (true, _) => body,
+        (false, true) => title,
+        (false, false) => format!("{title} {body}"),
     }
 }
 
@@ -88,177 +137,23 @@ pub fn looks_like_html(text: &str) -> bool {
     false
 }
 
-#[derive(Default)]
-struct TextWriter {
-    out: String,
-    /// Line breaks owed before the next text: 1 = new line, 2 = blank line.
-    pending_breaks: u8,
-    pre_depth: usize,
-    list_counters: Vec<Option<u32>>,
-}
-
-impl TextWriter {
-    fn at_line_start(&self) -> bool {
-        self.out.is_empty() || self.out.ends_with('\n')
-    }
-
-    fn request_break(&mut self, breaks: u8) {
-        self.pending_breaks = self.pending_breaks.max(breaks);
-    }
-
-    fn flush_breaks(&mut self) {
-        if self.pending_breaks > 0 && !self.out.is_empty() {
-            while self.out.ends_with([' ', '\t']) {
-                self.out.pop();
-            }
-            let have = self.out.chars().rev().take_while(|c| *c == '\n').count() as u8;
-            for _ in have..self.pending_breaks {
-                self.out.push('\n');
-            }
-        }
-        self.pending_breaks = 0;
-    }
-
-    fn text(&mut self, text: &str) {
-        if self.pre_depth > 0 {
-            if !text.is_empty() {
-                self.flush_breaks();
-                self.out.push_str(text);
-            }
-            return;
-        }
-        // Outside <pre>, indentation and blank lines of the source HTML carry no meaning.
-        let mut text = text;
-        if self.pending_breaks > 0 || self.at_line_start() {
-            text = text.trim_start();
-        }
-        if text.is_empty() {
-            return;
-        }
-        self.flush_breaks();
-        let mut lines = text.split('\n').peekable();
-        while let Some(line) = lines.next() {
-            let line = if self.at_line_start() { line.trim_start_matches([' ', '\t']) } else { line };
-            self.out.push_str(line);
-            if lines.peek().is_some() {
-                while self.out.ends_with([' ', '\t']) {
-                    self.out.pop();
-                }
-                self.out.push('\n');
-            }
-        }
-    }
-
-    fn finish(mut self) -> String {
-        self.pending_breaks = 0;
-        let trimmed_len = self.out.trim_end().len();
-        self.out.truncate(trimmed_len);
-        self.out
-    }
-}
-
-fn walk(node: NodeRef<'_, Node>, writer: &mut TextWriter) {
-    match node.value() {
-        Node::Text(text) => writer.text(text),
-        Node::Element(element) => {
-            let name = element.name();
-            match name {
-                "script" | "style" | "head" | "template" => {}
-                "br" => {
-                    writer.flush_breaks();
-                    writer.out.push('\n');
-                }
-                "hr" => writer.request_break(2),
-                "img" => {
-                    if let Some(alt) = element.attr("alt").map(str::trim).filter(|alt| !alt.is_empty()) {
-                        writer.text(&format!("[{alt}]"));
-                    }
-                }
-                "span" if element.has_class("math-container", scraper::CaseSensitivity::AsciiCaseInsensitive) => {
-                    let math: String = node.descendants().filter_map(|n| n.value().as_text().map(|t| &**t)).collect();
-                    let trimmed = math.trim();
-                    if trimmed.starts_with('$') || trimmed.starts_with("\\(") || trimmed.starts_with("\\[") {
-                        writer.text(&math);
-                    } else if !trimmed.is_empty() {
-                        writer.text(&format!("${trimmed}$"));
-                    }
-                }
-                "pre" => {
-                    writer.request_break(2);
-                    writer.pre_depth += 1;
-                    children(node, writer);
-                    writer.pre_depth -= 1;
-                    writer.request_break(2);
-                }
-                "ul" | "ol" => {
-                    writer.request_break(if writer.list_counters.is_empty() { 2 } else { 1 });
-                    writer.list_counters.push((name == "ol").then_some(0));
-                    children(node, writer);
-                    writer.list_counters.pop();
-                    writer.request_break(if writer.list_counters.is_empty() { 2 } else { 1 });
-                }
-                "li" => {
-                    writer.request_break(1);
-                    writer.flush_breaks();
-                    let depth = writer.list_counters.len().saturating_sub(1);
-                    writer.out.push_str(&"  ".repeat(depth));
-                    let marker = match writer.list_counters.last_mut() {
-                        Some(Some(counter)) => {
-                            *counter += 1;
-                            format!("{counter}. ")
-                        }
-                        _ => "- ".to_owned(),
-                    };
-                    writer.out.push_str(&marker);
-                    children(node, writer);
-                    writer.request_break(1);
-                }
-                "td" | "th" => {
-                    if node.prev_siblings().any(|sibling| sibling.value().is_element()) {
-                        writer.text(" | ");
-                    }
-                    children(node, writer);
-                }
-                "p" | "div" | "blockquote" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "table" | "dl" => {
-                    writer.request_break(2);
-                    children(node, writer);
-                    writer.request_break(2);
-                }
-                "tr" | "dt" | "dd" => {
-                    writer.request_break(1);
-                    children(node, writer);
-                    writer.request_break(1);
-                }
-                _ => children(node, writer),
-            }
-        }
-        _ => children(node, writer),
-    }
-}
-
-fn children(node: NodeRef<'_, Node>, writer: &mut TextWriter) {
-    for child in node.children() {
-        walk(child, writer);
-    }
-}
-
-fn tidy(text: &str) -> String {
-    text.trim().to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Cases from real Math SE bodies, with what BeautifulSoup's `.text` gives after the
+    /// authors' span replacement (checked with bs4 4.12).
     #[test]
     fn conversions() {
         let cases: &[(&str, &str)] = &[
             ("<p>Let $x^2+1$ be given.</p>", "Let $x^2+1$ be given."),
             (r#"<p>Then <span class="math-container">$\frac{a}{b}$</span> holds.</p>"#, r"Then $\frac{a}{b}$ holds."),
+            // A span without dollars gets them; nested markup inside it is text.
             (r#"<p><span class="math-container" id="q1">x_{<b>1</b>}</span></p>"#, "$x_{1}$"),
+            (r#"<span class="math-container">$$\sum_n a_n$$</span>"#, "$$\\sum_n a_n$$"),
             (
                 "<p>Display:</p>\n<p>$$\n\\int_0^1 x^2\\,dx = \\frac13\n$$</p>",
-                "Display:\n\n$$\n\\int_0^1 x^2\\,dx = \\frac13\n$$",
+                "Display:\n$$\n\\int_0^1 x^2\\,dx = \\frac13\n$$",
             ),
             ("<p>It costs \\$5, not $x$.</p>", "It costs \\$5, not $x$."),
             (
@@ -266,15 +161,25 @@ mod tests {
                 "for i in range(3):\n    print(\"$i\")",
             ),
             ("<p>Use <code>a$b</code> here.</p>", "Use a$b here."),
+            // Nested spans (ARQMath topic A.255): the outer one's text, as is.
+            (
+                r#"<span class="math-container">$<span class="math-container"> -\infty< x</span> $</span>"#,
+                r"$ -\infty< x $",
+            ),
+            // `<` inside math arrives escaped in real bodies and must survive.
+            (r#"<p><span class="math-container">$0\leq r&lt;q$</span> holds</p>"#, r"$0\leq r<q$ holds"),
             ("<p>a &lt; b &amp;&amp; c &gt; d &nbsp;&eacute;</p>", "a < b && c > d \u{a0}é"),
             (r#"<p>See <a href="https://example.org/x">the wiki</a>.</p>"#, "See the wiki."),
-            ("<ul>\n<li>one</li>\n<li>two $y$</li>\n</ul>", "- one\n- two $y$"),
-            ("<ol><li>first</li><li>second</li></ol>", "1. first\n2. second"),
-            ("<p>a<br>b<br/>c</p><hr><p>d</p>", "a\nb\nc\n\nd"),
-            ("<blockquote>\n  <p>quoted</p>\n</blockquote>\n\n<p>after</p>", "quoted\n\nafter"),
-            ("<h2>Title</h2><p>text</p>", "Title\n\ntext"),
+            // Lists, line breaks, images and tables add nothing: no markers, no alt text.
+            ("<ul>\n<li>one</li>\n<li>two $y$</li>\n</ul>", "one\ntwo $y$"),
+            ("<ol><li>first</li><li>second</li></ol>", "firstsecond"),
+            ("<p>a<br>b<br/>c</p><hr><p>d</p>", "abcd"),
+            (r#"<p><img src="x.png" alt="enter image description here"></p>"#, ""),
+            ("<table><tr><td>1</td><td>2</td></tr></table>", "12"),
+            ("<blockquote>\n  <p>quoted</p>\n</blockquote>\n\n<p>after</p>", "quoted\n\n\nafter"),
+            ("<h2>Title</h2><p>text</p><!-- note -->", "Titletext"),
             ("plain $a<b$ text", "plain $a<b$ text"),
-            (r#"<p><img src="x.png" alt="diagram"></p>"#, "[diagram]"),
+            ("Is &lambda; an eigenvalue &#955;?", "Is λ an eigenvalue λ?"),
             ("", ""),
         ];
         for (html, expected) in cases {
@@ -294,6 +199,11 @@ mod tests {
     #[test]
     fn question_text_joins_title_and_body() {
         assert_eq!(question_text("Title?", "<p>Body $x$</p>"), "Title? Body $x$");
+        // Titles of ARQMath topics hold spans: converted like bodies, exactly once.
+        assert_eq!(
+            question_text(r#"Why <span class="math-container">0\leq r&lt;q</span>?"#, "<p>Body</p>"),
+            r"Why $0\leq r<q$? Body"
+        );
         assert_eq!(question_text("", "just $x<y$"), "just $x<y$");
         assert_eq!(question_text("Only title", "  "), "Only title");
     }

@@ -50,7 +50,12 @@ impl Default for Limits {
 /// A search as the engine sees it.
 #[derive(Debug, Clone, Default)]
 pub struct SearchParams {
+    /// The question: HTML or plain text, converted once into segment A (see
+    /// [`normalize_question`]), unless `query_is_text`.
     pub query: String,
+    /// `query` is segment A already, exactly as the model should read it (`eval` converts
+    /// topics itself): it is used as is, never parsed as HTML again.
+    pub query_is_text: bool,
     /// 0 = default.
     pub top_k: u32,
     /// 0 = default.
@@ -239,7 +244,8 @@ impl Engine {
         let (top_k, depth, rerank) = self.validate_search(&params)?;
         let deadline = effective_deadline(params.deadline);
         let _admission = self.admit(deadline).await?;
-        let question = normalize_question(&params.query);
+        let question =
+            if params.query_is_text { params.query.trim().to_owned() } else { normalize_question(&params.query) };
         let retrieve_count = if rerank { top_k.max(depth) } else { top_k };
         let mut request = SearchRequest::new(question.clone(), retrieve_count);
         request.filters = params.filters.clone();

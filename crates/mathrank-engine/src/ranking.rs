@@ -4,9 +4,11 @@ use std::cmp::Ordering;
 
 use mathrank_rerank::Score;
 
-/// The value reranked results are sorted by: the `relevant` class probability.
+/// The value reranked results are sorted by: the raw logit of the `relevant` class, as the
+/// model's authors ranked their ARQMath runs. (`relevance`, its softmax, is for display and
+/// thresholds; the two orders agree whenever the logits are antisymmetric.)
 pub fn ranking_value(score: &Score) -> f32 {
-    score.relevance
+    score.logits[1]
 }
 
 /// Scored before unscored; scored by decreasing [`ranking_value`]; `tie` decides the rest
@@ -20,9 +22,10 @@ pub fn compare_scored(a: Option<&Score>, b: Option<&Score>, tie: Ordering) -> Or
     }
 }
 
-/// A question (plain text or Stack Exchange HTML) as the index and the model read it.
+/// A question (plain text or Stack Exchange HTML, title and body together) as the index and
+/// the model read it: converted once by the authors' recipe.
 pub fn normalize_question(query: &str) -> String {
-    mathrank_dump::question_text("", query)
+    mathrank_dump::html_to_text(query)
 }
 
 /// A candidate answer (plain text or HTML) as the model reads it. `max_bytes` cuts it first,
@@ -44,6 +47,11 @@ mod tests {
     fn scored_first_then_by_value_then_tie() {
         let high = Score::from_logits([0.0, 2.0]);
         let low = Score::from_logits([0.0, -2.0]);
+        // The relevant logit decides, not the softmax: [5, 3] is less probable than [-5, 1]
+        // but has the higher relevant logit.
+        let (logit_high, prob_high) = (Score::from_logits([5.0, 3.0]), Score::from_logits([-5.0, 1.0]));
+        assert!(prob_high.relevance > logit_high.relevance);
+        assert_eq!(compare_scored(Some(&logit_high), Some(&prob_high), Ordering::Greater), Ordering::Less);
         assert_eq!(compare_scored(Some(&high), Some(&low), Ordering::Greater), Ordering::Less);
         assert_eq!(compare_scored(Some(&low), Some(&high), Ordering::Less), Ordering::Greater);
         assert_eq!(compare_scored(Some(&low), Some(&low), Ordering::Greater), Ordering::Greater);

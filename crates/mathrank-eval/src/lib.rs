@@ -18,7 +18,7 @@ mod topics;
 use std::path::Path;
 
 pub use metrics::{
-    Evaluation, Qrels, RELEVANT_GRADE, Run, TopicMetrics, evaluate, format_evaluation, read_qrels, read_run,
+    Evaluation, Qrels, RELEVANT_GRADE, Run, TopicMetrics, evaluate, format_evaluation, parse_run, read_qrels, read_run,
     topic_metrics,
 };
 pub use topics::{Topic, read_topics};

@@ -40,7 +40,12 @@ pub fn read_qrels(path: &Path) -> Result<Qrels> {
 
 /// Reads a TREC run (`topic Q0 doc rank score tag`). A document twice in one topic is an error.
 pub fn read_run(path: &Path) -> Result<Run> {
-    let text = read_text(path)?;
+    parse_run(&read_text(path)?, path)
+}
+
+/// Parses the text of a TREC run; `path` names it in errors. Scores are read as trec_eval
+/// reads them, as doubles from their decimal text.
+pub fn parse_run(text: &str, path: &Path) -> Result<Run> {
     let mut run = Run::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
     for (number, line) in text.lines().enumerate() {

@@ -157,8 +157,8 @@ fn build_into(
                     report.skipped += 1;
                     *meta.skipped.entry(skipped.reason.to_owned()).or_default() += 1;
                     tracing::debug!(row = skipped.row, reason = skipped.reason, detail = %skipped.detail, "skipped row");
-                    let line = serde_json::to_string(&skipped).unwrap_or_default();
-                    if let Err(err) = writeln!(warnings, "{line}") {
+                    let line = serde_json::to_string(&skipped).map_err(std::io::Error::other);
+                    if let Err(err) = line.and_then(|line| writeln!(warnings, "{line}")) {
                         outcome = Err(io_error("writing", &warnings_path)(err));
                         break;
                     }
@@ -214,7 +214,9 @@ fn build_into(
     meta.build_seconds = started.elapsed().as_secs_f64();
     meta.index_bytes = directory_size(work);
     let meta_path = work.join("meta.json");
-    let meta_json = serde_json::to_string_pretty(&meta).unwrap_or_default();
+    // A failed encoding must fail the build, never publish an empty meta.json.
+    let meta_json = serde_json::to_string_pretty(&meta)
+        .map_err(|err| io_error("encoding", &meta_path)(std::io::Error::other(err)))?;
     std::fs::write(&meta_path, meta_json).map_err(io_error("writing", &meta_path))?;
     Ok(meta)
 }

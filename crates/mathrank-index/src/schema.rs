@@ -8,8 +8,9 @@ use tantivy::{DateTime, TantivyDocument};
 
 use crate::analysis::{MATH_ANALYZER, PROSE_ANALYZER};
 
-/// Bumped whenever the schema changes (an index must then be rebuilt).
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped whenever the schema or the stored text changes (an index must then be rebuilt).
+/// 2: titles and bodies hold the authors' text (BeautifulSoup `.text` after the math spans).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Handles of the schema's fields.
 #[derive(Debug, Clone, Copy)]
@@ -80,14 +81,15 @@ impl Fields {
         })
     }
 
-    /// The document of an answer; the HTML body is converted to text here.
+    /// The document of an answer; its HTML body and title are converted to text here, once.
     pub fn document(&self, answer: &JoinedAnswer) -> TantivyDocument {
         let text = html_to_text(&answer.body_html);
+        let title = html_to_text(&answer.question_title);
         let mut doc = TantivyDocument::default();
         doc.add_u64(self.answer_id, answer.answer_id);
         doc.add_u64(self.question_id, answer.question_id);
-        doc.add_text(self.title, &answer.question_title);
-        doc.add_text(self.title_math, &answer.question_title);
+        doc.add_text(self.title_math, &title);
+        doc.add_text(self.title, title);
         doc.add_text(self.body_math, &text);
         doc.add_text(self.body, text);
         for tag in &answer.tags {

@@ -263,10 +263,9 @@ impl Graph<'_> {
     }
 
     /// Stores a Linear weight transposed and quantised to int8 (symmetric, per tensor), once;
-    /// returns (weight, scale, zero point) names.
-    fn stored_int8(&mut self, name: &str) -> Result<(String, String, String)> {
-        let (q, scale_name, zero_name) =
-            (format!("{name}.T.int8"), format!("{name}.T.scale"), format!("{name}.T.zero"));
+    /// returns the names of the weight and its scale.
+    fn stored_int8(&mut self, name: &str) -> Result<(String, String)> {
+        let (q, scale_name) = (format!("{name}.T.int8"), format!("{name}.T.scale"));
         if self.stored.insert(q.clone()) {
             let tensor = self.weight(name)?;
             let [rows, cols] = tensor.shape[..] else {
@@ -289,32 +288,31 @@ impl Graph<'_> {
                 ..Default::default()
             });
             self.initializers.push(f32_tensor(&scale_name, &[], &[scale]));
-            self.initializers.push(TensorProto {
-                dims: vec![],
-                data_type: Some(tensor_proto::DataType::Int8 as i32),
-                name: Some(zero_name.clone()),
-                raw_data: Some(vec![0]),
-                ..Default::default()
-            });
         }
-        Ok((q, scale_name, zero_name))
+        Ok((q, scale_name))
     }
 
-    /// `x @ W^T` with the weight in int8 and the activation quantised at run time
-    /// (DynamicQuantizeLinear + MatMulInteger, which ONNX Runtime fuses into one kernel).
+    /// `x @ W^T` with the weight in int8 and the activation quantised at run time, symmetric,
+    /// with one scale per row (per token). ONNX's DynamicQuantizeLinear would take one scale
+    /// for the whole tensor, that is for the whole micro-batch, so a pair's score would depend
+    /// on its batch-mates and on padding; per row it cannot, and a cached score equals a fresh
+    /// one.
     fn quantized_matmul(&mut self, input: &str, weight: &str) -> Result<String> {
-        let (q, w_scale, w_zero) = self.stored_int8(weight)?;
-        self.next += 1;
-        let id = self.next;
-        let (xq, x_scale, x_zero) = (format!("dql_{id}_q"), format!("dql_{id}_scale"), format!("dql_{id}_zero"));
-        self.nodes.push(NodeProto {
-            input: vec![input.to_owned()],
-            output: vec![xq.clone(), x_scale.clone(), x_zero.clone()],
-            name: Some(format!("DynamicQuantizeLinear_{id}")),
-            op_type: Some("DynamicQuantizeLinear".into()),
-            ..Default::default()
-        });
-        let product = self.node("MatMulInteger", &[&xq, &q, &x_zero, &w_zero], vec![]);
+        let (q, w_scale) = self.stored_int8(weight)?;
+        let abs = self.node("Abs", &[input], vec![]);
+        let absmax = self.node("ReduceMax", &[&abs], vec![attr_ints("axes", &[-1]), attr_int("keepdims", 1)]);
+        // An all-zero row (never seen in practice) must not divide by zero.
+        let tiny = self.constant_f32(1e-12);
+        let absmax = self.node("Max", &[&absmax, &tiny], vec![]);
+        let levels = self.constant_f32(127.0);
+        let x_scale = self.node("Div", &[&absmax, &levels], vec![]);
+        let scaled = self.node("Div", &[input, &x_scale], vec![]);
+        let rounded = self.node("Round", &[&scaled], vec![]);
+        let (low, high) = (self.constant_f32(-127.0), self.constant_f32(127.0));
+        let clipped = self.node("Clip", &[&rounded, &low, &high], vec![]);
+        let xq = self.node("Cast", &[&clipped], vec![attr_int("to", tensor_proto::DataType::Int8 as i64)]);
+        // Both zero points are 0 (symmetric), ONNX's default when they are left out.
+        let product = self.node("MatMulInteger", &[&xq, &q], vec![]);
         let product = self.node("Cast", &[&product], vec![attr_int("to", tensor_proto::DataType::Float as i64)]);
         let scale = self.node("Mul", &[&x_scale, &w_scale], vec![]);
         Ok(self.node("Mul", &[&product, &scale], vec![]))

@@ -243,8 +243,9 @@ pub fn fetch(options: &FetchOptions, progress: &mut dyn FnMut(FetchProgress<'_>)
     let mut manifest = convert_with(&downloads, &staging, Some(weights.0))?;
     manifest.source_repo = options.repo.clone();
     let manifest_path = staging.join("manifest.json");
-    std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest).unwrap_or_default())
-        .map_err(crate::io("writing", &manifest_path))?;
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|err| crate::io("encoding", &manifest_path)(std::io::Error::other(err)))?;
+    std::fs::write(&manifest_path, text).map_err(crate::io("writing", &manifest_path))?;
     if out.exists() {
         std::fs::remove_dir_all(&out).map_err(crate::io("replacing", &out))?;
     }

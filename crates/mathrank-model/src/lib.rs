@@ -190,11 +190,17 @@ pub fn convert_full(from: &Path, out: &Path, weights_file: Option<&str>, quantiz
         weights_file: weights_name,
         converter: format!("mathrank {}", env!("CARGO_PKG_VERSION")),
         opset: OPSET,
-        dtype: if quantize_int8 { "int8 (dynamic, shared-layer MatMul weights)" } else { "float32" }.into(),
+        dtype: if quantize_int8 {
+            "int8 (dynamic per-row activations, shared-layer MatMul weights)"
+        } else {
+            "float32"
+        }
+        .into(),
         onnx_sha256: hex(&sha2::Sha256::digest(&bytes)),
     };
     let manifest_path = out.join("manifest.json");
-    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|err| io("encoding", &manifest_path)(std::io::Error::other(err)))?;
     std::fs::write(&manifest_path, text).map_err(io("writing", &manifest_path))?;
     Ok(manifest)
 }

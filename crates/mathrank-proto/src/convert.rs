@@ -57,6 +57,7 @@ impl From<v1::SearchRequest> for SearchParams {
     fn from(request: v1::SearchRequest) -> Self {
         Self {
             query: request.query,
+            query_is_text: false,
             top_k: request.top_k,
             rerank_depth: request.rerank_depth,
             rerank: request.rerank,
@@ -83,6 +84,7 @@ impl v1::Hit {
             bm25_rank: hit.bm25_rank as u32,
             rerank_logit: score.map(Score::margin),
             relevance: score.map(|s| s.relevance),
+            relevant_logit: score.map(|s| s.logits[1]),
         }
     }
 }
@@ -120,6 +122,7 @@ impl v1::RerankResponse {
                         relevance: result.score.map(|s| s.relevance),
                         logit: result.score.as_ref().map(Score::margin),
                         text: if return_text { candidate.text.clone() } else { String::new() },
+                        relevant_logit: result.score.map(|s| s.logits[1]),
                     }
                 })
                 .collect(),

@@ -8,7 +8,7 @@ use mathrank_engine::{Engine, EngineError, SearchParams};
 use mathrank_proto::v1::{self, answer_search_server::AnswerSearch};
 use tonic::{Code, Request, Response, Status};
 
-use crate::serve::ServerState;
+use crate::state::ServerState;
 
 /// The one mapping from domain errors to gRPC statuses.
 pub fn status_of(err: &EngineError) -> Status {

@@ -16,13 +16,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use mathrank_engine::{Engine, EngineError, RerankOutcome, SearchParams};
+use mathrank_engine::{Engine, EngineError, RerankOutcome, SearchParams, Timings};
 use mathrank_proto::v1;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{BearerToken, UNAUTHENTICATED};
-use crate::serve::ServerState;
+use crate::state::ServerState;
 
 /// The request header that carries an HTTP call's deadline, in milliseconds.
 pub const TIMEOUT_HEADER: &str = "x-timeout-ms";
@@ -110,6 +110,26 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON answer with the call's stage timings in the standard `Server-Timing` header
+/// (milliseconds), the HTTP counterpart of gRPC's `StageTimings`.
+fn timed_json(body: impl serde::Serialize, timings: &Timings) -> Response {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let value = format!(
+        "retrieve;dur={:.3}, tokenize;dur={:.3}, queue;dur={:.3}, infer;dur={:.3}, rerank;dur={:.3}, total;dur={:.3}",
+        ms(timings.retrieve),
+        ms(timings.tokenize),
+        ms(timings.queue),
+        ms(timings.infer),
+        ms(timings.rerank),
+        ms(timings.total)
+    );
+    let mut response = axum::Json(body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert("server-timing", value);
+    }
+    response
+}
 
 /// Parses a JSON body, naming the field at fault (`documents[2]`, `top_n`) when it fails.
 fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
@@ -304,9 +324,8 @@ async fn cohere(
     let outcome = rerank_all(&http, &request.query, texts.clone(), deadline, "documents").await?;
     let return_documents = request.return_documents.unwrap_or(default_return_documents);
     let top_n = request.top_n.map_or(usize::MAX, |n| n as usize);
-    let results: Vec<serde_json::Value> = outcome
-        .results
-        .iter()
+    let results: Vec<serde_json::Value> = by_relevance(&outcome)
+        .into_iter()
         .take(top_n)
         .filter_map(|result| {
             let score = result.score?;
@@ -325,7 +344,7 @@ async fn cohere(
             "billed_units": { "search_units": 1 },
         },
     });
-    Ok(axum::Json(body).into_response())
+    Ok(timed_json(body, &outcome.timings))
 }
 
 /// Scores every candidate, or fails: the rerank dialects have no way to say "not scored".
@@ -352,6 +371,17 @@ async fn rerank_all(
         .into());
     }
     Ok(outcome)
+}
+
+/// The dialects promise results sorted by the score they report, the relevance probability
+/// (TEI's raw score is monotone in it), so they sort by it; ties keep the engine's order.
+fn by_relevance(outcome: &RerankOutcome) -> Vec<&mathrank_engine::RerankedCandidate> {
+    let mut results: Vec<_> = outcome.results.iter().collect();
+    results.sort_by(|a, b| {
+        let relevance = |r: &mathrank_engine::RerankedCandidate| r.score.map_or(f32::NEG_INFINITY, |s| s.relevance);
+        relevance(b).total_cmp(&relevance(a))
+    });
+    results
 }
 
 // ---- `/rerank`: TEI (`texts`) or Weaviate's reranker-transformers (`documents`).
@@ -418,9 +448,8 @@ async fn tei(http: Http, request: TeiRequest, deadline: Option<Instant>) -> ApiR
     }
     let outcome = rerank_all(&http, &request.query, request.texts.clone(), deadline, "texts").await?;
     let top_n = request.top_n.map_or(usize::MAX, |n| n as usize);
-    let results: Vec<serde_json::Value> = outcome
-        .results
-        .iter()
+    let results: Vec<serde_json::Value> = by_relevance(&outcome)
+        .into_iter()
         .take(top_n)
         .filter_map(|result| {
             let score = result.score?;
@@ -434,7 +463,7 @@ async fn tei(http: Http, request: TeiRequest, deadline: Option<Instant>) -> ApiR
             Some(item)
         })
         .collect();
-    Ok(axum::Json(results).into_response())
+    Ok(timed_json(results, &outcome.timings))
 }
 
 async fn weaviate(http: Http, request: WeaviateRequest, deadline: Option<Instant>) -> ApiResult<Response> {
@@ -458,7 +487,7 @@ async fn weaviate(http: Http, request: WeaviateRequest, deadline: Option<Instant
             .map(|(document, score)| serde_json::json!({ "document": document, "score": score }))
             .collect::<Vec<_>>(),
     });
-    Ok(axum::Json(body).into_response())
+    Ok(timed_json(body, &outcome.timings))
 }
 
 // ---- The contract's methods as proto3 JSON.
@@ -474,7 +503,7 @@ async fn search(
     let include_body = request.include_body;
     let outcome = engine.search(SearchParams { deadline, ..request.into() }).await?;
     http.state.metrics().record_stages(&outcome.timings);
-    Ok(axum::Json(v1::SearchResponse::new(&outcome, include_body)).into_response())
+    Ok(timed_json(v1::SearchResponse::new(&outcome, include_body), &outcome.timings))
 }
 
 async fn get_answer(State(http): State<Http>, Path(id): Path<String>) -> ApiResult<Response> {

@@ -24,12 +24,15 @@ mod http;
 mod listen;
 mod metrics;
 mod serve;
+mod state;
 
 pub use auth::BearerToken;
 pub use grpc::{AnswerSearchService, parse_grpc_timeout, status_of};
 pub use http::{TIMEOUT_HEADER, http_status_of};
-pub use metrics::{Metrics, serve_metrics};
-pub use serve::{ServeOptions, ServerState, TlsFiles, serve};
+pub use listen::TlsFiles;
+pub use metrics::Metrics;
+pub use serve::{ServeOptions, serve, serve_metrics};
+pub use state::ServerState;
 
 /// Errors of starting or running the server.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! survives accept errors (EMFILE under a connection flood) by backing off instead of
 //! stopping, and bounds the TLS handshakes in progress.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,6 @@ use tokio_rustls::rustls;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::ServeError;
-use crate::serve::TlsFiles;
 
 /// Connections accepted but not yet taken by the server.
 const BACKLOG: usize = 128;
@@ -23,6 +22,13 @@ const BACKLOG: usize = 128;
 const MAX_HANDSHAKES: usize = 256;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// PEM files of the server's TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// The rustls configuration of `files`, offering HTTP/2 and HTTP/1.1.
 pub(crate) fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServeError> {

@@ -1,21 +1,15 @@
 //! Prometheus metrics with `prometheus-client`: a registry per server (no process globals,
-//! so several servers can run in one process), series prefixed `mathrank_`, served at
-//! `/metrics` on the main port and optionally on a separate listener.
+//! so several servers can run in one process), series prefixed `mathrank_`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mathrank_engine::Timings;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-
-use crate::serve::ServerState;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -57,8 +51,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Metrics whose live gauges (queues, reranker totals) read `state` at each scrape.
-    pub(crate) fn new(state: std::sync::Weak<ServerState>) -> Self {
+    /// Metrics with `live`, which reports at each scrape what lives elsewhere (queues,
+    /// reranker totals).
+    pub(crate) fn new(live: Box<dyn Collector>) -> Self {
         let mut registry = Registry::with_prefix("mathrank");
         let requests = Family::<MethodCode, Counter>::default();
         registry.register(
@@ -72,7 +67,7 @@ impl Metrics {
         registry.register("stage_duration_seconds", "Time per search stage", stages.clone());
         let http_requests = Family::<RouteStatus, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
-        registry.register_collector(Box::new(LiveCollector { state }));
+        registry.register_collector(live);
         Self { registry, requests, request_latency, stages, http_requests }
     }
 
@@ -114,108 +109,4 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Values that live elsewhere (the engine's queues, the reranker's totals), read per scrape.
-#[derive(Debug)]
-struct LiveCollector {
-    state: std::sync::Weak<ServerState>,
-}
-
-fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: f64) -> std::fmt::Result {
-    let metric = ConstGauge::new(value);
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
-fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: f64) -> std::fmt::Result {
-    let metric = ConstCounter::new(value);
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
-impl Collector for LiveCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
-        let Some(state) = self.state.upgrade() else { return Ok(()) };
-        let engine = state.engine();
-        gauge(&mut encoder, "ready", "1 once index and model are loaded", f64::from(u8::from(engine.is_some())))?;
-        let Some(engine) = engine else { return Ok(()) };
-        gauge(
-            &mut encoder,
-            "request_queue_depth",
-            "Requests waiting for an execution slot",
-            engine.queued_requests() as f64,
-        )?;
-        gauge(&mut encoder, "index_answers", "Answers in the index", engine.index().num_answers() as f64)?;
-        let Some(reranker) = engine.reranker() else { return Ok(()) };
-        let stats = reranker.stats();
-        gauge(&mut encoder, "rerank_queue_depth", "Jobs waiting for an inference thread", stats.queue_depth as f64)?;
-        counter(&mut encoder, "rerank_pairs", "Pairs scored", stats.pairs as f64)?;
-        counter(&mut encoder, "rerank_batches", "Micro-batches run", stats.batches as f64)?;
-        counter(
-            &mut encoder,
-            "rerank_cancelled_jobs",
-            "Jobs dropped because their caller left",
-            stats.cancelled_jobs as f64,
-        )?;
-        counter(&mut encoder, "rerank_real_tokens", "Tokens of the pairs scored", stats.real_tokens as f64)?;
-        counter(&mut encoder, "rerank_padded_tokens", "Tokens run, padding included", stats.padded_tokens as f64)?;
-        gauge(
-            &mut encoder,
-            "rerank_padding_efficiency",
-            "Real tokens / padded tokens since start",
-            mathrank_rerank::efficiency(stats.real_tokens, stats.padded_tokens),
-        )?;
-        counter(&mut encoder, "rerank_infer_seconds", "Time spent in inference", stats.infer_seconds)?;
-        // The reranker keeps cumulative bucket counts; the encoder wants them per bucket.
-        let mut previous = 0;
-        let buckets = mathrank_rerank::BATCH_BUCKETS
-            .iter()
-            .zip(&stats.batch_size_cumulative)
-            .map(|(&bound, &cumulative)| {
-                let bound = if bound == u64::MAX { f64::INFINITY } else { bound as f64 };
-                let count = cumulative.saturating_sub(previous);
-                previous = cumulative;
-                (bound, count)
-            })
-            .collect();
-        let sizes = BatchSizes { buckets, sum: stats.pairs as f64, count: stats.batches };
-        sizes.encode(encoder.encode_descriptor(
-            "rerank_batch_size",
-            "Pairs per micro-batch",
-            None,
-            sizes.metric_type(),
-        )?)
-    }
-}
-
-/// The reranker's batch-size histogram, as it stands at a scrape.
-#[derive(Debug)]
-struct BatchSizes {
-    buckets: Vec<(f64, u64)>,
-    sum: f64,
-    count: u64,
-}
-
-impl EncodeMetric for BatchSizes {
-    fn encode(&self, mut encoder: MetricEncoder<'_>) -> std::fmt::Result {
-        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Histogram
-    }
-}
-
-/// Serves `GET /metrics` (and nothing else) on `listener` until `shutdown` resolves: the
-/// optional separate listener of `--metrics-addr`. axum's accept loop survives accept errors
-/// (EMFILE under a connection flood) by backing off instead of stopping.
-pub async fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    state: Arc<ServerState>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let router = axum::Router::new()
-        .route("/metrics", axum::routing::get(crate::http::metrics_text))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(64))
-        .with_state(state);
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -1,31 +1,20 @@
 //! Running both protocols on one bound listener.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use mathrank_engine::{Engine, EngineError};
 use mathrank_proto::v1::answer_search_server::AnswerSearchServer;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::{Request, Status};
-use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 
+use crate::ServeError;
 use crate::auth::{BearerToken, UNAUTHENTICATED};
 use crate::grpc::AnswerSearchService;
-use crate::metrics::Metrics;
-use crate::{ServeError, listen};
-
-/// PEM files of the server's TLS identity.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+use crate::listen::{self, TlsFiles};
+use crate::state::ServerState;
 
 /// Transport settings, the same for gRPC and HTTP.
 #[derive(Debug, Clone)]
@@ -47,78 +36,6 @@ impl Default for ServeOptions {
     }
 }
 
-/// What the service shares: the engine once loaded, health and metrics.
-pub struct ServerState {
-    engine: OnceLock<Arc<Engine>>,
-    draining: AtomicBool,
-    health: HealthReporter,
-    metrics: Metrics,
-}
-
-impl std::fmt::Debug for ServerState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerState").field("ready", &self.engine.get().is_some()).finish()
-    }
-}
-
-impl ServerState {
-    /// A state whose health is NOT_SERVING until [`set_engine`](Self::set_engine).
-    pub async fn new() -> Arc<Self> {
-        let state = Arc::new_cyclic(|weak| Self {
-            engine: OnceLock::new(),
-            draining: AtomicBool::new(false),
-            health: HealthReporter::new(),
-            metrics: Metrics::new(weak.clone()),
-        });
-        // The reporter starts with "" SERVING; nothing is served before the engine is loaded.
-        state.report(ServingStatus::NotServing).await;
-        state
-    }
-
-    async fn report(&self, status: ServingStatus) {
-        self.health.set_service_status("", status).await;
-        self.health.set_service_status(mathrank_proto::SERVICE_NAME, status).await;
-    }
-
-    /// Installs the loaded engine and reports SERVING.
-    pub async fn set_engine(&self, engine: Engine) {
-        if self.engine.set(Arc::new(engine)).is_err() {
-            tracing::warn!("the engine was already set; keeping the first");
-        }
-        if !self.draining.load(Ordering::SeqCst) {
-            self.report(ServingStatus::Serving).await;
-        }
-    }
-
-    /// Reports NOT_SERVING from now on (shutdown).
-    pub async fn set_not_serving(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        self.report(ServingStatus::NotServing).await;
-    }
-
-    /// Loaded and not shutting down.
-    pub fn is_serving(&self) -> bool {
-        self.engine.get().is_some() && !self.draining.load(Ordering::SeqCst)
-    }
-
-    pub fn engine(&self) -> Option<Arc<Engine>> {
-        self.engine.get().cloned()
-    }
-
-    /// The engine, or `Unavailable` while it is still loading.
-    pub fn ready_engine(&self) -> Result<Arc<Engine>, EngineError> {
-        self.engine().ok_or_else(|| {
-            EngineError::Unavailable(
-                "the index and model are still loading; retry shortly (health says SERVING when ready)".into(),
-            )
-        })
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-}
-
 /// Serves gRPC (`mathrank.v1.AnswerSearch`, `grpc.health.v1.Health`, reflection v1) and the
 /// HTTP/JSON API on `listener`, HTTP/1.1 and HTTP/2 (h2c or TLS with ALPN), until `shutdown`
 /// resolves; then stops accepting, lets in-flight calls finish for up to the grace period,
@@ -135,7 +52,7 @@ pub async fn serve(
         .build_v1()
         .map_err(|err| ServeError::Io(std::io::Error::other(format!("reflection: {err}"))))?;
     let health_service = tonic_health::pb::health_server::HealthServer::new(
-        tonic_health::server::HealthService::from_health_reporter(state.health.clone()),
+        tonic_health::server::HealthService::from_health_reporter(state.health_reporter()),
     );
     let search = AnswerSearchServer::new(AnswerSearchService::new(Arc::clone(&state)))
         .max_decoding_message_size(options.max_message_bytes)
@@ -200,4 +117,19 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Serves `GET /metrics` (and nothing else) on `listener` until `shutdown` resolves: the
+/// optional separate listener of `--metrics-addr`. axum's accept loop survives accept errors
+/// (EMFILE under a connection flood) by backing off instead of stopping.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: Arc<ServerState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = axum::Router::new()
+        .route("/metrics", axum::routing::get(crate::http::metrics_text))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(64))
+        .with_state(state);
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
