@@ -16,7 +16,7 @@ pub const PROSE_ANALYZER: &str = "mathrank_prose";
 /// Name under which the math analyzer is registered.
 pub const MATH_ANALYZER: &str = "mathrank_math";
 /// Bumped whenever analysis changes what terms a text yields (an index must then be rebuilt).
-pub const ANALYZER_VERSION: u32 = 1;
+pub const ANALYZER_VERSION: u32 = 2;
 
 /// Joins the two symbols of a structure bigram; not a character LaTeX source uses.
 const BIGRAM_JOINER: char = '\u{b7}';
@@ -178,6 +178,25 @@ const LAYOUT_COMMANDS: &[&str] = &[
     "middle",
 ];
 
+/// One name for commands that write the same thing: `3 \bmod 7` and `\pmod{7}` are both
+/// "mod", `\le` is `\leq`, `\dfrac` is `\frac`.
+fn canonical_command(name: &str) -> &str {
+    match name {
+        "bmod" | "pmod" | "pod" => "mod",
+        "le" | "leqslant" => "leq",
+        "ge" | "geqslant" => "geq",
+        "ne" => "neq",
+        "to" => "rightarrow",
+        "gets" => "leftarrow",
+        "dfrac" | "tfrac" | "cfrac" => "frac",
+        "iff" => "Longleftrightarrow",
+        "land" => "wedge",
+        "lor" => "vee",
+        "lnot" => "neg",
+        other => other,
+    }
+}
+
 /// The symbols of one math segment, in order.
 pub fn math_symbols(math: &str) -> Vec<(String, usize, usize)> {
     let bytes = math.as_bytes();
@@ -192,7 +211,7 @@ pub fn math_symbols(math: &str) -> Vec<(String, usize, usize)> {
                 let name = &math[i + 1..i + 1 + name_len];
                 i += 1 + name_len;
                 if !LAYOUT_COMMANDS.contains(&name) {
-                    symbols.push((format!("\\{name}"), start, i));
+                    symbols.push((format!("\\{}", canonical_command(name)), start, i));
                 }
             } else {
                 // `\{`, `\|`, `\,` ...: keep set braces and norms, drop spacing.
@@ -318,6 +337,15 @@ mod tests {
     fn prose_is_lowercased_stemmed_without_math_or_stop_words() {
         let terms = analyze(&mut prose_analyzer(), r"The Integrals of $\sin x$ are converging");
         assert_eq!(terms, ["integr", "converg"]);
+    }
+
+    #[test]
+    fn equivalent_commands_share_a_token() {
+        let names = |math: &str| math_symbols(math).into_iter().map(|(s, _, _)| s).collect::<Vec<_>>();
+        assert_eq!(names(r"3 \bmod 7"), names(r"3 \mod 7"));
+        assert_eq!(names(r"\pmod{7}"), [r"\mod", "7"]);
+        assert_eq!(names(r"a \le b"), names(r"a \leq b"));
+        assert_eq!(names(r"\dfrac12"), names(r"\frac12"));
     }
 
     #[test]

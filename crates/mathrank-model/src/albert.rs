@@ -296,7 +296,9 @@ impl Graph<'_> {
     /// with one scale per row (per token). ONNX's DynamicQuantizeLinear would take one scale
     /// for the whole tensor, that is for the whole micro-batch, so a pair's score would depend
     /// on its batch-mates and on padding; per row it cannot, and a cached score equals a fresh
-    /// one.
+    /// one. The activation is stored as uint8 around a constant zero point of 128: ONNX
+    /// Runtime's fast u8 x s8 kernel takes only a scalar zero point, and a constant one keeps
+    /// the rows independent (its int8 x int8 path measured 3x slower here).
     fn quantized_matmul(&mut self, input: &str, weight: &str) -> Result<String> {
         let (q, w_scale) = self.stored_int8(weight)?;
         let abs = self.node("Abs", &[input], vec![]);
@@ -310,12 +312,30 @@ impl Graph<'_> {
         let rounded = self.node("Round", &[&scaled], vec![]);
         let (low, high) = (self.constant_f32(-127.0), self.constant_f32(127.0));
         let clipped = self.node("Clip", &[&rounded, &low, &high], vec![]);
-        let xq = self.node("Cast", &[&clipped], vec![attr_int("to", tensor_proto::DataType::Int8 as i64)]);
-        // Both zero points are 0 (symmetric), ONNX's default when they are left out.
-        let product = self.node("MatMulInteger", &[&xq, &q], vec![]);
+        let offset = self.constant_f32(128.0);
+        let shifted = self.node("Add", &[&clipped, &offset], vec![]);
+        let xq = self.node("Cast", &[&shifted], vec![attr_int("to", tensor_proto::DataType::Uint8 as i64)]);
+        let x_zero = self.activation_zero_point();
+        // The weight's zero point is 0 (symmetric), ONNX's default when it is left out.
+        let product = self.node("MatMulInteger", &[&xq, &q, &x_zero], vec![]);
         let product = self.node("Cast", &[&product], vec![attr_int("to", tensor_proto::DataType::Float as i64)]);
         let scale = self.node("Mul", &[&x_scale, &w_scale], vec![]);
         Ok(self.node("Mul", &[&product, &scale], vec![]))
+    }
+
+    /// The constant uint8 zero point 128 of quantised activations, stored once.
+    fn activation_zero_point(&mut self) -> String {
+        let name = "activation_zero_point_u8".to_owned();
+        if self.stored.insert(name.clone()) {
+            self.initializers.push(TensorProto {
+                dims: vec![],
+                data_type: Some(tensor_proto::DataType::Uint8 as i32),
+                name: Some(name.clone()),
+                raw_data: Some(vec![128]),
+                ..Default::default()
+            });
+        }
+        name
     }
 
     fn layer_norm(&mut self, input: &str, prefix: &str, eps: f32) -> Result<String> {
