@@ -357,3 +357,27 @@ async fn tls_serves_http1_and_http2_beside_grpc() {
         assert_eq!(response.json::<Value>().await.unwrap()["hits"].as_array().unwrap().len(), 3);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_429_with_a_retry_hint() {
+    // One call at a time, none waiting, and a reranker slow to batch: a burst must overflow.
+    let limits = Limits { max_concurrent: 1, max_queued: 0, rerank_chunk: 1, ..Limits::default() };
+    let rerank = RerankerOptions { max_wait: Duration::from_millis(20), ..RerankerOptions::default() };
+    let server = TestServer::with_model(limits, rerank).await;
+    let calls = (0..8).map(|_| {
+        let (client, url) = (client(), server.url("/v1/rerank"));
+        tokio::spawn(async move { client.post(url).json(&json!({"query": QUERY, "documents": DOCS})).send().await })
+    });
+    let mut statuses = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        let response = call.await.unwrap().unwrap();
+        let status = response.status().as_u16();
+        if status == 429 {
+            assert_eq!(response.headers()["retry-after"], "1");
+            assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "RESOURCE_EXHAUSTED");
+        }
+        statuses.push(status);
+    }
+    assert!(statuses.contains(&200) && statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+}

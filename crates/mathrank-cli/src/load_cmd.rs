@@ -58,15 +58,14 @@ pub struct LoadArgs {
     pub auth_token: Option<String>,
 }
 
-/// The embedded sample's questions (title + body) and answers, as the model reads them.
+/// The embedded sample's questions (title and body HTML, for the server to convert once) and
+/// answers (converted, as an engine would send them).
 fn sample_texts() -> (Vec<String>, Vec<String>) {
     let (mut questions, mut answers) = (Vec::new(), Vec::new());
     for event in mathrank_dump::PostsReader::new(mathrank_dump::SAMPLE_POSTS_XML.as_bytes()).flatten() {
         if let mathrank_dump::RowEvent::Post(post) = event {
             match post.kind {
-                mathrank_dump::PostKind::Question => {
-                    questions.push(mathrank_dump::question_text(&post.title, &post.body_html))
-                }
+                mathrank_dump::PostKind::Question => questions.push(format!("{} {}", post.title, post.body_html)),
                 mathrank_dump::PostKind::Answer => answers.push(mathrank_dump::html_to_text(&post.body_html)),
             }
         }
@@ -184,7 +183,8 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     let queries = match &args.topics {
         Some(path) => mathrank_eval::read_topics(path)?
             .into_iter()
-            .map(|t| mathrank_dump::question_text(&t.title, &t.question))
+            // Raw HTML: the server converts it, once, as it converts any caller's question.
+            .map(|t| format!("{} {}", t.title, t.question))
             .collect(),
         None => sample_questions,
     };
