@@ -79,7 +79,14 @@ fn a_killed_build_leaves_the_previous_index_usable() {
         assert!(child.try_wait().unwrap().is_none(), "the child build exited early");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(700));
+    // While it builds, a second build of the same target fails at once, naming the holder,
+    // and readers still open the previous index.
+    let err = mathrank_index::build_index(sample(), &target, &mathrank_index::BuildOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("being built by another mathrank") && err.contains(&child.id().to_string()), "{err}");
+    assert_eq!(mathrank_index::AnswerIndex::open(&target).unwrap().meta(), &previous);
+    std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL: no cleanup runs in the child
     child.wait().unwrap();
     assert!(!mathrank_index::sibling_work_dirs(&target).is_empty(), "the killed build left its work directory");

@@ -56,6 +56,8 @@ pub fn build_index(
     progress: &mut dyn FnMut(&BuildProgress),
 ) -> Result<IndexMeta> {
     let started = Instant::now();
+    // One build per target at a time: a second one fails at once, naming the first.
+    let _lock = lock_target(target)?.map_err(|holder| Error::Locked { path: target.display().to_string(), holder })?;
     // A build that died between publish's two renames left the previous index in a `.old-`
     // sibling; put it back before those siblings are cleaned up below.
     recover_interrupted_publish(target);
@@ -272,6 +274,40 @@ fn publish(work: &Path, target: &Path) -> Result<()> {
 
 /// If a process died between the two renames of [`publish`], the previous index sits in a
 /// `.NAME.old-PID` sibling and `target` is missing: put it back.
+/// Holds the build lock of a target (`.NAME.lock` beside it) while alive.
+#[derive(Debug)]
+pub(crate) struct TargetLock {
+    _file: std::fs::File,
+}
+
+/// Takes the build lock of `target` without waiting: `Ok(Err(holder))` when another process
+/// holds it (`holder` is what it wrote: its pid).
+pub(crate) fn lock_target(target: &Path) -> Result<std::result::Result<TargetLock, String>> {
+    let (parent, name) = split_target(target);
+    std::fs::create_dir_all(&parent).map_err(io_error("creating", &parent))?;
+    let path = parent.join(format!(".{name}.lock"));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_error("opening", &path))?;
+    match file.try_lock() {
+        Ok(()) => {
+            use std::io::{Seek, Write as _};
+            let pid = std::process::id().to_string();
+            let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(pid.as_bytes()));
+            Ok(Ok(TargetLock { _file: file }))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            Ok(Err(format!("process {}", holder.trim())))
+        }
+        Err(std::fs::TryLockError::Error(err)) => Err(io_error("locking", &path)(err)),
+    }
+}
+
 pub(crate) fn recover_interrupted_publish(target: &Path) {
     if target.exists() {
         return;

@@ -75,6 +75,8 @@ pub enum Error {
     Tantivy(#[from] tantivy::TantivyError),
     #[error("build interrupted; the previous index (if any) is unchanged")]
     Interrupted,
+    #[error("{path} is being built by another mathrank ({holder}); wait for it to finish, or build elsewhere")]
+    Locked { path: String, holder: String },
 }
 
 /// Result alias of this crate.
@@ -136,7 +138,12 @@ impl AnswerIndex {
     /// Opens an index directory written by [`build_index`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        build::recover_interrupted_publish(path);
+        // Recovering a half-published build renames directories: only under the build lock,
+        // so that a reader never races a writer (or another reader) doing it. If a build holds
+        // the lock, it recovers before it publishes.
+        if let Ok(Ok(_lock)) = build::lock_target(path) {
+            build::recover_interrupted_publish(path);
+        }
         let not_index = |reason: String| Error::NotAnIndex { path: path.display().to_string(), reason };
         let meta_path = path.join("meta.json");
         let meta_text = match std::fs::read_to_string(&meta_path) {

@@ -61,7 +61,9 @@ fn fetch_error(options: &FetchOptions, what: String) -> Error {
 }
 
 fn url(options: &FetchOptions, file: &str) -> String {
-    format!("{}/{}/resolve/{}/{file}", options.endpoint.trim_end_matches('/'), options.repo, options.revision)
+    // A branch like `refs/pr/1` is one path segment in the hub's URLs.
+    let revision = options.revision.replace('/', "%2F");
+    format!("{}/{}/resolve/{revision}/{file}", options.endpoint.trim_end_matches('/'), options.repo)
 }
 
 fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
@@ -203,14 +205,55 @@ fn download(
     }
 }
 
+/// Takes `OUT.lock` without waiting; another fetch into the same directory fails at once.
+fn lock(out: &std::path::Path) -> Result<std::fs::File> {
+    let path = out.with_extension("lock");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(crate::io("creating", parent))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(crate::io("opening", &path))?;
+    match file.try_lock() {
+        Ok(()) => {
+            use std::io::{Seek, Write as _};
+            let pid = std::process::id().to_string();
+            let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(pid.as_bytes()));
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            Err(Error::Fetch(format!(
+                "{} is being fetched by another mathrank (process {}); wait for it to finish",
+                out.display(),
+                holder.trim()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(err)) => Err(crate::io("locking", &path)(err)),
+    }
+}
+
 /// Downloads config.json, tokenizer.json and the weights (safetensors preferred), checks them,
 /// converts them to ONNX and publishes the model directory atomically.
 pub fn fetch(options: &FetchOptions, progress: &mut dyn FnMut(FetchProgress<'_>)) -> Result<(PathBuf, Manifest)> {
+    crate::validate_repo(&options.repo)?;
+    crate::validate_revision(&options.revision)?;
+    let revision = crate::revision_component(&options.revision);
     let out = options
         .out
         .clone()
-        .unwrap_or_else(|| options.cache.join("models").join(options.repo.replace('/', "--")).join(&options.revision));
-    let downloads = options.cache.join("downloads").join(options.repo.replace('/', "--")).join(&options.revision);
+        .unwrap_or_else(|| options.cache.join("models").join(options.repo.replace('/', "--")).join(&revision));
+    // One fetch per target at a time; the lock lives as long as this call.
+    let _lock = lock(&out)?;
+    // Before any download: neither the target nor its staging directory may be the user's.
+    let staging = out.with_extension("converting");
+    crate::check_replaceable(&out)?;
+    crate::check_replaceable(&staging)?;
+    let downloads = options.cache.join("downloads").join(options.repo.replace('/', "--")).join(&revision);
     std::fs::create_dir_all(&downloads).map_err(crate::io("creating", &downloads))?;
     let config = probe(options, "config.json")?.ok_or_else(|| {
         fetch_error(
@@ -238,8 +281,9 @@ pub fn fetch(options: &FetchOptions, progress: &mut dyn FnMut(FetchProgress<'_>)
         None => tracing::warn!(repo = %options.repo, "the repository has no tokenizer.json"),
     }
     download(options, weights.0, &weights.1, &downloads, progress)?;
-    let staging = out.with_extension("converting");
-    let _ = std::fs::remove_dir_all(&staging);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(crate::io("removing", &staging))?;
+    }
     let mut manifest = convert_with(&downloads, &staging, Some(weights.0))?;
     manifest.source_repo = options.repo.clone();
     let manifest_path = staging.join("manifest.json");

@@ -56,6 +56,74 @@ pub enum Error {
         "{dir} has no tokenizer.json; download albert-base-v2's (https://huggingface.co/albert/albert-base-v2/resolve/main/tokenizer.json) into it, since the math model uses the same vocabulary"
     )]
     NoTokenizer { dir: String },
+    #[error(
+        "refusing to replace {path}: it exists and is not a mathrank model directory (it holds {entry:?}); choose another --out"
+    )]
+    NotModelDir { path: String, entry: String },
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidName { what: &'static str, value: String, reason: &'static str },
+}
+
+/// The files a model directory, or its staging directory, may hold. A directory with anything
+/// else is the user's, and mathrank never deletes or overwrites it.
+const MODEL_FILES: [&str; 4] = ["model.onnx", "tokenizer.json", "config.json", "manifest.json"];
+
+/// Refuses `dir` unless it is absent, empty, or holds only model files.
+pub fn check_replaceable(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error::NotModelDir { path: dir.display().to_string(), entry: "(a file)".into() });
+        }
+        Err(err) => return Err(io("reading", dir)(err)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io("reading", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !MODEL_FILES.contains(&name.as_str()) || entry.file_type().map_err(io("reading", dir))?.is_dir() {
+            return Err(Error::NotModelDir { path: dir.display().to_string(), entry: name });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a hub repository id (`owner/name`) before it reaches a URL or a cache path.
+pub fn validate_repo(repo: &str) -> Result<()> {
+    let invalid = |reason| Error::InvalidName { what: "repository", value: repo.into(), reason };
+    let parts: Vec<&str> = repo.split('/').collect();
+    if parts.len() != 2 {
+        return Err(invalid("expected owner/name"));
+    }
+    if parts.iter().any(|p| !valid_segment(p)) {
+        return Err(invalid("each part is letters, digits, `-`, `_` or `.`, not starting with `.`"));
+    }
+    Ok(())
+}
+
+/// Checks a revision: a branch or tag name (segments of letters, digits, `-`, `_`, `.`, joined
+/// by `/`), or a 40-hex commit. `..`, empty segments and other characters are refused, so a
+/// revision can never leave the cache or change a URL's meaning.
+pub fn validate_revision(revision: &str) -> Result<()> {
+    if revision.len() > 200 || revision.is_empty() || !revision.split('/').all(valid_segment) {
+        return Err(Error::InvalidName {
+            what: "revision",
+            value: revision.into(),
+            reason: "use a branch, a tag (letters, digits, `-`, `_`, `.`, `/`) or a 40-hex commit",
+        });
+    }
+    Ok(())
+}
+
+fn valid_segment(segment: &str) -> bool {
+    !segment.is_empty()
+        && !segment.starts_with('.')
+        && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A revision as one path component (`refs/pr/1` -> `refs--pr--1`).
+pub(crate) fn revision_component(revision: &str) -> String {
+    revision.replace('/', "--")
 }
 
 /// Result alias of this crate.
@@ -75,7 +143,7 @@ pub fn cache_root() -> PathBuf {
 
 /// Where `mathrank model fetch` puts a converted model of `repo` at `revision`.
 pub fn cached_model_dir(repo: &str, revision: &str) -> PathBuf {
-    cache_root().join("models").join(repo.replace('/', "--")).join(revision)
+    cache_root().join("models").join(repo.replace('/', "--")).join(revision_component(revision))
 }
 
 /// The default model if it is in the cache (complete: model.onnx, tokenizer.json, config.json).
@@ -162,6 +230,7 @@ pub fn convert_full(from: &Path, out: &Path, weights_file: Option<&str>, quantiz
     let model = build_model_with(&config, &weights, quantize_int8)?;
     let bytes = prost::Message::encode_to_vec(&model);
 
+    check_replaceable(out)?;
     std::fs::create_dir_all(out).map_err(io("creating", out))?;
     let onnx_path = out.join("model.onnx");
     std::fs::write(&onnx_path, &bytes).map_err(io("writing", &onnx_path))?;

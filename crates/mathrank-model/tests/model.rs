@@ -664,3 +664,46 @@ fn a_pairs_score_does_not_depend_on_its_batch_mates_fp32_and_int8() {
         }
     }
 }
+
+#[test]
+fn convert_and_fetch_never_replace_a_directory_they_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    convert::write_checkpoint(&checkpoint);
+    let precious = dir.path().join("precious");
+    std::fs::create_dir(&precious).unwrap();
+    std::fs::write(precious.join("thesis.tex"), "\\documentclass{article}").unwrap();
+    let err = mathrank_model::convert(&checkpoint, &precious).unwrap_err().to_string();
+    assert!(err.contains("refusing to replace") && err.contains("thesis.tex"), "{err}");
+    assert!(precious.join("thesis.tex").is_file());
+    assert!(!precious.join("model.onnx").exists(), "nothing was written into it");
+    // A model directory from an earlier conversion may be replaced.
+    let out = dir.path().join("out");
+    mathrank_model::convert(&checkpoint, &out).unwrap();
+    mathrank_model::convert(&checkpoint, &out).unwrap();
+
+    let mut options = mathrank_model::FetchOptions::new("AnReu/albert-for-math-ar-base-ft", "main");
+    options.endpoint = "http://127.0.0.1:9".into();
+    options.cache = dir.path().join("cache");
+    options.out = Some(precious.clone());
+    let err = mathrank_model::fetch(&options, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("refusing to replace"), "{err}");
+    assert!(precious.join("thesis.tex").is_file());
+    for revision in ["../../etc", "main/../x", "a b", "", "x?y=1", "/abs"] {
+        let options = mathrank_model::FetchOptions { revision: revision.into(), ..options.clone() };
+        let err = mathrank_model::fetch(&options, &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("invalid revision"), "{revision:?}: {err}");
+    }
+    let options = mathrank_model::FetchOptions { repo: "../x".into(), ..options };
+    assert!(mathrank_model::fetch(&options, &mut |_| {}).unwrap_err().to_string().contains("invalid repository"));
+
+    // A second fetch into the same directory fails at once while the first holds its lock.
+    let target = dir.path().join("fetched");
+    let held = std::fs::File::create(target.with_extension("lock")).unwrap();
+    held.try_lock().unwrap();
+    let options =
+        mathrank_model::FetchOptions { repo: "AnReu/albert-for-math-ar-base-ft".into(), out: Some(target), ..options };
+    let err = mathrank_model::fetch(&options, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("being fetched by another mathrank"), "{err}");
+}
