@@ -707,3 +707,28 @@ fn convert_and_fetch_never_replace_a_directory_they_did_not_make() {
     let err = mathrank_model::fetch(&options, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("being fetched by another mathrank"), "{err}");
 }
+
+#[test]
+fn an_edited_model_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    convert::write_checkpoint(&checkpoint);
+    let out = dir.path().join("out");
+    mathrank_model::convert(&checkpoint, &out).unwrap();
+    let options = RerankerOptions {
+        ort_library: Some(ort_library()),
+        intra_threads: 1,
+        max_length: 64,
+        ..RerankerOptions::default()
+    };
+    mathrank_rerank::Reranker::load(&out, &options).expect("the model as converted loads");
+    // One flipped byte near the end of the graph's weights.
+    let onnx = out.join("model.onnx");
+    let mut bytes = std::fs::read(&onnx).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x55;
+    std::fs::write(&onnx, bytes).unwrap();
+    let err = mathrank_rerank::Reranker::load(&out, &options).unwrap_err().to_string();
+    assert!(err.contains("model.onnx does not match manifest.json"), "{err}");
+}

@@ -180,12 +180,67 @@ fn with_cuda(
 }
 
 /// Checks a model directory's files, config and length limit; returns the config.
+/// When the directory has the `manifest.json` that `mathrank model convert` and `fetch` write,
+/// checks `model.onnx`, `config.json` and `tokenizer.json` against the sha256 it records, so
+/// that an edited or corrupted model is refused instead of silently scoring.
+pub fn verify_manifest(dir: &Path) -> Result<()> {
+    let manifest_path = dir.join("manifest.json");
+    let text = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(Error::InvalidModel { path: manifest_path, reason: err.to_string() }),
+    };
+    let invalid = |reason: String| Error::InvalidModel { path: dir.to_path_buf(), reason };
+    let manifest: serde_json::Value =
+        serde_json::from_str(&text).map_err(|err| invalid(format!("manifest.json is not JSON ({err})")))?;
+    let mut expected: Vec<(&str, &str)> = Vec::new();
+    if let Some(sha) = manifest["onnx_sha256"].as_str() {
+        expected.push(("model.onnx", sha));
+    }
+    for source in manifest["sources"].as_array().into_iter().flatten() {
+        if let (Some(name @ ("config.json" | "tokenizer.json")), Some(sha)) =
+            (source["name"].as_str(), source["sha256"].as_str())
+        {
+            expected.push((name, sha));
+        }
+    }
+    for (file, sha) in expected {
+        let actual = sha256_hex(&dir.join(file)).map_err(|err| invalid(format!("reading {file}: {err}")))?;
+        if !actual.eq_ignore_ascii_case(sha) {
+            return Err(invalid(format!(
+                "{file} does not match manifest.json (sha256 {actual}, recorded {sha}): it was changed or corrupted; convert or fetch the model again"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn sha256_hex(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::fmt::Write as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = std::io::Read::read(&mut file, &mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hasher.finalize().iter().fold(String::with_capacity(64), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    }))
+}
+
 pub fn check_model_dir(dir: &Path, max_length: usize) -> Result<ModelConfig> {
     for file in ["model.onnx", "tokenizer.json", "config.json"] {
         if !dir.join(file).is_file() {
             return Err(Error::MissingFile { path: dir.to_path_buf(), file });
         }
     }
+    verify_manifest(dir)?;
     let config = ModelConfig::from_file(&dir.join("config.json"))?;
     if max_length > config.max_position_embeddings {
         return Err(Error::TooLong { max_length, limit: config.max_position_embeddings });
