@@ -140,6 +140,33 @@ fn tensor_ref(value: &Value) -> Option<TensorRef> {
     }
 }
 
+/// The largest `data.pkl` read: a state dict's pickle is kilobytes.
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
+/// The largest tensor storage read (the embeddings of a large model are a few hundred MB).
+const MAX_STORAGE_BYTES: u64 = 8 << 30;
+
+enum EntryError {
+    Io(std::io::Error),
+    Other(String),
+}
+
+/// Reads one zip entry, refusing it when it declares more than `limit` bytes, and never
+/// reading more than it declares (a lying header cannot make it read on).
+fn read_entry<R: std::io::Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    name: &str,
+    limit: u64,
+) -> std::result::Result<Vec<u8>, EntryError> {
+    let entry = archive.by_name(name).map_err(|err| EntryError::Other(format!("{name}: {err}")))?;
+    let declared = entry.size();
+    if declared > limit {
+        return Err(EntryError::Other(format!("{name} declares {declared} bytes; at most {limit} are read")));
+    }
+    let mut bytes = Vec::with_capacity(declared as usize);
+    entry.take(declared).read_to_end(&mut bytes).map_err(EntryError::Io)?;
+    Ok(bytes)
+}
+
 /// Reads a `pytorch_model.bin` (torch's zip format) without executing its pickle.
 pub fn read_pytorch_bin(path: &Path) -> Result<Weights> {
     let io = |source| Error::Io { action: "reading", path: path.display().to_string(), source };
@@ -155,12 +182,10 @@ pub fn read_pytorch_bin(path: &Path) -> Result<Weights> {
         .find(|name| name.ends_with("/data.pkl") || name == "data.pkl")
         .ok_or_else(|| Error::Checkpoint(format!("{} holds no data.pkl", path.display())))?;
     let prefix = pickle_name.trim_end_matches("data.pkl").to_owned();
-    let mut pickle_bytes = Vec::new();
-    archive
-        .by_name(&pickle_name)
-        .map_err(|err| Error::Checkpoint(err.to_string()))?
-        .read_to_end(&mut pickle_bytes)
-        .map_err(io)?;
+    let pickle_bytes = read_entry(&mut archive, &pickle_name, MAX_PICKLE_BYTES).map_err(|err| match err {
+        EntryError::Io(source) => io(source),
+        EntryError::Other(message) => Error::Checkpoint(format!("{}: {message}", path.display())),
+    })?;
     let root = pickle::parse(&pickle_bytes)?;
     let Value::Dict(entries) = root else {
         return Err(Error::Checkpoint(format!("{}: the pickle is not a state dict", path.display())));
@@ -176,14 +201,29 @@ pub fn read_pytorch_bin(path: &Path) -> Result<Weights> {
             tracing::debug!(name, dtype = tensor.dtype, "skipping a non-float tensor");
             continue;
         }
-        let mut storage = Vec::new();
-        archive
-            .by_name(&format!("{prefix}data/{}", tensor.key))
-            .map_err(|err| Error::Checkpoint(format!("{}: storage {} of {name}: {err}", path.display(), tensor.key)))?
-            .read_to_end(&mut storage)
-            .map_err(io)?;
+        let storage =
+            read_entry(&mut archive, &format!("{prefix}data/{}", tensor.key), MAX_STORAGE_BYTES).map_err(|err| {
+                match err {
+                    EntryError::Io(source) => io(source),
+                    EntryError::Other(message) => {
+                        Error::Checkpoint(format!("{}: storage {} of {name}: {message}", path.display(), tensor.key))
+                    }
+                }
+            })?;
         let values = decode(&storage, tensor.dtype, &name)?;
-        let count: usize = tensor.shape.iter().product();
+        // Shapes come from the pickle: check them against the storage before allocating.
+        let count = tensor
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&count| count <= values.len())
+            .ok_or_else(|| {
+                Error::Checkpoint(format!(
+                    "{name}: shape {:?} needs more values than its storage holds ({})",
+                    tensor.shape,
+                    values.len()
+                ))
+            })?;
         // Gather through the strides (state dicts are almost always contiguous, but views are not).
         let mut data = Vec::with_capacity(count);
         let mut index = vec![0usize; tensor.shape.len()];

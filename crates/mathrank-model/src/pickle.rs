@@ -57,22 +57,81 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn pop_mark(stack: &mut Vec<Value>) -> Result<Vec<Value>> {
-    let mark = stack.iter().rposition(|v| *v == Value::Mark).ok_or_else(|| bad("no MARK on the stack"))?;
-    let items = stack.split_off(mark + 1);
-    stack.pop();
-    Ok(items)
+/// Values the parser may create, clones from the memo included. A state dict needs a few per
+/// tensor; a "memo bomb" (a few hundred bytes that GET the same growing list over and over)
+/// needs exponentially many, and stops here with an error instead of exhausting memory.
+const MAX_NODES: usize = 4_000_000;
+/// Nesting depth: deeper values could overflow the stack when dropped.
+const MAX_DEPTH: usize = 256;
+
+/// Size and depth of a value, kept beside it so that no check walks a value.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    nodes: usize,
+    depth: usize,
 }
 
-fn pop(stack: &mut Vec<Value>) -> Result<Value> {
-    stack.pop().ok_or_else(|| bad("stack underflow"))
+const LEAF: Meta = Meta { nodes: 1, depth: 1 };
+
+/// The unpickler's stack with every value's size and depth, and the node budget.
+struct Machine {
+    stack: Vec<(Value, Meta)>,
+    created: usize,
 }
 
-/// Parses a pickle into its final value.
+impl Machine {
+    fn spend(&mut self, nodes: usize) -> Result<()> {
+        self.created = self.created.saturating_add(nodes);
+        if self.created > MAX_NODES {
+            return Err(bad(format!(
+                "the pickle builds more than {MAX_NODES} values (a memo bomb?); a state dict needs far fewer"
+            )));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, value: Value) -> Result<()> {
+        self.spend(1)?;
+        self.stack.push((value, LEAF));
+        Ok(())
+    }
+
+    /// Pushes a composite made of `items`: one new node over theirs.
+    fn push_composite(&mut self, make: impl FnOnce(Vec<Value>) -> Value, items: Vec<(Value, Meta)>) -> Result<()> {
+        let meta = combine(LEAF, &items)?;
+        self.spend(1)?;
+        self.stack.push((make(items.into_iter().map(|(v, _)| v).collect()), meta));
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<(Value, Meta)> {
+        self.stack.pop().ok_or_else(|| bad("stack underflow"))
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<(Value, Meta)>> {
+        let mark =
+            self.stack.iter().rposition(|(v, _)| *v == Value::Mark).ok_or_else(|| bad("no MARK on the stack"))?;
+        let items = self.stack.split_off(mark + 1);
+        self.stack.pop();
+        Ok(items)
+    }
+}
+
+/// The meta of `base` grown by `items` below it.
+fn combine(base: Meta, items: &[(Value, Meta)]) -> Result<Meta> {
+    let nodes = items.iter().fold(base.nodes, |n, (_, m)| n.saturating_add(m.nodes));
+    let depth = items.iter().map(|(_, m)| m.depth + 1).fold(base.depth, usize::max);
+    if depth > MAX_DEPTH {
+        return Err(bad(format!("values nest deeper than {MAX_DEPTH} levels; a state dict nests a few")));
+    }
+    Ok(Meta { nodes, depth })
+}
+
+/// Parses a pickle into its final value, in bounded memory.
 pub fn parse(data: &[u8]) -> Result<Value> {
     let mut r = Reader { data, pos: 0 };
-    let mut stack: Vec<Value> = Vec::new();
-    let mut memo: std::collections::HashMap<u32, Value> = std::collections::HashMap::new();
+    let mut m = Machine { stack: Vec::new(), created: 0 };
+    let mut memo: std::collections::HashMap<u32, (Value, Meta)> = std::collections::HashMap::new();
     loop {
         let op = r.u8()?;
         match op {
@@ -82,17 +141,17 @@ pub fn parse(data: &[u8]) -> Result<Value> {
             0x95 => {
                 r.take(8)?;
             } // FRAME
-            b'.' => return pop(&mut stack),
-            b'}' => stack.push(Value::Dict(Vec::new())),
-            b']' => stack.push(Value::List(Vec::new())),
-            b')' => stack.push(Value::Tuple(Vec::new())),
-            b'(' => stack.push(Value::Mark),
-            b'N' => stack.push(Value::None),
-            0x88 => stack.push(Value::Bool(true)),
-            0x89 => stack.push(Value::Bool(false)),
-            b'K' => stack.push(Value::Int(i64::from(r.u8()?))),
-            b'M' => stack.push(Value::Int(i64::from(r.u16()?))),
-            b'J' => stack.push(Value::Int(i64::from(r.u32()? as i32))),
+            b'.' => return m.pop().map(|(value, _)| value),
+            b'}' => m.push(Value::Dict(Vec::new()))?,
+            b']' => m.push(Value::List(Vec::new()))?,
+            b')' => m.push(Value::Tuple(Vec::new()))?,
+            b'(' => m.push(Value::Mark)?,
+            b'N' => m.push(Value::None)?,
+            0x88 => m.push(Value::Bool(true))?,
+            0x89 => m.push(Value::Bool(false))?,
+            b'K' => m.push(Value::Int(i64::from(r.u8()?)))?,
+            b'M' => m.push(Value::Int(i64::from(r.u16()?)))?,
+            b'J' => m.push(Value::Int(i64::from(r.u32()? as i32)))?,
             0x8a => {
                 let n = r.u8()? as usize;
                 let bytes = r.take(n)?;
@@ -101,116 +160,122 @@ pub fn parse(data: &[u8]) -> Result<Value> {
                 }
                 let mut buf = if bytes.last().is_some_and(|b| b & 0x80 != 0) { [0xffu8; 8] } else { [0u8; 8] };
                 buf[..n].copy_from_slice(bytes);
-                stack.push(Value::Int(i64::from_le_bytes(buf)));
+                m.push(Value::Int(i64::from_le_bytes(buf)))?;
             }
             b'G' => {
                 let bytes: [u8; 8] = r.take(8)?.try_into().map_err(|_| bad("short float"))?;
-                stack.push(Value::Float(f64::from_be_bytes(bytes)));
+                m.push(Value::Float(f64::from_be_bytes(bytes)))?;
             }
             b'X' => {
                 let n = r.u32()? as usize;
-                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
+                m.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()))?;
             }
             0x8c => {
                 let n = r.u8()? as usize;
-                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
+                m.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()))?;
             }
             b'C' => {
                 let n = r.u8()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                m.push(Value::Bytes(r.take(n)?.to_vec()))?;
             }
             b'B' => {
                 let n = r.u32()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                m.push(Value::Bytes(r.take(n)?.to_vec()))?;
             }
             b'c' => {
                 let module = r.line()?;
                 let name = r.line()?;
-                stack.push(Value::Global(module, name));
+                m.push(Value::Global(module, name))?;
             }
             0x93 => {
-                let name = pop(&mut stack)?;
-                let module = pop(&mut stack)?;
+                let (name, _) = m.pop()?;
+                let (module, _) = m.pop()?;
                 match (module, name) {
-                    (Value::Str(module), Value::Str(name)) => stack.push(Value::Global(module, name)),
+                    (Value::Str(module), Value::Str(name)) => m.push(Value::Global(module, name))?,
                     _ => return Err(bad("STACK_GLOBAL needs two strings")),
                 }
             }
             b'Q' => {
-                let id = pop(&mut stack)?;
-                stack.push(Value::PersId(Box::new(id)));
+                let id = m.pop()?;
+                m.push_composite(|mut items| Value::PersId(Box::new(items.remove(0))), vec![id])?;
             }
             b'R' | 0x81 => {
-                let args = pop(&mut stack)?;
-                let callable = pop(&mut stack)?;
-                stack.push(Value::Call(Box::new(callable), Box::new(args)));
+                let args = m.pop()?;
+                let callable = m.pop()?;
+                m.push_composite(
+                    |mut items| {
+                        let args = items.pop().unwrap_or(Value::None);
+                        let callable = items.pop().unwrap_or(Value::None);
+                        Value::Call(Box::new(callable), Box::new(args))
+                    },
+                    vec![callable, args],
+                )?;
             }
             b'b' => {
                 // BUILD: object state; torch's state dicts put metadata here, which is not needed.
-                pop(&mut stack)?;
+                m.pop()?;
             }
             b't' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Value::Tuple(items));
+                let items = m.pop_mark()?;
+                m.push_composite(Value::Tuple, items)?;
             }
-            0x85 => {
-                let a = pop(&mut stack)?;
-                stack.push(Value::Tuple(vec![a]));
+            0x85 | 0x86 | 0x87 => {
+                let count = usize::from(op - 0x84);
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    items.push(m.pop()?);
+                }
+                items.reverse();
+                m.push_composite(Value::Tuple, items)?;
             }
-            0x86 => {
-                let b = pop(&mut stack)?;
-                let a = pop(&mut stack)?;
-                stack.push(Value::Tuple(vec![a, b]));
+            b'q' | b'r' | 0x94 => {
+                let key = match op {
+                    b'q' => u32::from(r.u8()?),
+                    b'r' => r.u32()?,
+                    _ => memo.len() as u32,
+                };
+                let top = m.stack.last().cloned().ok_or_else(|| bad("memo PUT on an empty stack"))?;
+                m.spend(top.1.nodes)?;
+                memo.insert(key, top);
             }
-            0x87 => {
-                let c = pop(&mut stack)?;
-                let b = pop(&mut stack)?;
-                let a = pop(&mut stack)?;
-                stack.push(Value::Tuple(vec![a, b, c]));
-            }
-            b'q' => {
-                let key = u32::from(r.u8()?);
-                memo.insert(key, stack.last().cloned().ok_or_else(|| bad("BINPUT on an empty stack"))?);
-            }
-            b'r' => {
-                let key = r.u32()?;
-                memo.insert(key, stack.last().cloned().ok_or_else(|| bad("LONG_BINPUT on an empty stack"))?);
-            }
-            0x94 => {
-                let key = memo.len() as u32;
-                memo.insert(key, stack.last().cloned().ok_or_else(|| bad("MEMOIZE on an empty stack"))?);
-            }
-            b'h' => {
-                let key = u32::from(r.u8()?);
-                stack.push(memo.get(&key).cloned().ok_or_else(|| bad("BINGET of an unknown memo key"))?);
-            }
-            b'j' => {
-                let key = r.u32()?;
-                stack.push(memo.get(&key).cloned().ok_or_else(|| bad("LONG_BINGET of an unknown memo key"))?);
+            b'h' | b'j' => {
+                let key = if op == b'h' { u32::from(r.u8()?) } else { r.u32()? };
+                let (value, meta) = memo.get(&key).ok_or_else(|| bad("memo GET of an unknown key"))?;
+                // A GET copies the value: it costs its whole size.
+                let (value, meta) = (value.clone(), *meta);
+                m.spend(meta.nodes)?;
+                m.stack.push((value, meta));
             }
             b's' | b'u' => {
                 let items = if op == b'u' {
-                    pop_mark(&mut stack)?
+                    m.pop_mark()?
                 } else {
-                    let value = pop(&mut stack)?;
-                    let key = pop(&mut stack)?;
+                    let value = m.pop()?;
+                    let key = m.pop()?;
                     vec![key, value]
                 };
-                let target = stack.last_mut().ok_or_else(|| bad("SETITEMS without a dict"))?;
-                let pairs = items.chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone()));
+                let (target, meta) = m.stack.last_mut().ok_or_else(|| bad("SETITEMS without a dict"))?;
+                *meta = combine(*meta, &items)?;
+                let values: Vec<Value> = items.into_iter().map(|(v, _)| v).collect();
+                let mut values = values.into_iter();
+                let mut pairs = Vec::new();
+                while let (Some(key), Some(value)) = (values.next(), values.next()) {
+                    pairs.push((key, value));
+                }
                 match target {
                     Value::Dict(entries) => entries.extend(pairs),
                     // An OrderedDict is `Call(OrderedDict, ())`: keep its items as a dict.
-                    Value::Call(_, _) => {
-                        *target = Value::Dict(pairs.collect());
-                    }
+                    Value::Call(_, _) => *target = Value::Dict(pairs),
                     _ => return Err(bad("SETITEMS on something that is not a dict")),
                 }
             }
             b'a' | b'e' => {
-                let items = if op == b'e' { pop_mark(&mut stack)? } else { vec![pop(&mut stack)?] };
-                match stack.last_mut() {
-                    Some(Value::List(list)) => list.extend(items),
+                let items = if op == b'e' { m.pop_mark()? } else { vec![m.pop()?] };
+                match m.stack.last_mut() {
+                    Some((Value::List(list), meta)) => {
+                        *meta = combine(*meta, &items)?;
+                        list.extend(items.into_iter().map(|(v, _)| v));
+                    }
                     _ => return Err(bad("APPEND on something that is not a list")),
                 }
             }
@@ -245,6 +310,51 @@ mod tests {
         let value = parse(data).unwrap();
         let inner = Value::Tuple(vec![Value::Int(1), Value::Int(256), Value::Int(-1), Value::Int(5)]);
         assert_eq!(value, Value::Tuple(vec![inner.clone(), inner]));
+    }
+
+    /// `]` then, `rounds` times: GET the list twice and append both copies to it. Each round
+    /// doubles the list: a few hundred bytes ask for 2^rounds values.
+    fn memo_bomb(rounds: usize) -> Vec<u8> {
+        let mut data = b"\x80\x02]q\x00".to_vec();
+        for _ in 0..rounds {
+            data.extend_from_slice(b"(h\x00h\x00eq\x00");
+        }
+        data.push(b'.');
+        data
+    }
+
+    #[test]
+    fn memo_bombs_and_deep_nesting_are_refused() {
+        assert!(parse(&memo_bomb(3)).is_ok(), "a small self-referencing pickle is fine");
+        let err = parse(&memo_bomb(64)).unwrap_err().to_string();
+        assert!(err.contains("memo bomb"), "{err}");
+        // 10 000 nested one-tuples: refused before they could overflow the stack on drop.
+        let mut deep = b"\x80\x02N".to_vec();
+        deep.extend(std::iter::repeat_n(0x85u8, 10_000));
+        deep.push(b'.');
+        assert!(parse(&deep).unwrap_err().to_string().contains("nest deeper"));
+    }
+
+    proptest::proptest! {
+        /// Random bytes, and random opcode soups built from the supported opcodes, end in a
+        /// value or a clear error: never a panic, never unbounded work.
+        #[test]
+        fn arbitrary_pickles_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse(&data);
+        }
+
+        #[test]
+        fn opcode_soups_never_panic(ops in proptest::collection::vec(proptest::sample::select(
+            b"}])(N\x88\x89KtqhsuaeRb\x85\x86\x87\x94Q.".to_vec()), 0..400)) {
+            let mut data = vec![0x80, 0x02];
+            for op in ops {
+                data.push(op);
+                if matches!(op, b'K' | b'q' | b'h') {
+                    data.push(0);
+                }
+            }
+            let _ = parse(&data);
+        }
     }
 
     #[test]
