@@ -219,7 +219,7 @@ pub fn parse(data: &[u8]) -> Result<Value> {
                 let items = m.pop_mark()?;
                 m.push_composite(Value::Tuple, items)?;
             }
-            0x85 | 0x86 | 0x87 => {
+            0x85..=0x87 => {
                 let count = usize::from(op - 0x84);
                 let mut items = Vec::with_capacity(count);
                 for _ in 0..count {
