@@ -113,6 +113,13 @@ fn print_summary(meta: &IndexMeta, index: &std::path::Path) {
     println!("  questions        {}", meta.questions);
     println!("  answers indexed  {}", meta.answers);
     println!("  orphan answers   {} (question not in the dump)", meta.orphan_answers);
+    if meta.dropped_waiting_answers > 0 {
+        println!(
+            "  dropped answers  {} (listed before their questions, past {} MiB waiting)",
+            meta.dropped_waiting_answers,
+            mathrank_dump::MAX_WAITING_BYTES >> 20
+        );
+    }
     println!("  skipped rows     {}", meta.skipped_total());
     for (reason, count) in &meta.skipped {
         println!("    {reason:<24} {count}");

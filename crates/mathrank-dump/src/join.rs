@@ -29,6 +29,11 @@ struct QuestionInfo {
     accepted_answer_id: Option<u64>,
 }
 
+/// Bytes of answer bodies that may wait for their question at once. Official dumps list
+/// questions before their answers, so little ever waits; a dump that lists answers first, or
+/// holds answers to questions that never come, stops growing memory here.
+pub const MAX_WAITING_BYTES: usize = 256 << 20;
+
 /// Counts of a finished join.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct JoinSummary {
@@ -40,6 +45,11 @@ pub struct JoinSummary {
     pub duplicate_ids: u64,
     /// Up to 20 orphan answer ids, for the report.
     pub orphan_examples: Vec<u64>,
+    /// Answers dropped because [`MAX_WAITING_BYTES`] of answers were already waiting for
+    /// their questions (counted apart from orphans).
+    pub dropped_waiting: u64,
+    /// Up to 20 of their ids.
+    pub dropped_examples: Vec<u64>,
 }
 
 /// Streaming question/answer join. Feed posts with [`push`](Self::push), then call
@@ -49,10 +59,18 @@ pub struct AnswerJoiner {
     questions: HashMap<u64, QuestionInfo>,
     waiting: BTreeMap<u64, Vec<Post>>,
     seen_answers: std::collections::HashSet<u64>,
+    waiting_bytes: usize,
+    /// [`MAX_WAITING_BYTES`], unless set otherwise.
+    max_waiting_bytes: Option<usize>,
     summary: JoinSummary,
 }
 
 impl AnswerJoiner {
+    /// A joiner that lets at most `max_waiting_bytes` of answer bodies wait for questions.
+    pub fn with_waiting_limit(max_waiting_bytes: usize) -> Self {
+        Self { max_waiting_bytes: Some(max_waiting_bytes), ..Self::default() }
+    }
+
     /// Takes one post and returns the answers that can be joined now (zero, one, or the
     /// answers that were waiting for this question).
     pub fn push(&mut self, post: Post) -> Vec<JoinedAnswer> {
@@ -66,6 +84,7 @@ impl AnswerJoiner {
                 let info =
                     QuestionInfo { title: post.title, tags: post.tags, accepted_answer_id: post.accepted_answer_id };
                 let waiting = self.waiting.remove(&post.id).unwrap_or_default();
+                self.waiting_bytes -= waiting.iter().map(|answer| answer.body_html.len()).sum::<usize>();
                 let joined = waiting.into_iter().map(|answer| join(&info, post.id, answer)).collect();
                 self.questions.insert(post.id, info);
                 joined
@@ -79,7 +98,16 @@ impl AnswerJoiner {
                 match self.questions.get(&question_id) {
                     Some(info) => vec![join(info, question_id, post)],
                     None => {
-                        self.waiting.entry(question_id).or_default().push(post);
+                        let limit = self.max_waiting_bytes.unwrap_or(MAX_WAITING_BYTES);
+                        if self.waiting_bytes + post.body_html.len() > limit {
+                            self.summary.dropped_waiting += 1;
+                            if self.summary.dropped_examples.len() < 20 {
+                                self.summary.dropped_examples.push(post.id);
+                            }
+                        } else {
+                            self.waiting_bytes += post.body_html.len();
+                            self.waiting.entry(question_id).or_default().push(post);
+                        }
                         Vec::new()
                     }
                 }
@@ -97,7 +125,8 @@ impl AnswerJoiner {
                 }
             }
         }
-        self.summary.answers = self.seen_answers.len() as u64 - self.summary.orphan_answers;
+        self.summary.answers =
+            self.seen_answers.len() as u64 - self.summary.orphan_answers - self.summary.dropped_waiting;
         self.summary
     }
 }
@@ -135,6 +164,23 @@ mod tests {
 
     fn answer(id: u64, parent: u64) -> Post {
         Post { id, kind: PostKind::Answer, parent_id: Some(parent), score: id as i64, ..question(id, None) }
+    }
+
+    #[test]
+    fn answers_waiting_for_their_question_are_bounded() {
+        let mut joiner = AnswerJoiner::with_waiting_limit(50);
+        let mut early = |id: u64| {
+            let mut post = answer(id, 1);
+            post.body_html = "x".repeat(20);
+            joiner.push(post)
+        };
+        assert!(early(10).is_empty() && early(11).is_empty());
+        assert!(early(12).is_empty(), "the third would pass 50 bytes: dropped");
+        let joined = joiner.push(question(1, None));
+        assert_eq!(joined.iter().map(|a| a.answer_id).collect::<Vec<_>>(), [10, 11]);
+        let summary = joiner.finish();
+        assert_eq!((summary.answers, summary.dropped_waiting, summary.dropped_examples), (2, 1, vec![12]));
+        assert_eq!(summary.orphan_answers, 0);
     }
 
     #[test]

@@ -30,14 +30,17 @@
 
 mod html;
 mod join;
+mod limit;
 mod reader;
 mod sample;
 mod source;
 pub mod synth;
 
 pub use html::{html_to_text, looks_like_html, question_text};
-pub use join::{AnswerJoiner, JoinSummary, JoinedAnswer};
-pub use reader::{Post, PostKind, PostsReader, RowEvent, SkippedRow, parse_creation_date, parse_tags};
+pub use join::{AnswerJoiner, JoinSummary, JoinedAnswer, MAX_WAITING_BYTES};
+pub use reader::{
+    MAX_ROW_BYTES, Post, PostKind, PostsReader, RowEvent, SkippedRow, parse_creation_date, parse_tags,
+};
 pub use sample::{SAMPLE_NAME, SAMPLE_POSTS_XML};
 pub use source::{CountingReader, DumpSource};
 

@@ -6,7 +6,12 @@ use std::io::BufRead;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
+use crate::limit::{OFFSET, TOO_LARGE, TagLimiter};
 use crate::{Error, Result};
+
+/// The largest `<row>` read, in bytes of XML. Stack Exchange caps a post at 30,000 characters,
+/// so real rows stay far below; a larger one is skipped as `too_large` in bounded memory.
+pub const MAX_ROW_BYTES: usize = 8 << 20;
 
 /// The two post types mathrank uses; every other `PostTypeId` is counted and skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -64,7 +69,9 @@ pub enum RowEvent {
 
 /// Streams the rows of a `Posts.xml` document. Memory use does not depend on the file size.
 pub struct PostsReader<R: BufRead> {
-    reader: Reader<R>,
+    reader: Reader<TagLimiter<R>>,
+    /// Input bytes the parser never saw (oversized rows), to report real offsets.
+    removed: std::sync::Arc<std::sync::atomic::AtomicU64>,
     buf: Vec<u8>,
     name: String,
     rows: u64,
@@ -79,10 +86,17 @@ impl<R: BufRead> PostsReader<R> {
 
     /// `name` (usually the path) appears in error messages.
     pub fn with_name(input: R, name: impl Into<String>) -> Self {
-        let mut reader = Reader::from_reader(input);
+        Self::with_row_limit(input, name, MAX_ROW_BYTES)
+    }
+
+    /// [`with_name`](Self::with_name) with another cap on a row's size in bytes.
+    pub fn with_row_limit(input: R, name: impl Into<String>, max_row_bytes: usize) -> Self {
+        let removed = std::sync::Arc::default();
+        let mut reader = Reader::from_reader(TagLimiter::new(input, max_row_bytes, std::sync::Arc::clone(&removed)));
         reader.config_mut().trim_text(true);
         Self {
             reader,
+            removed,
             buf: Vec::with_capacity(16 * 1024),
             name: name.into(),
             rows: 0,
@@ -93,7 +107,7 @@ impl<R: BufRead> PostsReader<R> {
 
     /// Bytes of XML consumed so far.
     pub fn position(&self) -> u64 {
-        self.reader.buffer_position()
+        self.reader.buffer_position() + self.removed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn not_posts(&self, reason: impl Into<String>) -> Error {
@@ -103,7 +117,7 @@ impl<R: BufRead> PostsReader<R> {
     fn next_event(&mut self) -> Result<Option<RowEvent>> {
         loop {
             self.buf.clear();
-            let offset = self.reader.buffer_position();
+            let offset = PostsReader::position(self);
             let event = self.reader.read_event_into(&mut self.buf).map_err(|err| {
                 if self.saw_root {
                     Error::Xml { position: self.reader.error_position(), reason: err.to_string() }
@@ -187,6 +201,19 @@ fn parse_row(start: &BytesStart<'_>, row: u64, byte_offset: u64) -> RowEvent {
     let skip = |raw_id: Option<&str>, reason: &'static str, detail: String| {
         RowEvent::Skipped(SkippedRow { row, byte_offset, post_id: raw_id.map(str::to_owned), reason, detail })
     };
+    if let Some(length) = start.try_get_attribute(TOO_LARGE).ok().flatten() {
+        let offset = start.try_get_attribute(OFFSET).ok().flatten();
+        let offset = offset.and_then(|a| a.value.parse().ok()).unwrap_or(byte_offset);
+        let id = start.try_get_attribute("Id").ok().flatten().map(|a| a.value.into_owned());
+        let length = length.value.into_owned();
+        return RowEvent::Skipped(SkippedRow {
+            row,
+            byte_offset: offset,
+            post_id: id,
+            reason: "too_large",
+            detail: format!("the row is {length} bytes; rows over {MAX_ROW_BYTES} bytes are skipped unread"),
+        });
+    }
     for attribute in start.attributes() {
         let attribute = match attribute {
             Ok(attribute) => attribute,
@@ -381,6 +408,29 @@ mod tests {
         assert_eq!(post.body_html, "<p>line one</p>\n<p>two</p>");
         assert_eq!(post.score, 19);
         assert_eq!(events[1], RowEvent::OtherType { post_type: 5 });
+    }
+
+    #[test]
+    fn an_oversized_row_is_skipped_unread_and_later_offsets_stay_true() {
+        let body = "&lt;p&gt;".repeat(2000);
+        let xml = doc(&format!(
+            concat!(
+                r#"<row Id="1" PostTypeId="1" CreationDate="2010-08-16T20:20:28.943" Title="t" Body="{}" />"#,
+                r#"<row Id="2" PostTypeId="1" CreationDate="2010-08-16T20:20:28.943" Title="fine" />"#,
+                r#"<row Id="3" PostTypeId="1" CreationDate="later" />"#,
+            ),
+            body
+        ));
+        let events: Vec<RowEvent> =
+            PostsReader::with_row_limit(xml.as_bytes(), "test", 1024).map(|event| event.unwrap()).collect();
+        let RowEvent::Skipped(big) = &events[0] else { panic!("{:?}", events[0]) };
+        assert_eq!((big.reason, big.post_id.as_deref()), ("too_large", Some("1")));
+        assert_eq!(big.byte_offset as usize, xml.find(r#"<row Id="1""#).unwrap());
+        assert!(matches!(&events[1], RowEvent::Post(post) if post.id == 2));
+        let RowEvent::Skipped(bad_date) = &events[2] else { panic!("{:?}", events[2]) };
+        assert_eq!(bad_date.byte_offset as usize, xml.find(r#"<row Id="3""#).unwrap(), "offsets count the skipped bytes");
+        // With the default cap the same row is read whole.
+        assert!(matches!(rows(&xml)[0], RowEvent::Post(_)));
     }
 
     #[test]

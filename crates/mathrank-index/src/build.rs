@@ -202,6 +202,15 @@ fn build_into(
     meta.questions = summary.questions;
     meta.answers = summary.answers;
     meta.orphan_answers = summary.orphan_answers;
+    meta.dropped_waiting_answers = summary.dropped_waiting;
+    if summary.dropped_waiting > 0 {
+        tracing::warn!(
+            dropped = summary.dropped_waiting,
+            examples = ?summary.dropped_examples,
+            limit_bytes = mathrank_dump::MAX_WAITING_BYTES,
+            "answers listed before their questions were dropped: too many bytes were waiting"
+        );
+    }
     meta.duplicate_ids = summary.duplicate_ids;
     if summary.orphan_answers > 0 {
         tracing::warn!(

@@ -103,6 +103,10 @@ pub struct IndexMeta {
     /// Skipped rows by reason (`bad_date`, `invalid_char`, ...).
     pub skipped: std::collections::BTreeMap<String, u64>,
     pub orphan_answers: u64,
+    /// Answers dropped because too many bytes of answers waited for their questions at once
+    /// (`mathrank_dump::MAX_WAITING_BYTES`).
+    #[serde(default)]
+    pub dropped_waiting_answers: u64,
     pub duplicate_ids: u64,
     /// Rows of other post types (wiki, tag excerpts, ...) by `PostTypeId`.
     pub other_post_types: std::collections::BTreeMap<u32, u64>,
