@@ -1,7 +1,7 @@
 //! End-to-end tests of the gRPC service, in-process on port 0 with the sample index and the
 //! tiny model. Helpers are in `src/lib.rs`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mathrank_engine::{Engine, Limits};
 use mathrank_proto::v1;
@@ -278,12 +278,9 @@ async fn a_short_deadline_returns_partial_results() {
     let mut client = server.client().await;
     let mut request = tonic::Request::new(v1::SearchRequest { rerank_depth: 300, top_k: 300, ..search(QUESTION) });
     request.set_timeout(Duration::from_millis(800));
-    let started = Instant::now();
+    // The client enforces its deadline: an answer at all means one within it.
     let response = client.search(request).await.unwrap().into_inner();
-    let elapsed = started.elapsed();
-    eprintln!("elapsed {elapsed:?} timings {:?} reranked {}", response.timings, response.reranked);
-    assert!(elapsed < Duration::from_millis(800));
-    assert!(response.partial, "300 sequential chunks cannot finish in 800 ms");
+    assert!(response.partial, "300 sequential chunks with a 5 ms batch wait each cannot finish in 800 ms");
     assert!(response.reranked > 0 && response.reranked < 300, "reranked {}", response.reranked);
     let reranked = response.reranked as usize;
     assert!(response.hits[..reranked].iter().all(|h| h.relevance.is_some()));
@@ -359,13 +356,16 @@ async fn shutdown_drains_an_in_flight_call() {
     let mut client = server.client().await;
     let call =
         tokio::spawn(async move { client.search(v1::SearchRequest { rerank_depth: 60, ..search(QUESTION) }).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let started = Instant::now();
+    // Shut down once the call is really in flight: its first pairs have been scored.
+    let reranker = server.state.engine().unwrap();
+    while reranker.reranker().unwrap().stats().pairs == 0 {
+        tokio::task::yield_now().await;
+    }
     server.shutdown().await.expect("serve returns cleanly");
+    // Had the grace period cut it, the call would have failed.
     let response = call.await.unwrap().expect("the in-flight call completes").into_inner();
     assert_eq!(response.reranked, 60);
     assert!(!response.partial);
-    assert!(started.elapsed() < Duration::from_secs(10), "drained within the grace period");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

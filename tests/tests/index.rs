@@ -185,3 +185,31 @@ fn a_build_after_a_crash_between_the_publish_renames_keeps_the_previous_index() 
     let index = mathrank_index::AnswerIndex::open(&target).expect("the previous index was put back, not deleted");
     assert_eq!(index.meta(), &previous);
 }
+
+#[test]
+fn a_reader_never_recovers_a_half_published_build_while_a_builder_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("index");
+    let xml = mathrank_dump::SAMPLE_POSTS_XML;
+    let sample = mathrank_dump::DumpSource::from_reader("embedded-sample", Some(xml.len() as u64), xml.as_bytes());
+    let previous =
+        mathrank_index::build_index(sample, &target, &mathrank_index::BuildOptions::default(), &mut |_| {}).unwrap();
+    // A build between its two renames: the previous index sits in `.index.old-N`.
+    let old = dir.path().join(".index.old-999");
+    std::fs::rename(&target, &old).unwrap();
+    // While a builder holds the lock, a reader must leave the directories alone.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.path().join(".index.lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    assert!(mathrank_index::AnswerIndex::open(&target).is_err());
+    assert!(old.is_dir() && !target.exists(), "the reader renamed under a builder's feet");
+    // Once the lock is free, opening recovers the previous index.
+    drop(lock);
+    let index = mathrank_index::AnswerIndex::open(&target).expect("recovered");
+    assert_eq!(index.meta(), &previous);
+    assert!(!old.exists());
+}

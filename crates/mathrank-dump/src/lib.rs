@@ -38,9 +38,7 @@ pub mod synth;
 
 pub use html::{html_to_text, looks_like_html, question_text};
 pub use join::{AnswerJoiner, JoinSummary, JoinedAnswer, MAX_WAITING_BYTES};
-pub use reader::{
-    MAX_ROW_BYTES, Post, PostKind, PostsReader, RowEvent, SkippedRow, parse_creation_date, parse_tags,
-};
+pub use reader::{MAX_ROW_BYTES, Post, PostKind, PostsReader, RowEvent, SkippedRow, parse_creation_date, parse_tags};
 pub use sample::{SAMPLE_NAME, SAMPLE_POSTS_XML};
 pub use source::{CountingReader, DumpSource};
 

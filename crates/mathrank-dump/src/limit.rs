@@ -56,7 +56,8 @@ impl<R: BufRead> TagLimiter<R> {
         }
         // A tag: up to its `>` outside quotes. Only rows are limited: they are what a dump
         // holds by the million, and what the reader can skip.
-        let is_row = available.starts_with(b"<row") && available.get(4).is_some_and(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>');
+        let is_row = available.starts_with(b"<row")
+            && available.get(4).is_some_and(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>');
         let mut quote: Option<u8> = None;
         let mut overflow = false;
         let mut length = 0u64;

@@ -428,7 +428,11 @@ mod tests {
         assert_eq!(big.byte_offset as usize, xml.find(r#"<row Id="1""#).unwrap());
         assert!(matches!(&events[1], RowEvent::Post(post) if post.id == 2));
         let RowEvent::Skipped(bad_date) = &events[2] else { panic!("{:?}", events[2]) };
-        assert_eq!(bad_date.byte_offset as usize, xml.find(r#"<row Id="3""#).unwrap(), "offsets count the skipped bytes");
+        assert_eq!(
+            bad_date.byte_offset as usize,
+            xml.find(r#"<row Id="3""#).unwrap(),
+            "offsets count the skipped bytes"
+        );
         // With the default cap the same row is read whole.
         assert!(matches!(rows(&xml)[0], RowEvent::Post(_)));
     }

@@ -67,8 +67,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    // Not `#[from]`: that would make the dump error a source too, and reports that print the
+    // chain would say it twice.
     #[error("reading the dump: {0}")]
-    Dump(#[from] mathrank_dump::Error),
+    Dump(mathrank_dump::Error),
     #[error("invalid filter: {0}")]
     InvalidFilter(String),
     #[error("tantivy: {0}")]
@@ -77,6 +79,12 @@ pub enum Error {
     Interrupted,
     #[error("{path} is being built by another mathrank ({holder}); wait for it to finish, or build elsewhere")]
     Locked { path: String, holder: String },
+}
+
+impl From<mathrank_dump::Error> for Error {
+    fn from(err: mathrank_dump::Error) -> Self {
+        Self::Dump(err)
+    }
 }
 
 /// Result alias of this crate.
