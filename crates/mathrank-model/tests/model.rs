@@ -329,6 +329,20 @@ mod convert {
     }
 
     #[test]
+    fn a_tensor_shape_larger_than_its_storage_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        write_checkpoint(dir.path());
+        // 2^40 values declared over a 4-value storage: the old reader reserved them first.
+        let mut weights = random_weights(5);
+        weights.insert("classifier.bias".into(), (vec![1 << 20, 1 << 20], vec![0.0; 4]));
+        write_pytorch_bin(&weights, &dir.path().join("pytorch_model.bin"));
+        let err = mathrank_model::convert_with(dir.path(), &dir.path().join("out"), Some("pytorch_model.bin"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs more values than its storage holds"), "{err}");
+    }
+
+    #[test]
     fn clear_conversion_errors() {
         let dir = tempfile::tempdir().unwrap();
         let from = dir.path();
