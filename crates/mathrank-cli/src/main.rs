@@ -1,6 +1,6 @@
 //! `mathrank`: index Stack Exchange dumps, search them, rerank with an ALBERT cross-encoder and
-//! serve it all over gRPC. `mathrank --help` lists the commands; every flag also reads a
-//! `MATHRANK_*` environment variable.
+//! serve it all over gRPC and HTTP/JSON on one port. `mathrank --help` lists the commands;
+//! every flag also reads a `MATHRANK_*` environment variable.
 
 mod bench_cmd;
 mod eval_cmd;
@@ -41,7 +41,8 @@ enum Command {
     Search(search_cmd::SearchArgs),
     /// Score (query, answer) pairs from a JSONL file with the cross-encoder.
     Score(score_cmd::ScoreArgs),
-    /// Run the gRPC service (mathrank.v1.AnswerSearch, health, reflection).
+    /// Run the service: gRPC (mathrank.v1.AnswerSearch, health, reflection) and HTTP/JSON
+    /// (Cohere, TEI and Weaviate rerank dialects, /v1/search, /health, /metrics) on one port.
     Serve(serve_cmd::ServeArgs),
     /// The reranking model: cache path, fetch from the hub, convert a checkpoint to ONNX.
     Model(model_cmd::ModelCommand),

@@ -1,4 +1,4 @@
-//! `mathrank serve`: the gRPC service.
+//! `mathrank serve`: gRPC and HTTP/JSON on one port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
