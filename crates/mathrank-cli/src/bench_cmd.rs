@@ -24,7 +24,7 @@ pub enum BenchAction {
     Rerank(RerankBenchArgs),
     /// First-stage (BM25) latency for whole-question queries: p50/p95/p99.
     Latency(LatencyBenchArgs),
-    /// Load over gRPC against a running server: QPS and latency at several concurrencies.
+    /// Load against a running server, over gRPC or HTTP: QPS and latency at several concurrencies.
     Load(crate::load_cmd::LoadArgs),
 }
 

@@ -54,7 +54,7 @@ enum Command {
     EvalRun(eval_cmd::EvalRunArgs),
     /// Print the text the model reads for every post of a dump (JSON lines), for audits.
     Texts(texts_cmd::TextsArgs),
-    /// Measurements: rerank throughput, first-stage latency, gRPC load.
+    /// Measurements: rerank throughput, first-stage latency, load over gRPC or HTTP.
     Bench(bench_cmd::BenchCommand),
 }
 
