@@ -73,6 +73,6 @@ impl EngineError {
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// An `InvalidArgument` naming `field`.
-pub fn invalid(field: &'static str, message: impl Into<String>) -> EngineError {
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> EngineError {
     EngineError::InvalidArgument { field, message: message.into() }
 }

@@ -225,24 +225,17 @@ async fn require_token(State(http): State<Http>, request: Request, next: Next) -
 }
 
 /// Counts every HTTP request by route pattern and status; API routes also count as requests
-/// of their method, beside the gRPC ones.
+/// of their method, beside the gRPC ones. (This layer wraps the HTTP routes only: the gRPC
+/// services are merged in after it and count themselves.)
 async fn observe(State(http): State<Http>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let is_grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
+    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".into(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    if !is_grpc {
-        let route = route.unwrap_or_else(|| "unmatched".into());
-        let status = response.status();
-        http.state.metrics().record_http(&route, status.as_u16());
-        if route.starts_with("/v") || route == "/rerank" {
-            let code = status.canonical_reason().unwrap_or("Unknown");
-            http.state.metrics().record_request(&format!("HTTP {route}"), code, started.elapsed());
-        }
+    let status = response.status();
+    http.state.metrics().record_http(&route, status.as_u16());
+    if route.starts_with("/v") || route == "/rerank" {
+        let code = status.canonical_reason().unwrap_or("Unknown");
+        http.state.metrics().record_request(&format!("HTTP {route}"), code, started.elapsed());
     }
     response
 }
