@@ -25,7 +25,7 @@ mod scheduler;
 
 pub use batch::{MicroBatch, plan_micro_batches};
 pub use encode::{EncodedPair, PairEncoder};
-pub use model::check_model_dir;
+pub use model::{check_model_dir, verify_manifest};
 pub use model::{ModelConfig, ModelInfo, OnnxModel};
 pub use runtime::{Provider, RuntimeInfo, find_ort_library, init_runtime};
 pub use scheduler::{

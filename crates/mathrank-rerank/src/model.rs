@@ -179,7 +179,6 @@ fn with_cuda(
     Err("this mathrank was built without the `cuda` cargo feature; rebuild with `--features cuda` or use --provider cpu".into())
 }
 
-/// Checks a model directory's files, config and length limit; returns the config.
 /// When the directory has the `manifest.json` that `mathrank model convert` and `fetch` write,
 /// checks `model.onnx`, `config.json` and `tokenizer.json` against the sha256 it records, so
 /// that an edited or corrupted model is refused instead of silently scoring.
@@ -234,6 +233,7 @@ fn sha256_hex(path: &Path) -> std::io::Result<String> {
     }))
 }
 
+/// Checks a model directory's files, manifest, config and length limit; returns the config.
 pub fn check_model_dir(dir: &Path, max_length: usize) -> Result<ModelConfig> {
     for file in ["model.onnx", "tokenizer.json", "config.json"] {
         if !dir.join(file).is_file() {
