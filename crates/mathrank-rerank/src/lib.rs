@@ -25,8 +25,8 @@ mod scheduler;
 
 pub use batch::{MicroBatch, plan_micro_batches};
 pub use encode::{EncodedPair, PairEncoder};
-pub use model::{check_model_dir, verify_manifest};
 pub use model::{ModelConfig, ModelInfo, OnnxModel};
+pub use model::{check_model_dir, verify_manifest};
 pub use runtime::{Provider, RuntimeInfo, find_ort_library, init_runtime};
 pub use scheduler::{
     BATCH_BUCKETS, JobHandle, JobOutput, Reranker, RerankerOptions, RerankerStats, ScoreReport, efficiency,
