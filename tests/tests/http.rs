@@ -326,6 +326,7 @@ async fn metrics_on_the_main_port_count_http_routes() {
         "mathrank_http_requests_total{route=\"/v1/rerank\",status=\"400\"} 1",
         "mathrank_stage_duration_seconds_bucket{stage=\"infer\",le=",
         "mathrank_rerank_pairs_total 4",
+        "mathrank_model_provider{provider=\"cpu\"} 1",
         "mathrank_ready 1",
     ] {
         assert!(text.contains(series), "missing {series} in\n{text}");

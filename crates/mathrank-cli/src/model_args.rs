@@ -34,6 +34,9 @@ pub struct ModelArgs {
     /// Execution provider: cpu, or cuda (needs a build with `--features cuda`).
     #[arg(long, env = "MATHRANK_PROVIDER", default_value = "cpu")]
     pub provider: Provider,
+    /// The GPU to use with --provider cuda.
+    #[arg(long, env = "MATHRANK_DEVICE_ID", default_value_t = 0)]
+    pub device_id: i32,
     /// ONNX Runtime graph optimisation level: 0 (off) to 3 (all).
     #[arg(long, env = "MATHRANK_OPT_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub optimization_level: u8,
@@ -56,6 +59,7 @@ impl ModelArgs {
             queue_capacity: self.queue_capacity,
             max_wait: std::time::Duration::from_millis(self.max_wait_ms),
             provider: self.provider,
+            device_id: self.device_id,
             optimization_level: self.optimization_level,
             length_sorting: true,
             ort_library: self.ort_lib.clone(),

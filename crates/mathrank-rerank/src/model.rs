@@ -70,6 +70,7 @@ impl OnnxModel {
     pub fn load(
         onnx: &Path,
         provider: Provider,
+        device_id: i32,
         intra_threads: usize,
         optimization: GraphOptimizationLevel,
         ort_library: Option<&Path>,
@@ -82,7 +83,7 @@ impl OnnxModel {
         let builder = builder.with_inter_threads(1).map_err(|err| invalid(err.to_string()))?;
         let mut builder = match provider {
             Provider::Cpu => builder,
-            Provider::Cuda => with_cuda(builder).map_err(invalid)?,
+            Provider::Cuda => with_cuda(builder, device_id).map_err(invalid)?,
         };
         let session =
             builder.commit_from_file(onnx).map_err(|err| invalid(format!("ONNX Runtime cannot load it: {err}")))?;
@@ -163,18 +164,27 @@ impl OnnxModel {
     }
 }
 
+/// Registers CUDA on `device_id`, or fails: mathrank never falls back to the CPU on its own,
+/// since a GPU deployment silently running on the CPU is a hundred times slower.
 #[cfg(feature = "cuda")]
 fn with_cuda(
     builder: ort::session::builder::SessionBuilder,
+    device_id: i32,
 ) -> std::result::Result<ort::session::builder::SessionBuilder, String> {
-    builder.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]).map_err(|err| {
-        format!("the CUDA execution provider is not available in this ONNX Runtime library ({err}); use --provider cpu")
+    let cuda = ort::ep::CUDA::default().with_device_id(device_id).build().error_on_failure();
+    builder.with_execution_providers([cuda]).map_err(|err| {
+        format!(
+            "the CUDA execution provider could not start on device {device_id} ({err}); it needs \
+             libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so next to \
+             libonnxruntime.so, CUDA and cuDNN libraries on LD_LIBRARY_PATH, and a GPU; or use --provider cpu"
+        )
     })
 }
 
 #[cfg(not(feature = "cuda"))]
 fn with_cuda(
     _builder: ort::session::builder::SessionBuilder,
+    _device_id: i32,
 ) -> std::result::Result<ort::session::builder::SessionBuilder, String> {
     Err("this mathrank was built without the `cuda` cargo feature; rebuild with `--features cuda` or use --provider cpu".into())
 }

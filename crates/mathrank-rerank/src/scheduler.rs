@@ -36,6 +36,8 @@ pub struct RerankerOptions {
     /// How long an inference thread waits for more jobs to fill a batch.
     pub max_wait: Duration,
     pub provider: Provider,
+    /// The GPU to run on, with [`Provider::Cuda`].
+    pub device_id: i32,
     /// ONNX Runtime graph optimisation level, 0 (off) to 3 (all).
     pub optimization_level: u8,
     /// Sort pairs by length before cutting micro-batches (off only to measure its effect).
@@ -55,6 +57,7 @@ impl Default for RerankerOptions {
             queue_capacity: 256,
             max_wait: Duration::from_millis(2),
             provider: Provider::Cpu,
+            device_id: 0,
             optimization_level: 3,
             length_sorting: true,
             ort_library: None,
@@ -196,6 +199,7 @@ impl Reranker {
             let model = OnnxModel::load(
                 &dir.join("model.onnx"),
                 options.provider,
+                options.device_id,
                 intra_threads,
                 optimization(options.optimization_level),
                 options.ort_library.as_deref(),

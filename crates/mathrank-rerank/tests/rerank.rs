@@ -160,6 +160,15 @@ fn broken_model_directories_are_clear_errors() {
 }
 
 #[test]
+fn the_cuda_provider_fails_clearly_and_never_falls_back_to_the_cpu() {
+    let options = RerankerOptions { provider: mathrank_rerank::Provider::Cuda, device_id: 3, ..options() };
+    let err = Reranker::load(&fixture(), &options).unwrap_err().to_string();
+    // Without the `cuda` feature the build says so; with it, on a machine without that GPU or
+    // the provider library, the start fails naming the device.
+    assert!(err.contains("--features cuda") || err.contains("could not start on device 3"), "{err}");
+}
+
+#[test]
 fn a_full_queue_is_overload_not_unbounded_memory() {
     let reranker = Reranker::load(
         &fixture(),

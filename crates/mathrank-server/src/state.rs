@@ -120,6 +120,16 @@ impl Collector for LiveCollector {
         )?;
         gauge(&mut encoder, "index_answers", "Answers in the index", engine.index().num_answers() as f64)?;
         let Some(reranker) = engine.reranker() else { return Ok(()) };
+        // Which execution provider scores, as a labelled info gauge (`provider="cuda"`).
+        let provider = [("provider", reranker.info().provider.name())];
+        let info = ConstGauge::new(1i64);
+        let mut family = encoder.encode_descriptor(
+            "model_provider",
+            "The ONNX Runtime execution provider in use (always 1)",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(family.encode_family(&provider)?)?;
         let stats = reranker.stats();
         gauge(&mut encoder, "rerank_queue_depth", "Jobs waiting for an inference thread", stats.queue_depth as f64)?;
         counter(&mut encoder, "rerank_pairs", "Pairs scored", stats.pairs as f64)?;
