@@ -19,19 +19,30 @@ pub type Qrels = BTreeMap<String, HashMap<String, i32>>;
 /// topic -> (answer id, score) lines.
 pub type Run = BTreeMap<String, Vec<(String, f64)>>;
 
+/// The non-blank lines of a TREC file split on whitespace, each with exactly `shape.len()`
+/// fields, and a maker of errors naming the path and line.
+fn records<'t>(
+    text: &'t str,
+    path: &'t Path,
+    shape: &'t str,
+) -> impl Iterator<Item = Result<(Vec<&'t str>, impl Fn(String) -> Error + 't)>> + 't {
+    let width = shape.split_whitespace().count();
+    text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()).map(move |(number, line)| {
+        let bad = move |message: String| Error::Line { path: path.display().to_string(), line: number + 1, message };
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() != width {
+            return Err(bad(format!("a line is `{shape}`, got {line:?}")));
+        }
+        Ok((fields, bad))
+    })
+}
+
 /// Reads TREC qrels (`topic iteration doc grade`, any whitespace, CRLF tolerated).
 pub fn read_qrels(path: &Path) -> Result<Qrels> {
     let text = read_text(path)?;
     let mut qrels = Qrels::new();
-    for (number, line) in text.lines().enumerate() {
-        let bad = |message: String| Error::Line { path: path.display().to_string(), line: number + 1, message };
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.is_empty() {
-            continue;
-        }
-        if fields.len() != 4 {
-            return Err(bad(format!("a qrels line is `topic iteration answer_id grade`, got {line:?}")));
-        }
+    for record in records(&text, path, "topic iteration answer_id grade") {
+        let (fields, bad) = record?;
         let grade: i32 = fields[3].parse().map_err(|_| bad(format!("grade {:?} is not an integer", fields[3])))?;
         qrels.entry(fields[0].to_owned()).or_default().insert(fields[2].to_owned(), grade);
     }
@@ -48,15 +59,8 @@ pub fn read_run(path: &Path) -> Result<Run> {
 pub fn parse_run(text: &str, path: &Path) -> Result<Run> {
     let mut run = Run::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
-    for (number, line) in text.lines().enumerate() {
-        let bad = |message: String| Error::Line { path: path.display().to_string(), line: number + 1, message };
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.is_empty() {
-            continue;
-        }
-        if fields.len() != 6 {
-            return Err(bad(format!("a run line is `topic Q0 answer_id rank score tag`, got {line:?}")));
-        }
+    for record in records(text, path, "topic Q0 answer_id rank score tag") {
+        let (fields, bad) = record?;
         let score: f64 = fields[4].parse().map_err(|_| bad(format!("score {:?} is not a number", fields[4])))?;
         if !seen.insert((fields[0].to_owned(), fields[2].to_owned())) {
             return Err(bad(format!(

@@ -144,20 +144,23 @@ fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiRe
         field: None,
     })?;
     let mut deserializer = serde_json::Deserializer::from_slice(&body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = inner.to_string();
-        // A missing field is reported at its parent: name the field itself.
-        let field = if path == "." {
-            message.split('`').nth(1).unwrap_or("body").to_owned()
-        } else if message.starts_with("missing field") {
-            format!("{path}.{}", message.split('`').nth(1).unwrap_or(""))
-        } else {
-            path
-        };
-        ApiError::invalid(field, message)
-    })
+    serde_path_to_error::deserialize(&mut deserializer).map_err(field_error)
+}
+
+/// A deserialisation error as an `INVALID_ARGUMENT` naming the field at fault.
+fn field_error<E: std::fmt::Display>(err: serde_path_to_error::Error<E>) -> ApiError {
+    let path = err.path().to_string();
+    let message = err.into_inner().to_string();
+    // A missing field is reported at its parent: name the field itself.
+    let named = message.split('`').nth(1);
+    let field = if path == "." {
+        named.unwrap_or("body").to_owned()
+    } else if message.starts_with("missing field") {
+        format!("{path}.{}", named.unwrap_or(""))
+    } else {
+        path
+    };
+    ApiError::invalid(field, message)
 }
 
 /// The deadline of an HTTP call: `X-Timeout-Ms`, counted from when the request arrived.
@@ -427,12 +430,7 @@ async fn rerank_tei_or_weaviate(
 }
 
 fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> ApiResult<T> {
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let message = err.into_inner().to_string();
-        let field = if path == "." { message.split('`').nth(1).unwrap_or("body").to_owned() } else { path };
-        ApiError::invalid(field, message)
-    })
+    serde_path_to_error::deserialize(value).map_err(field_error)
 }
 
 async fn tei(http: Http, request: TeiRequest, deadline: Option<Instant>) -> ApiResult<Response> {
