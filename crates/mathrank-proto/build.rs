@@ -8,6 +8,7 @@ const SNAKE_ALIASES: &[(&str, &str)] = &[
     ("SearchRequest", "top_k"),
     ("SearchRequest", "rerank_depth"),
     ("SearchRequest", "include_body"),
+    ("SearchRequest", "long_answers"),
     ("Filters", "tags_any"),
     ("Filters", "tags_all"),
     ("Filters", "min_votes"),
@@ -16,6 +17,7 @@ const SNAKE_ALIASES: &[(&str, &str)] = &[
     ("Filters", "created_to"),
     ("RerankRequest", "top_n"),
     ("RerankRequest", "return_text"),
+    ("RerankRequest", "long_answers"),
     ("GetAnswerRequest", "answer_id"),
 ];
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use mathrank_dump::synth::SplitMix64;
-use mathrank_rerank::{EncodedPair, Reranker, RerankerOptions};
+use mathrank_rerank::{EncodedPair, Planning, Reranker, RerankerOptions};
 
 use crate::measure::{peak_rss_mib, percentile, print_command};
 
@@ -24,8 +24,29 @@ pub enum BenchAction {
     Rerank(RerankBenchArgs),
     /// First-stage (BM25) latency for whole-question queries: p50/p95/p99.
     Latency(LatencyBenchArgs),
+    /// Fit the batch planner's cost model on this machine: times micro-batches over a grid of
+    /// sizes and widths and prints `per_batch` and `attention` for `--cost-model`.
+    CostModel(CostModelArgs),
     /// Load against a running server, over gRPC or HTTP: QPS and latency at several concurrencies.
     Load(crate::load_cmd::LoadArgs),
+}
+
+/// `--planning` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanningArg {
+    Cost,
+    Greedy,
+    InputOrder,
+}
+
+impl From<PlanningArg> for Planning {
+    fn from(arg: PlanningArg) -> Self {
+        match arg {
+            PlanningArg::Cost => Planning::Cost,
+            PlanningArg::Greedy => Planning::Greedy,
+            PlanningArg::InputOrder => Planning::InputOrder,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -45,9 +66,14 @@ pub struct RerankBenchArgs {
     /// Realistic answer-length mix instead of fixed lengths: many short pairs, a long tail to 512.
     #[arg(long)]
     pub mix: bool,
-    /// Cut micro-batches in input order (naive padding to the longest) instead of by length.
+    /// Cut micro-batches in input order (naive padding to the longest) instead of by length;
+    /// the same as `--planning input-order`.
     #[arg(long)]
     pub naive: bool,
+    /// How pairs are grouped into micro-batches: `cost` (sorted by length, least estimated
+    /// cost), `greedy` (sorted by length, cut at the token budget) or `input-order`.
+    #[arg(long, value_enum, default_value = "cost")]
+    pub planning: PlanningArg,
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -103,6 +129,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command.action {
         BenchAction::Rerank(args) => rerank(args),
         BenchAction::Latency(args) => latency(args),
+        BenchAction::CostModel(args) => cost_model(args),
         BenchAction::Load(args) => crate::load_cmd::run(args),
     }
 }
@@ -120,7 +147,7 @@ fn rerank(args: RerankBenchArgs) -> anyhow::Result<()> {
         batch_tokens: args.batch_tokens,
         intra_threads: args.threads,
         optimization_level: args.optimization_level,
-        length_sorting: !args.naive,
+        planning: if args.naive { Planning::InputOrder } else { args.planning.into() },
         max_wait: Duration::ZERO,
         ort_library: args.ort_lib.clone(),
         ..RerankerOptions::default()
@@ -141,7 +168,7 @@ fn rerank(args: RerankBenchArgs) -> anyhow::Result<()> {
         "impl": "rust",
         "pairs": args.pairs,
         "tokens": if args.mix { "mix".to_owned() } else { args.tokens.to_string() },
-        "batching": if args.naive { "naive" } else { "length-aware" },
+        "batching": if args.naive { "input-order".to_owned() } else { format!("{:?}", args.planning).to_lowercase() },
         "threads": args.threads,
         "pairs_per_s": args.pairs as f64 / median.as_secs_f64(),
         "median_s": median.as_secs_f64(),
@@ -207,4 +234,135 @@ fn latency(args: LatencyBenchArgs) -> anyhow::Result<()> {
     });
     println!("{result}");
     Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct CostModelArgs {
+    /// Model directory.
+    #[arg(long, env = "MATHRANK_MODEL")]
+    pub model: PathBuf,
+    /// ONNX Runtime library (else ORT_DYLIB_PATH, next to the executable, ./.ort/).
+    #[arg(long, env = "MATHRANK_ORT_LIB")]
+    pub ort_lib: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Widths (tokens per pair) of the grid.
+    #[arg(long, value_delimiter = ',', default_value = "32,64,128,256,512")]
+    pub widths: Vec<usize>,
+    /// Batch sizes of the grid.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    pub sizes: Vec<usize>,
+    /// Largest padded tokens of a grid point (bigger points are left out to keep the run short).
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens: usize,
+    /// Timed runs per grid point (the median counts), after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+}
+
+/// Least squares for `seconds = k0 + k1 * tokens + k2 * tokens * width`; returns (k, R^2).
+fn fit_cost(points: &[(usize, usize, f64)]) -> Option<([f64; 3], f64)> {
+    let rows: Vec<([f64; 3], f64)> = points
+        .iter()
+        .map(|&(size, width, seconds)| {
+            let tokens = (size * width) as f64;
+            ([1.0, tokens, tokens * width as f64], seconds)
+        })
+        .collect();
+    let mut a = [[0.0f64; 4]; 3];
+    for (x, y) in &rows {
+        for i in 0..3 {
+            for j in 0..3 {
+                a[i][j] += x[i] * x[j];
+            }
+            a[i][3] += x[i] * y;
+        }
+    }
+    // Gauss-Jordan on the 3x3 normal equations, with partial pivoting.
+    for col in 0..3 {
+        let pivot = (col..3).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))?;
+        a.swap(col, pivot);
+        if a[col][col].abs() < 1e-300 {
+            return None;
+        }
+        let pivot_row = a[col];
+        for (row, values) in a.iter_mut().enumerate() {
+            if row != col {
+                let factor = values[col] / pivot_row[col];
+                for (value, pivot_value) in values.iter_mut().zip(pivot_row).skip(col) {
+                    *value -= factor * pivot_value;
+                }
+            }
+        }
+    }
+    let k = [a[0][3] / a[0][0], a[1][3] / a[1][1], a[2][3] / a[2][2]];
+    let mean = rows.iter().map(|r| r.1).sum::<f64>() / rows.len() as f64;
+    let total: f64 = rows.iter().map(|r| (r.1 - mean).powi(2)).sum();
+    let residual: f64 = rows.iter().map(|(x, y)| (y - (k[0] + k[1] * x[1] + k[2] * x[2])).powi(2)).sum();
+    Some((k, 1.0 - residual / total.max(f64::MIN_POSITIVE)))
+}
+
+fn cost_model(args: CostModelArgs) -> anyhow::Result<()> {
+    let options = RerankerOptions {
+        intra_threads: args.threads,
+        max_wait: Duration::ZERO,
+        planning: Planning::InputOrder,
+        max_batch: args.sizes.iter().copied().max().unwrap_or(1),
+        batch_tokens: usize::MAX,
+        ort_library: args.ort_lib.clone(),
+        ..RerankerOptions::default()
+    };
+    let reranker = Reranker::load(&args.model, &options)?;
+    let mut points = Vec::new();
+    for &width in &args.widths {
+        for &size in &args.sizes {
+            if size * width > args.max_tokens {
+                continue;
+            }
+            let pairs = synthetic_pairs(size, width, false, 7);
+            reranker.submit(pairs.clone())?.wait()?;
+            let mut times: Vec<Duration> = (0..args.repeats.max(1))
+                .map(|_| reranker.submit(pairs.clone()).and_then(|h| h.wait()).map(|out| out.infer))
+                .collect::<Result<_, _>>()?;
+            times.sort();
+            let seconds = percentile(&times, 50.0).as_secs_f64();
+            println!("{}", serde_json::json!({ "size": size, "width": width, "seconds": seconds }));
+            points.push((size, width, seconds));
+        }
+    }
+    let (k, r2) = fit_cost(&points).context("the grid is too small to fit three coefficients")?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "seconds_per_token": k[1],
+            "per_batch": k[0] / k[1],
+            "attention": k[2] / k[1],
+            "r2": r2,
+            "cost_model": format!("per_batch={:.1},attention={:.6}", (k[0] / k[1]).max(0.0), (k[2] / k[1]).max(0.0)),
+        })
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fit_recovers_known_coefficients() {
+        let truth = [0.002, 1e-5, 3e-8];
+        let points: Vec<(usize, usize, f64)> = [(1, 32), (4, 64), (8, 128), (2, 256), (16, 256), (4, 512), (1, 512)]
+            .iter()
+            .map(|&(b, w)| {
+                let t = (b * w) as f64;
+                (b, w, truth[0] + truth[1] * t + truth[2] * t * w as f64)
+            })
+            .collect();
+        let (k, r2) = fit_cost(&points).unwrap();
+        for i in 0..3 {
+            assert!((k[i] - truth[i]).abs() <= 1e-6 * truth[i].abs().max(1e-12) + 1e-15, "{k:?}");
+        }
+        assert!(r2 > 0.999999);
+    }
 }

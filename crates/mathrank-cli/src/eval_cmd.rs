@@ -36,6 +36,10 @@ pub struct EvalArgs {
     /// BM25 candidates reranked per topic (the rest follow in BM25 order).
     #[arg(long, env = "MATHRANK_RERANK_DEPTH", default_value_t = 30)]
     pub rerank_depth: u32,
+    /// How answers longer than 512 tokens are scored: `truncate` (as the model's authors) or
+    /// `max_window` (the best of overlapping windows).
+    #[arg(long, env = "MATHRANK_LONG_ANSWERS", default_value = "truncate")]
+    pub long_answers: mathrank_engine::LongAnswers,
     /// Run tag (last column).
     #[arg(long, env = "MATHRANK_RUN_TAG", default_value = "mathrank")]
     pub run_tag: String,
@@ -84,7 +88,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     let qrels = args.qrels.as_deref().map(read_qrels).transpose()?;
     let index = Arc::new(AnswerIndex::open(&args.index)?);
     let reranker = if args.no_rerank { None } else { Some(Arc::new(args.model.load()?)) };
-    let engine = Engine::new(index, reranker, Limits { max_top_k: args.depth.max(1000), ..Limits::default() });
+    let engine = Engine::new(index, reranker, Limits { max_top_k: args.depth.max(1000), ..Limits::unhurried() });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(&args.run_out).with_context(|| format!("creating {}", args.run_out.display()))?,
@@ -113,6 +117,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             top_k: args.depth,
             rerank_depth: args.rerank_depth,
             rerank: Some(!args.no_rerank),
+            long_answers: Some(args.long_answers),
             ..SearchParams::default()
         };
         let outcome = runtime.block_on(engine.search(params)).with_context(|| format!("topic {}", topic.number))?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use mathrank_rerank::{Provider, Reranker, RerankerOptions};
+use mathrank_rerank::{CostModel, Provider, Reranker, RerankerOptions};
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -19,12 +19,21 @@ pub struct ModelArgs {
     /// Truncate (question, answer) pairs to this many tokens (the model's 512 at most).
     #[arg(long, env = "MATHRANK_MAX_LENGTH", default_value_t = 512)]
     pub max_length: usize,
-    /// Padded tokens per inference micro-batch.
-    #[arg(long, env = "MATHRANK_BATCH_TOKENS", default_value_t = 8192)]
-    pub batch_tokens: usize,
-    /// Pairs per inference micro-batch.
-    #[arg(long, env = "MATHRANK_MAX_BATCH", default_value_t = 32)]
-    pub max_batch: usize,
+    /// Padded tokens per inference micro-batch [default: 8192 with --provider cpu, 65536 with cuda].
+    #[arg(long, env = "MATHRANK_BATCH_TOKENS")]
+    pub batch_tokens: Option<usize>,
+    /// Pairs per inference micro-batch [default: 32 with --provider cpu, 256 with cuda].
+    #[arg(long, env = "MATHRANK_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Pairs one scheduling round takes from the queue (best-ranked first, earliest deadline
+    /// first) before planning them into micro-batches [default: 4 x --max-batch].
+    #[arg(long, env = "MATHRANK_ROUND_PAIRS")]
+    pub round_pairs: Option<usize>,
+    /// The batch planner's cost model, `per_batch=N,attention=A`: a micro-batch of B pairs
+    /// padded to W tokens costs per_batch + B*(W + attention*W^2). Fit one for your hardware
+    /// with `mathrank bench cost-model` [default: fitted per provider, see the README].
+    #[arg(long, env = "MATHRANK_COST_MODEL")]
+    pub cost_model: Option<CostModel>,
     /// ONNX Runtime intra-op threads (0 = all cores).
     #[arg(long = "threads", env = "MATHRANK_INFER_THREADS", default_value_t = 0)]
     pub intra_threads: usize,
@@ -49,20 +58,24 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The reranker options: the provider's defaults, then what the flags set.
     pub fn options(&self) -> RerankerOptions {
+        let defaults = RerankerOptions::for_provider(self.provider);
+        let max_batch = self.max_batch.unwrap_or(defaults.max_batch);
         RerankerOptions {
             max_length: self.max_length,
-            batch_tokens: self.batch_tokens,
-            max_batch: self.max_batch,
+            batch_tokens: self.batch_tokens.unwrap_or(defaults.batch_tokens),
+            max_batch,
+            round_pairs: self.round_pairs.unwrap_or(0),
             intra_threads: self.intra_threads,
             inference_threads: self.inference_threads,
             queue_capacity: self.queue_capacity,
             max_wait: std::time::Duration::from_millis(self.max_wait_ms),
-            provider: self.provider,
             device_id: self.device_id,
             optimization_level: self.optimization_level,
-            length_sorting: true,
+            cost_model: self.cost_model.unwrap_or(defaults.cost_model),
             ort_library: self.ort_lib.clone(),
+            ..defaults
         }
     }
 

@@ -59,6 +59,10 @@ pub struct SearchArgs {
     /// that does not finish in time returns partial results).
     #[arg(long, env = "MATHRANK_TIMEOUT_MS")]
     pub timeout_ms: Option<u64>,
+    /// How answers longer than 512 tokens are scored: `truncate` (as the model's authors) or
+    /// `max_window` (the best of overlapping windows) [default: the server's; in-process: truncate].
+    #[arg(long, env = "MATHRANK_LONG_ANSWERS")]
+    pub long_answers: Option<mathrank_engine::LongAnswers>,
     /// Print JSON (`{"hits":[...]}`) instead of a table.
     #[arg(long, env = "MATHRANK_JSON")]
     pub json: bool,
@@ -93,7 +97,8 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
 async fn local(args: &SearchArgs) -> anyhow::Result<SearchOut> {
     let index = Arc::new(AnswerIndex::open(&args.index)?);
     let reranker = if args.no_rerank { None } else { Some(Arc::new(args.model.load()?)) };
-    let engine = Engine::new(index, reranker, Limits::default());
+    // In-process, a search waits as long as it takes unless --timeout-ms says otherwise.
+    let engine = Engine::new(index, reranker, Limits::unhurried());
     let params = SearchParams {
         query: args.query.clone(),
         query_is_text: false,
@@ -102,6 +107,7 @@ async fn local(args: &SearchArgs) -> anyhow::Result<SearchOut> {
         rerank: Some(!args.no_rerank),
         filters: args.filters(),
         deadline: args.timeout_ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
+        long_answers: args.long_answers,
     };
     let outcome = engine.search(params).await?;
     Ok(SearchOut {
@@ -144,6 +150,7 @@ async fn remote(args: &SearchArgs, addr: &str) -> anyhow::Result<SearchOut> {
         rerank: Some(!args.no_rerank),
         filters: Some((&args.filters()).into()),
         include_body: true,
+        long_answers: args.long_answers.map(|mode| mode.name().to_owned()).unwrap_or_default(),
     });
     if let Some(ms) = args.timeout_ms {
         request.set_timeout(std::time::Duration::from_millis(ms));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use mathrank_engine::{Engine, Limits};
+use mathrank_engine::{Engine, Limits, LongAnswers};
 use mathrank_index::AnswerIndex;
 use mathrank_server::{BearerToken, ServeOptions, ServerState, TlsFiles};
 
@@ -16,8 +16,9 @@ use crate::model_args::ModelArgs;
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// TOML file with any of: addr, metrics_addr, index, model, no_rerank, auth_token,
-    /// tls_cert, tls_key, max_concurrent, max_queued, rerank_chunk, max_message_bytes,
-    /// grace_seconds. Flags and environment variables override it.
+    /// tls_cert, tls_key, max_concurrent, max_queued, max_message_bytes, grace_seconds,
+    /// default_timeout, max_timeout, long_answers, max_windows_per_answer,
+    /// max_windows_per_call, score_cache_mb. Flags and environment variables override it.
     #[arg(long, env = "MATHRANK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on, for gRPC and HTTP/JSON alike [default: 127.0.0.1:50051].
@@ -43,15 +44,35 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "MATHRANK_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Requests executed at once [default: 2 x cores, at least 4].
+    /// Retrievals (with their HTML conversion and tokenizing) run at once; reranking waits
+    /// for the inference queue, not for these [default: 2 x cores, at least 4].
     #[arg(long, env = "MATHRANK_MAX_CONCURRENT")]
     pub max_concurrent: Option<u32>,
-    /// Requests waiting for a slot; beyond them RESOURCE_EXHAUSTED [default: 64].
+    /// Calls waiting for a retrieval slot; beyond them RESOURCE_EXHAUSTED (HTTP 429) [default: 64].
     #[arg(long, env = "MATHRANK_MAX_QUEUED")]
     pub max_queued: Option<u32>,
-    /// Pairs per reranking chunk, the granularity of anytime reranking [default: 8].
-    #[arg(long, env = "MATHRANK_RERANK_CHUNK")]
-    pub rerank_chunk: Option<u32>,
+    /// The deadline of a call that sets none (no gRPC deadline, no X-Timeout-Ms): `10s`,
+    /// `500ms`, `2m` [default: 10s].
+    #[arg(long, env = "MATHRANK_DEFAULT_TIMEOUT", value_parser = parse_duration_ms)]
+    pub default_timeout: Option<u64>,
+    /// No call holds inference longer than this, whatever deadline it asks for [default: 60s].
+    #[arg(long, env = "MATHRANK_MAX_TIMEOUT", value_parser = parse_duration_ms)]
+    pub max_timeout: Option<u64>,
+    /// How answers longer than the model's 512 tokens are scored when a call does not say:
+    /// `truncate` (as the model's authors) or `max_window` (the best of overlapping windows)
+    /// [default: truncate].
+    #[arg(long, env = "MATHRANK_LONG_ANSWERS")]
+    pub long_answers: Option<LongAnswers>,
+    /// With max_window: windows per answer at most, the truncated pair included [default: 4].
+    #[arg(long, env = "MATHRANK_MAX_WINDOWS_PER_ANSWER")]
+    pub max_windows_per_answer: Option<u32>,
+    /// With max_window: pairs one call sends to the model at most; extra windows go to the
+    /// best-ranked candidates first [default: 256].
+    #[arg(long, env = "MATHRANK_MAX_WINDOWS_PER_CALL")]
+    pub max_windows_per_call: Option<u32>,
+    /// Memory of the score cache in MiB (about 9,400 pairs per MiB); 0 turns it off [default: 64].
+    #[arg(long, env = "MATHRANK_SCORE_CACHE_MB")]
+    pub score_cache_mb: Option<u64>,
     /// Largest gRPC message or HTTP request body in bytes [default: 16777216].
     #[arg(long, env = "MATHRANK_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<u32>,
@@ -76,9 +97,35 @@ struct ConfigFile {
     tls_key: Option<PathBuf>,
     max_concurrent: Option<u32>,
     max_queued: Option<u32>,
-    rerank_chunk: Option<u32>,
     max_message_bytes: Option<u32>,
     grace_seconds: Option<u64>,
+    default_timeout: Option<String>,
+    max_timeout: Option<String>,
+    long_answers: Option<String>,
+    max_windows_per_answer: Option<u32>,
+    max_windows_per_call: Option<u32>,
+    score_cache_mb: Option<u64>,
+}
+
+/// A duration for the timeout flags, in milliseconds: `250ms`, `10s`, `2m`, or bare seconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (text, 1000.0)
+    };
+    let value: f64 =
+        number.trim().parse().map_err(|_| format!("{text:?} is not a duration such as 250ms, 10s or 2m"))?;
+    let ms = value * unit_ms;
+    if !(1.0..=86_400_000.0).contains(&ms) {
+        return Err(format!("{text:?} must be between 1ms and 24 hours"));
+    }
+    Ok(ms.round() as u64)
 }
 
 async fn shutdown_signal() {
@@ -125,10 +172,44 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let limits = Limits {
         max_concurrent: args.max_concurrent.or(file.max_concurrent).unwrap_or(defaults.max_concurrent),
         max_queued: args.max_queued.or(file.max_queued).unwrap_or(defaults.max_queued),
-        rerank_chunk: args.rerank_chunk.or(file.rerank_chunk).unwrap_or(defaults.rerank_chunk),
         max_message_bytes: args.max_message_bytes.or(file.max_message_bytes).unwrap_or(defaults.max_message_bytes),
+        default_timeout_ms: match (args.default_timeout, &file.default_timeout) {
+            (Some(ms), _) => ms,
+            (None, Some(text)) => {
+                parse_duration_ms(text).map_err(|err| anyhow::anyhow!("config default_timeout: {err}"))?
+            }
+            (None, None) => defaults.default_timeout_ms,
+        },
+        max_timeout_ms: match (args.max_timeout, &file.max_timeout) {
+            (Some(ms), _) => ms,
+            (None, Some(text)) => {
+                parse_duration_ms(text).map_err(|err| anyhow::anyhow!("config max_timeout: {err}"))?
+            }
+            (None, None) => defaults.max_timeout_ms,
+        },
+        long_answers: match (args.long_answers, &file.long_answers) {
+            (Some(mode), _) => mode,
+            (None, Some(text)) => text.parse().map_err(|err: String| anyhow::anyhow!("config long_answers: {err}"))?,
+            (None, None) => defaults.long_answers,
+        },
+        max_windows_per_answer: args
+            .max_windows_per_answer
+            .or(file.max_windows_per_answer)
+            .unwrap_or(defaults.max_windows_per_answer),
+        max_windows_per_call: args
+            .max_windows_per_call
+            .or(file.max_windows_per_call)
+            .unwrap_or(defaults.max_windows_per_call),
+        score_cache_mb: args.score_cache_mb.or(file.score_cache_mb).unwrap_or(defaults.score_cache_mb),
         ..defaults
     };
+    anyhow::ensure!(
+        limits.default_timeout_ms <= limits.max_timeout_ms,
+        "--default-timeout ({} ms) must not exceed --max-timeout ({} ms)",
+        limits.default_timeout_ms,
+        limits.max_timeout_ms
+    );
+    anyhow::ensure!(limits.max_windows_per_answer >= 1, "--max-windows-per-answer must be at least 1");
     let tls = match (args.tls_cert.clone().or(file.tls_cert.clone()), args.tls_key.clone().or(file.tls_key.clone())) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         (None, None) => None,
@@ -209,4 +290,22 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     server.await??;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert_eq!(parse_duration_ms("10s"), Ok(10_000));
+        assert_eq!(parse_duration_ms("1.5s"), Ok(1500));
+        assert_eq!(parse_duration_ms("2m"), Ok(120_000));
+        assert_eq!(parse_duration_ms("7"), Ok(7000));
+        assert!(parse_duration_ms("0s").is_err());
+        assert!(parse_duration_ms("soon").is_err());
+        assert!(parse_duration_ms("-3s").is_err());
+        assert!(parse_duration_ms("2d").is_err());
+    }
 }

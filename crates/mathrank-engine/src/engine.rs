@@ -1,4 +1,14 @@
 //! The engine: validation, admission control, BM25 retrieval, anytime reranking.
+//!
+//! Admission gates the cheap work, not inference. Retrieval (with the HTML conversion and
+//! tokenizing around it) runs under its own small bound, `max_concurrent` at once with
+//! `max_queued` waiting; only beyond that is a call refused (`Overloaded`). Reranking then
+//! waits for the inference queue, which serves calls earliest deadline first. Every call has a
+//! deadline (the caller's, or `default_timeout_ms`, never more than `max_timeout_ms`), and when
+//! it nears, the call returns what it has: the candidates scored so far, then the rest in
+//! first-stage order, marked partial with the reason. So a call whose retrieval finished
+//! always gets hits; only a call whose retrieval itself could not finish in time gets
+//! `DeadlineExceeded`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,8 +17,67 @@ use mathrank_index::{AnswerIndex, Filters, Hit, SearchRequest};
 use mathrank_rerank::{EncodedPair, Reranker, Score};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::ranking::{compare_scored, normalize_candidate, normalize_question};
+use crate::cache::{CacheKey, CacheStats, ScoreCache, cache_key};
+use crate::ranking::{compare_scored, normalize_candidate, normalize_question, ranking_value};
 use crate::{EngineError, Result, invalid};
+
+/// How an answer longer than the model's 512 tokens is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LongAnswers {
+    /// The pair truncated `longest_first`, as the model's authors scored it.
+    #[default]
+    Truncate,
+    /// The best of overlapping windows over the answer (the question kept as the first window
+    /// has it). The first window is the truncated pair, so the score is never lower.
+    MaxWindow,
+}
+
+impl LongAnswers {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Truncate => "truncate",
+            Self::MaxWindow => "max_window",
+        }
+    }
+}
+
+impl std::fmt::Display for LongAnswers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for LongAnswers {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "truncate" => Ok(Self::Truncate),
+            "max_window" | "max-window" => Ok(Self::MaxWindow),
+            other => Err(format!("unknown long-answer mode {other:?}; use truncate or max_window")),
+        }
+    }
+}
+
+/// Why a call came back with fewer candidates scored than asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartialReason {
+    /// The deadline came first.
+    Deadline,
+    /// The inference queue was full: nothing more could wait.
+    Overload,
+}
+
+impl PartialReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Deadline => "deadline",
+            Self::Overload => "overload",
+        }
+    }
+}
 
 /// Request limits and defaults.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -20,14 +89,29 @@ pub struct Limits {
     pub max_rerank_depth: u32,
     pub max_candidates: u32,
     pub max_query_bytes: u32,
-    /// Requests executed at once.
+    /// Retrievals (with their HTML conversion and tokenizing) run at once.
     pub max_concurrent: u32,
-    /// Requests waiting for a slot; beyond them callers get `Overloaded` at once.
+    /// Calls waiting for a retrieval slot; beyond them callers get `Overloaded` at once.
     pub max_queued: u32,
-    /// Pairs per reranking chunk: the granularity of anytime reranking under a deadline.
-    pub rerank_chunk: u32,
     pub max_message_bytes: u32,
+    /// The deadline of a call that sets none, in milliseconds.
+    pub default_timeout_ms: u64,
+    /// No call holds inference longer than this, whatever deadline it asks for.
+    pub max_timeout_ms: u64,
+    /// How long answers are scored when the call does not say.
+    pub long_answers: LongAnswers,
+    /// With `MaxWindow`: windows scored per answer at most (the first, truncated pair included).
+    pub max_windows_per_answer: u32,
+    /// With `MaxWindow`: pairs one call sends to the model at most. Every candidate's first
+    /// window counts; extra windows go to the best-ranked candidates first.
+    pub max_windows_per_call: u32,
+    /// Memory of the score cache in MiB; 0 turns it off.
+    pub score_cache_mb: u64,
 }
+
+/// The score cache's default size: about 600,000 pairs (20,000 distinct questions of 30
+/// candidates) at the measured 112 bytes per entry.
+pub const DEFAULT_SCORE_CACHE_MB: u64 = 64;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -41,10 +125,30 @@ impl Default for Limits {
             max_query_bytes: 32 * 1024,
             max_concurrent: (cores * 2).max(4),
             max_queued: 64,
-            rerank_chunk: 8,
             max_message_bytes: 16 * 1024 * 1024,
+            default_timeout_ms: 10_000,
+            max_timeout_ms: 60_000,
+            long_answers: LongAnswers::Truncate,
+            max_windows_per_answer: 4,
+            max_windows_per_call: 256,
+            score_cache_mb: DEFAULT_SCORE_CACHE_MB,
         }
     }
+}
+
+impl Limits {
+    /// Limits for in-process batch work (`eval`, local `search`): calls without a deadline
+    /// wait as long as reranking takes.
+    pub fn unhurried() -> Self {
+        Self { default_timeout_ms: u64::MAX, max_timeout_ms: u64::MAX, ..Self::default() }
+    }
+}
+
+/// `at` plus `ms` milliseconds; a century when that overflows (no deadline to speak of).
+fn after(at: Instant, ms: u64) -> Instant {
+    at.checked_add(Duration::from_millis(ms.max(1)))
+        .or_else(|| at.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(at)
 }
 
 /// A search as the engine sees it.
@@ -63,19 +167,42 @@ pub struct SearchParams {
     /// `None`: rerank when a model is loaded.
     pub rerank: Option<bool>,
     pub filters: Filters,
+    /// `None`: the server's default timeout from now.
     pub deadline: Option<Instant>,
+    /// `None`: the server's default.
+    pub long_answers: Option<LongAnswers>,
 }
 
-/// Where the time of a request went.
+/// Candidates from another engine to score against a query.
+#[derive(Debug, Clone, Default)]
+pub struct RerankParams {
+    /// The question, HTML or plain text.
+    pub query: String,
+    /// The candidates' texts, HTML or plain text, in the caller's (first-stage) order.
+    pub candidates: Vec<String>,
+    /// `None`: the server's default timeout from now.
+    pub deadline: Option<Instant>,
+    /// `None`: the server's default.
+    pub long_answers: Option<LongAnswers>,
+}
+
+/// Where the time of a request went, and what its reranking cost.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timings {
     pub retrieve: Duration,
     pub tokenize: Duration,
+    /// Time the call's pairs waited in the inference queue before the first were taken.
     pub queue: Duration,
     pub infer: Duration,
-    /// Wall time spent waiting for the reranker (first submit to last result).
+    /// Wall time spent waiting for the reranker (submit to last result).
     pub rerank: Duration,
     pub total: Duration,
+    /// Candidates whose score came from the score cache.
+    pub cache_hits: u32,
+    /// Candidates that needed the model.
+    pub cache_misses: u32,
+    /// Pairs sent to the model: one per missed candidate, more with `MaxWindow`.
+    pub windows: u32,
 }
 
 /// A hit with its cross-encoder score when it was reranked.
@@ -90,6 +217,8 @@ pub struct SearchOutcome {
     pub hits: Vec<RankedHit>,
     pub reranked: usize,
     pub partial: bool,
+    /// Set when `partial`.
+    pub partial_reason: Option<PartialReason>,
     pub timings: Timings,
 }
 
@@ -102,17 +231,21 @@ pub struct RerankedCandidate {
 
 #[derive(Debug, Clone)]
 pub struct RerankOutcome {
-    /// Scored candidates by decreasing relevance (ties: input order), then unscored ones.
+    /// Scored candidates by decreasing relevance (ties: input order), then unscored ones in
+    /// input order.
     pub results: Vec<RerankedCandidate>,
     pub reranked: usize,
     pub partial: bool,
+    /// Set when `partial`.
+    pub partial_reason: Option<PartialReason>,
     pub timings: Timings,
 }
 
-/// The engine: an index, optionally a reranker, and admission control.
+/// The engine: an index, optionally a reranker and its score cache, and admission control.
 pub struct Engine {
     index: Arc<AnswerIndex>,
     reranker: Option<Arc<Reranker>>,
+    cache: Option<Arc<ScoreCache>>,
     limits: Limits,
     slots: Arc<Semaphore>,
     running: Arc<Semaphore>,
@@ -124,26 +257,45 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Holds a request's place until it finishes.
+/// Holds a place among the calls retrieving (or converting and tokenizing) until dropped.
 #[derive(Debug)]
 pub struct Admission {
     _slot: OwnedSemaphorePermit,
     _running: OwnedSemaphorePermit,
 }
 
-/// How much of the remaining time is kept for sending the response.
-fn effective_deadline(deadline: Option<Instant>) -> Option<Instant> {
-    let deadline = deadline?;
+/// The time by which reranking must stop so that the answer still reaches the caller before
+/// its deadline: an eighth of the time left is kept for the reply (5 to 200 ms).
+fn reply_deadline(deadline: Instant) -> Instant {
     let remaining = deadline.saturating_duration_since(Instant::now());
     let margin = (remaining / 8).clamp(Duration::from_millis(5), Duration::from_millis(200));
-    Some(deadline.checked_sub(margin).unwrap_or(deadline))
+    deadline.checked_sub(margin).unwrap_or(deadline)
+}
+
+/// The scores of one set of candidates, and why some are missing.
+struct Scored {
+    scores: Vec<Option<Score>>,
+    reason: Option<PartialReason>,
+}
+
+/// What the tokenizing step hands on: cache keys and hits, and the pairs of the misses.
+struct Prepared {
+    keys: Vec<CacheKey>,
+    scores: Vec<Option<Score>>,
+    /// Candidate indices that need the model, best-ranked first, with their windows.
+    misses: Vec<(usize, Vec<EncodedPair>)>,
+}
+
+fn internal(what: &str) -> impl FnOnce(tokio::task::JoinError) -> EngineError + '_ {
+    move |err| EngineError::Internal(format!("{what} failed: {err}"))
 }
 
 impl Engine {
     pub fn new(index: Arc<AnswerIndex>, reranker: Option<Arc<Reranker>>, limits: Limits) -> Self {
         let slots = Arc::new(Semaphore::new((limits.max_concurrent + limits.max_queued).max(1) as usize));
         let running = Arc::new(Semaphore::new(limits.max_concurrent.max(1) as usize));
-        Self { index, reranker, limits, slots, running }
+        let cache = reranker.as_ref().and_then(|_| ScoreCache::with_megabytes(limits.score_cache_mb)).map(Arc::new);
+        Self { index, reranker, cache, limits, slots, running }
     }
 
     pub fn index(&self) -> &AnswerIndex {
@@ -158,30 +310,41 @@ impl Engine {
         &self.limits
     }
 
-    /// Requests waiting for an execution slot.
+    /// The score cache's counters; `None` when it is off (or there is no model).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|cache| cache.stats())
+    }
+
+    /// Calls waiting for a retrieval slot.
     pub fn queued_requests(&self) -> u64 {
         let total = (self.limits.max_concurrent + self.limits.max_queued) as usize;
         let in_system = total.saturating_sub(self.slots.available_permits());
         in_system.saturating_sub(self.limits.max_concurrent as usize) as u64
     }
 
-    /// Takes a place: at once `Overloaded` when the queue is full, else waits for a slot (not
-    /// past the deadline).
-    pub async fn admit(&self, deadline: Option<Instant>) -> Result<Admission> {
+    /// The deadline of a call received at `received`: the one it asked for, or the default
+    /// timeout, and never beyond the ceiling.
+    pub fn deadline_of(&self, requested: Option<Instant>, received: Instant) -> Instant {
+        let default = after(received, self.limits.default_timeout_ms);
+        let ceiling = after(received, self.limits.max_timeout_ms);
+        requested.unwrap_or(default).min(ceiling)
+    }
+
+    /// Takes a retrieval place: at once `Overloaded` when the waiting room is full, else waits
+    /// for a slot (not past the deadline).
+    pub async fn admit(&self, deadline: Instant) -> Result<Admission> {
         let slot = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
             EngineError::Overloaded(format!(
-                "{} requests running and {} waiting; retry with backoff",
+                "{} calls retrieving and {} waiting to; retry with backoff",
                 self.limits.max_concurrent, self.limits.max_queued
             ))
         })?;
-        let acquire = Arc::clone(&self.running).acquire_owned();
-        let running = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), acquire).await.map_err(|_| {
-                EngineError::DeadlineExceeded("the deadline passed while waiting for a free slot".into())
-            })?,
-            None => acquire.await,
-        }
-        .map_err(|_| EngineError::Unavailable("the server is shutting down".into()))?;
+        let running = tokio::time::timeout_at(deadline.into(), Arc::clone(&self.running).acquire_owned())
+            .await
+            .map_err(|_| {
+                EngineError::DeadlineExceeded("the deadline passed while waiting for a retrieval slot".into())
+            })?
+            .map_err(|_| EngineError::Unavailable("the server is shutting down".into()))?;
         Ok(Admission { _slot: slot, _running: running })
     }
 
@@ -242,58 +405,60 @@ impl Engine {
     pub async fn search(&self, params: SearchParams) -> Result<SearchOutcome> {
         let started = Instant::now();
         let (top_k, depth, rerank) = self.validate_search(&params)?;
-        let deadline = effective_deadline(params.deadline);
-        let _admission = self.admit(deadline).await?;
-        let question =
-            if params.query_is_text { params.query.trim().to_owned() } else { normalize_question(&params.query) };
+        let mode = params.long_answers.unwrap_or(self.limits.long_answers);
+        let deadline = self.deadline_of(params.deadline, started);
+        let admission = self.admit(deadline).await?;
         let retrieve_count = if rerank { top_k.max(depth) } else { top_k };
-        let mut request = SearchRequest::new(question.clone(), retrieve_count);
-        request.filters = params.filters.clone();
         let index = Arc::clone(&self.index);
+        let SearchParams { query, query_is_text, filters, .. } = params;
         let retrieve_started = Instant::now();
-        let hits = tokio::task::spawn_blocking(move || index.search(&request))
+        // The slot travels with the work: a retrieval still running when its caller's deadline
+        // passed keeps it until it really ends, so the bound holds.
+        let retrieval = tokio::task::spawn_blocking(move || {
+            let question = if query_is_text { query.trim().to_owned() } else { normalize_question(&query) };
+            let mut request = SearchRequest::new(question.clone(), retrieve_count);
+            request.filters = filters;
+            index.search(&request).map(|hits| (question, hits, admission))
+        });
+        let (question, hits, admission) = tokio::time::timeout_at(deadline.into(), retrieval)
             .await
-            .map_err(|err| EngineError::Internal(format!("search task failed: {err}")))?
+            .map_err(|_| EngineError::DeadlineExceeded("retrieval did not finish before the deadline".into()))?
+            .map_err(internal("the search task"))?
             .map_err(|err| match err {
                 mathrank_index::Error::InvalidFilter(message) => invalid("filters", message),
                 other => EngineError::Internal(other.to_string()),
             })?;
         let mut timings = Timings { retrieve: retrieve_started.elapsed(), ..Timings::default() };
-        if let Some(deadline) = deadline
-            && Instant::now() >= deadline
-        {
-            return Err(EngineError::DeadlineExceeded("the deadline passed during retrieval".into()));
-        }
         let mut ranked: Vec<RankedHit> = hits.into_iter().map(|hit| RankedHit { hit, score: None }).collect();
-        let (mut reranked, mut partial) = (0, false);
+        let (mut reranked, mut partial_reason) = (0, None);
         if rerank && !ranked.is_empty() {
             let reranker = self.reranker.as_ref().ok_or(EngineError::NoModel)?;
             let count = depth.min(ranked.len());
             let texts: Vec<String> = ranked[..count].iter().map(|r| r.hit.body.clone()).collect();
-            let scores = self.score_anytime(reranker, question, texts, deadline, &mut timings).await?;
-            for (slot, score) in ranked.iter_mut().zip(&scores) {
+            let scored = self
+                .score_anytime(reranker, question, texts, mode, reply_deadline(deadline), admission, &mut timings)
+                .await?;
+            for (slot, score) in ranked.iter_mut().zip(&scored.scores) {
                 slot.score = *score;
             }
-            reranked = scores.iter().filter(|s| s.is_some()).count();
-            partial = reranked < count;
+            reranked = scored.scores.iter().filter(|s| s.is_some()).count();
+            partial_reason = scored.reason.filter(|_| reranked < count);
             ranked.sort_by(|a, b| {
                 compare_scored(a.score.as_ref(), b.score.as_ref(), a.hit.bm25_rank.cmp(&b.hit.bm25_rank))
             });
+        } else {
+            drop(admission);
         }
         ranked.truncate(top_k);
         timings.total = started.elapsed();
-        Ok(SearchOutcome { hits: ranked, reranked, partial, timings })
+        Ok(SearchOutcome { hits: ranked, reranked, partial: partial_reason.is_some(), partial_reason, timings })
     }
 
     /// Scores candidates from another engine.
-    pub async fn rerank(
-        &self,
-        query: &str,
-        candidates: Vec<String>,
-        deadline: Option<Instant>,
-    ) -> Result<RerankOutcome> {
+    pub async fn rerank(&self, params: RerankParams) -> Result<RerankOutcome> {
         let started = Instant::now();
-        self.check_query(query)?;
+        let RerankParams { query, candidates, deadline, long_answers } = params;
+        self.check_query(&query)?;
         if candidates.is_empty() {
             return Err(invalid("candidates", "must hold at least one candidate"));
         }
@@ -304,88 +469,189 @@ impl Engine {
             ));
         }
         let reranker = self.reranker.as_ref().ok_or(EngineError::NoModel)?;
-        let deadline = effective_deadline(deadline);
-        let _admission = self.admit(deadline).await?;
-        let question = normalize_question(query);
+        let mode = long_answers.unwrap_or(self.limits.long_answers);
+        let deadline = self.deadline_of(deadline, started);
+        let admission = self.admit(deadline).await?;
         // HTML parsing of up to a whole message's worth of candidates is CPU work: off the
-        // async workers. Each candidate is cut first to what the tokenizer could use.
-        // HTML markup takes bytes that text does not: a margin of 4x.
-        let max_bytes = reranker.encoder().max_input_bytes().saturating_mul(4);
-        let texts = tokio::task::spawn_blocking(move || {
-            candidates.iter().map(|text| normalize_candidate(text, max_bytes)).collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|err| EngineError::Internal(format!("candidate conversion failed: {err}")))?;
-        let mut timings = Timings::default();
-        let scores = self.score_anytime(reranker, question, texts, deadline, &mut timings).await?;
-        let reranked = scores.iter().filter(|s| s.is_some()).count();
+        // async workers, under the admission bound. Each candidate is cut first to what the
+        // tokenizer could use (HTML markup takes bytes that text does not: a margin of 4x).
+        let windows = match mode {
+            LongAnswers::Truncate => 1,
+            LongAnswers::MaxWindow => self.limits.max_windows_per_answer.max(1) as usize,
+        };
+        let max_bytes = reranker.encoder().max_input_bytes().saturating_mul(4 * windows);
+        let convert_started = Instant::now();
+        let conversion = tokio::task::spawn_blocking(move || {
+            let question = normalize_question(&query);
+            let texts: Vec<String> = candidates.iter().map(|text| normalize_candidate(text, max_bytes)).collect();
+            (question, texts, admission)
+        });
+        let (question, texts, admission) = tokio::time::timeout_at(deadline.into(), conversion)
+            .await
+            .map_err(|_| {
+                EngineError::DeadlineExceeded("converting the candidates did not finish before the deadline".into())
+            })?
+            .map_err(internal("candidate conversion"))?;
+        let mut timings = Timings { retrieve: convert_started.elapsed(), ..Timings::default() };
+        let scored = self
+            .score_anytime(reranker, question, texts, mode, reply_deadline(deadline), admission, &mut timings)
+            .await?;
+        let reranked = scored.scores.iter().filter(|s| s.is_some()).count();
+        let partial_reason = scored.reason.filter(|_| reranked < scored.scores.len());
         let mut results: Vec<RerankedCandidate> =
-            scores.into_iter().enumerate().map(|(index, score)| RerankedCandidate { index, score }).collect();
+            scored.scores.into_iter().enumerate().map(|(index, score)| RerankedCandidate { index, score }).collect();
         results.sort_by(|a, b| compare_scored(a.score.as_ref(), b.score.as_ref(), a.index.cmp(&b.index)));
         timings.total = started.elapsed();
-        Ok(RerankOutcome { partial: reranked < results.len(), reranked, results, timings })
+        Ok(RerankOutcome { partial: partial_reason.is_some(), partial_reason, reranked, results, timings })
     }
 
-    /// Scores `texts` against `question` in chunks, in order, until done or the deadline.
-    /// Chunks not scored by the deadline are `None`; their queued work is cancelled.
+    /// Scores `texts` against `question` by `reply_by`: cached scores first, the rest through
+    /// the inference queue, best-ranked first. What is not scored by then is `None`, and its
+    /// queued work is cancelled. `admission` is held while tokenizing, then released: waiting
+    /// for inference takes no retrieval slot.
+    #[allow(clippy::too_many_arguments)]
     async fn score_anytime(
         &self,
         reranker: &Arc<Reranker>,
         question: String,
         texts: Vec<String>,
-        deadline: Option<Instant>,
+        mode: LongAnswers,
+        reply_by: Instant,
+        admission: Admission,
         timings: &mut Timings,
-    ) -> Result<Vec<Option<Score>>> {
+    ) -> Result<Scored> {
         let count = texts.len();
+        if Instant::now() >= reply_by {
+            return Ok(Scored { scores: vec![None; count], reason: Some(PartialReason::Deadline) });
+        }
+        let max_windows = match mode {
+            LongAnswers::Truncate => 1,
+            LongAnswers::MaxWindow => self.limits.max_windows_per_answer.max(1),
+        };
+        let cache = self.cache.clone();
+        let owner = Arc::clone(reranker);
         let tokenize_started = Instant::now();
-        let encoder_owner = Arc::clone(reranker);
-        let encoded = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            encoder_owner.encoder().encode_many(&question, &refs)
+        let prepared = tokio::task::spawn_blocking(move || -> mathrank_rerank::Result<Prepared> {
+            let _admission = admission;
+            let fingerprint = owner.fingerprint();
+            let keys: Vec<CacheKey> = match &cache {
+                Some(_) => {
+                    texts.iter().map(|text| cache_key(fingerprint, mode, max_windows, &question, text)).collect()
+                }
+                None => Vec::new(),
+            };
+            let scores = match &cache {
+                Some(cache) => cache.get_many(&keys),
+                None => vec![None; texts.len()],
+            };
+            let missing: Vec<usize> = (0..texts.len()).filter(|&i| scores[i].is_none()).collect();
+            let encoder = owner.encoder();
+            let misses = match mode {
+                LongAnswers::Truncate => {
+                    let answers: Vec<&str> = missing.iter().map(|&i| texts[i].as_str()).collect();
+                    let pairs = encoder.encode_many(&question, &answers)?;
+                    missing.into_iter().zip(pairs).map(|(i, pair)| (i, vec![pair])).collect()
+                }
+                LongAnswers::MaxWindow => missing
+                    .into_iter()
+                    .map(|i| Ok((i, encoder.encode_windows(&question, &texts[i], max_windows as usize)?)))
+                    .collect::<mathrank_rerank::Result<_>>()?,
+            };
+            Ok(Prepared { keys, scores, misses })
         })
         .await
-        .map_err(|err| EngineError::Internal(format!("tokenizer task failed: {err}")))?
+        .map_err(internal("the tokenizer task"))?
         .map_err(|err| EngineError::Internal(err.to_string()))?;
         timings.tokenize = tokenize_started.elapsed();
+        let Prepared { keys, mut scores, misses } = prepared;
+        timings.cache_hits = (count - misses.len()) as u32;
+        timings.cache_misses = misses.len() as u32;
+        if misses.is_empty() {
+            return Ok(Scored { scores, reason: None });
+        }
 
-        let chunk = self.limits.rerank_chunk.max(1) as usize;
-        let mut chunks: std::collections::VecDeque<(usize, Vec<EncodedPair>)> = std::collections::VecDeque::new();
-        let mut encoded = encoded;
-        let mut offset = 0;
-        while !encoded.is_empty() {
-            let rest = encoded.split_off(chunk.min(encoded.len()));
-            chunks.push_back((offset, std::mem::replace(&mut encoded, rest)));
-            offset += chunk;
+        // Every missed candidate's first window, best-ranked first; then extra windows, again
+        // best-ranked first, while the call's window budget lasts.
+        let mut budget = (self.limits.max_windows_per_call as usize).saturating_sub(misses.len());
+        let mut pairs: Vec<EncodedPair> = Vec::with_capacity(misses.len());
+        let mut owners: Vec<usize> = Vec::with_capacity(misses.len());
+        let mut extra: Vec<(usize, EncodedPair)> = Vec::new();
+        let mut expected = vec![0usize; count];
+        let mut available = vec![0usize; count];
+        for (candidate, windows) in misses {
+            available[candidate] = windows.len();
+            let mut windows = windows.into_iter();
+            if let Some(first) = windows.next() {
+                pairs.push(first);
+                owners.push(candidate);
+                expected[candidate] = 1;
+            }
+            for window in windows.take(budget) {
+                extra.push((candidate, window));
+                expected[candidate] += 1;
+                budget -= 1;
+            }
         }
-        let mut scores: Vec<Option<Score>> = vec![None; count];
+        for (candidate, window) in extra {
+            pairs.push(window);
+            owners.push(candidate);
+        }
+        timings.windows = pairs.len() as u32;
+
         let rerank_started = Instant::now();
-        // Two chunks in flight keep the inference thread busy while results come back in
-        // order, so a deadline cuts after the best-ranked candidates.
-        let mut in_flight: std::collections::VecDeque<(usize, mathrank_rerank::JobHandle)> =
-            std::collections::VecDeque::new();
-        loop {
-            while in_flight.len() < 2 {
-                let Some((start, pairs)) = chunks.pop_front() else { break };
-                let handle = reranker.submit(pairs).map_err(map_rerank_error)?;
-                in_flight.push_back((start, handle));
+        let mut handle = match reranker.submit_by(pairs, Some(reply_by)) {
+            Ok(handle) => handle,
+            Err(mathrank_rerank::Error::Overloaded { capacity }) => {
+                tracing::debug!(capacity, "inference queue full: answering with first-stage order");
+                return Ok(Scored { scores, reason: Some(PartialReason::Overload) });
             }
-            let Some((start, mut handle)) = in_flight.pop_front() else { break };
-            let output = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline.into(), handle.output()).await {
-                    Ok(output) => output,
-                    Err(_) => break,
-                },
-                None => handle.output().await,
+            Err(err) => return Err(map_rerank_error(err)),
+        };
+        let (window_scores, reason) = match tokio::time::timeout_at(reply_by.into(), handle.output()).await {
+            Ok(Ok(output)) => {
+                timings.queue = output.queued;
+                timings.infer = output.infer;
+                (output.scores.into_iter().map(Some).collect(), None)
             }
-            .map_err(map_rerank_error)?;
-            timings.queue += output.queued;
-            timings.infer += output.infer;
-            for (i, score) in output.scores.into_iter().enumerate() {
-                scores[start + i] = Some(score);
+            Ok(Err(mathrank_rerank::Error::Expired { .. })) | Err(_) => {
+                handle.cancel();
+                let progress = handle.progress();
+                timings.queue = progress.queued;
+                timings.infer = progress.infer;
+                (progress.scores, Some(PartialReason::Deadline))
+            }
+            Ok(Err(err)) => return Err(map_rerank_error(err)),
+        };
+        timings.rerank = rerank_started.elapsed();
+
+        // A candidate's score is its best window's (by the value results are ranked by).
+        let mut best: Vec<Option<Score>> = vec![None; count];
+        let mut done = vec![0usize; count];
+        for (candidate, score) in owners.iter().zip(window_scores) {
+            let Some(score) = score else { continue };
+            done[*candidate] += 1;
+            let slot = &mut best[*candidate];
+            if slot.is_none_or(|current| ranking_value(&score) > ranking_value(&current)) {
+                *slot = Some(score);
             }
         }
-        timings.rerank = rerank_started.elapsed();
-        Ok(scores)
+        let mut fresh: Vec<(CacheKey, Score)> = Vec::new();
+        for (candidate, score) in best.into_iter().enumerate() {
+            let Some(score) = score else { continue };
+            scores[candidate] = Some(score);
+            // Only a finished score is remembered: a best-of-windows that missed some windows
+            // (the deadline, or the call's window budget) is a lower bound.
+            if done[candidate] == available[candidate]
+                && expected[candidate] == available[candidate]
+                && !keys.is_empty()
+            {
+                fresh.push((keys[candidate], score));
+            }
+        }
+        if let Some(cache) = &self.cache {
+            cache.insert_many(fresh);
+        }
+        Ok(Scored { scores, reason })
     }
 
     /// One answer by id.
@@ -396,7 +662,7 @@ impl Engine {
         let index = Arc::clone(&self.index);
         tokio::task::spawn_blocking(move || index.get_answer(answer_id))
             .await
-            .map_err(|err| EngineError::Internal(format!("lookup task failed: {err}")))?
+            .map_err(internal("the lookup task"))?
             .map_err(|err| EngineError::Internal(err.to_string()))?
             .ok_or_else(|| EngineError::NotFound(format!("no answer with id {answer_id} in the index")))
     }

@@ -29,11 +29,14 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 mod engine;
 mod ranking;
 
+pub use cache::{CacheKey, CacheStats, ENTRY_BYTES, ScoreCache, cache_key};
 pub use engine::{
-    Admission, Engine, Limits, RankedHit, RerankOutcome, RerankedCandidate, SearchOutcome, SearchParams, Timings,
+    Admission, DEFAULT_SCORE_CACHE_MB, Engine, Limits, LongAnswers, PartialReason, RankedHit, RerankOutcome,
+    RerankParams, RerankedCandidate, SearchOutcome, SearchParams, Timings,
 };
 pub use ranking::{compare_scored, normalize_candidate, normalize_question, ranking_value};
 

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use mathrank_engine::{Engine, RerankOutcome, SearchOutcome, SearchParams, Timings};
+use mathrank_engine::{
+    Engine, EngineError, LongAnswers, PartialReason, RerankOutcome, RerankParams, SearchOutcome, SearchParams, Timings,
+};
 use mathrank_index::{Filters, Hit, snippet};
 use mathrank_rerank::Score;
 
@@ -48,14 +50,33 @@ impl From<&Timings> for v1::StageTimings {
             infer_ms: ms(timings.infer),
             total_ms: ms(timings.total),
             rerank_ms: ms(timings.rerank),
+            cache_hits: timings.cache_hits,
+            cache_misses: timings.cache_misses,
+            windows: timings.windows,
         }
     }
 }
 
+/// The `long_answers` field: empty for the server's default.
+pub fn parse_long_answers(value: &str) -> Result<Option<LongAnswers>, EngineError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|message| EngineError::InvalidArgument { field: "long_answers", message })
+}
+
+/// `partial_reason` as the contract spells it ("" when complete).
+pub fn partial_reason_name(reason: Option<PartialReason>) -> String {
+    reason.map_or_else(String::new, |reason| reason.name().to_owned())
+}
+
 /// A search request without its deadline, which each transport sets from its own metadata.
-impl From<v1::SearchRequest> for SearchParams {
-    fn from(request: v1::SearchRequest) -> Self {
-        Self {
+impl TryFrom<v1::SearchRequest> for SearchParams {
+    type Error = EngineError;
+
+    fn try_from(request: v1::SearchRequest) -> Result<Self, EngineError> {
+        Ok(Self {
+            long_answers: parse_long_answers(&request.long_answers)?,
             query: request.query,
             query_is_text: false,
             top_k: request.top_k,
@@ -63,7 +84,21 @@ impl From<v1::SearchRequest> for SearchParams {
             rerank: request.rerank,
             filters: request.filters.map(Filters::from).unwrap_or_default(),
             deadline: None,
-        }
+        })
+    }
+}
+
+/// A rerank request without its deadline; the candidates' ids stay with the caller.
+impl TryFrom<&v1::RerankRequest> for RerankParams {
+    type Error = EngineError;
+
+    fn try_from(request: &v1::RerankRequest) -> Result<Self, EngineError> {
+        Ok(Self {
+            query: request.query.clone(),
+            candidates: request.candidates.iter().map(|c| c.text.clone()).collect(),
+            deadline: None,
+            long_answers: parse_long_answers(&request.long_answers)?,
+        })
     }
 }
 
@@ -101,6 +136,7 @@ impl v1::SearchResponse {
             reranked: outcome.reranked as u32,
             partial: outcome.partial,
             timings: Some((&outcome.timings).into()),
+            partial_reason: partial_reason_name(outcome.partial_reason),
         }
     }
 }
@@ -129,6 +165,7 @@ impl v1::RerankResponse {
             reranked: outcome.reranked as u32,
             partial: outcome.partial,
             timings: Some((&outcome.timings).into()),
+            partial_reason: partial_reason_name(outcome.partial_reason),
         }
     }
 }
@@ -156,6 +193,8 @@ impl From<&Engine> for v1::InfoResponse {
                     max_length: info.max_length as u32,
                     provider: info.provider.name().into(),
                     threads: info.intra_threads as u32,
+                    batch_tokens: info.batch_tokens as u32,
+                    max_batch: info.max_batch as u32,
                 }
             }
             None => v1::ModelInfo::default(),
@@ -181,6 +220,12 @@ impl From<&Engine> for v1::InfoResponse {
                 max_concurrent_requests: limits.max_concurrent,
                 max_queued_requests: limits.max_queued,
                 max_message_bytes: limits.max_message_bytes,
+                default_timeout_ms: limits.default_timeout_ms,
+                max_timeout_ms: limits.max_timeout_ms,
+                long_answers: limits.long_answers.name().into(),
+                max_windows_per_answer: limits.max_windows_per_answer,
+                max_windows_per_call: limits.max_windows_per_call,
+                score_cache_mb: if engine.cache_stats().is_some() { limits.score_cache_mb } else { 0 },
             }),
             server_version: env!("CARGO_PKG_VERSION").into(),
         }

@@ -9,14 +9,15 @@
 //!
 //! let request = SearchRequest { query: "Why is $\\sqrt 2$ irrational?".into(), top_k: 5, ..Default::default() };
 //! assert_eq!(request.top_k, 5);
-//! let params: mathrank_engine::SearchParams = request.into();
+//! let params = mathrank_engine::SearchParams::try_from(request)?;
 //! assert_eq!(params.top_k, 5);
 //! assert!(!mathrank_proto::FILE_DESCRIPTOR_SET.is_empty());
+//! # Ok::<(), mathrank_engine::EngineError>(())
 //! ```
 
 mod convert;
 
-pub use convert::SNIPPET_CHARS;
+pub use convert::{SNIPPET_CHARS, parse_long_answers, partial_reason_name};
 
 /// `package mathrank.v1`.
 pub mod v1 {

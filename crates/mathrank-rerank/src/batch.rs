@@ -1,5 +1,81 @@
-//! Length-aware micro-batching: sort by length, cut by a token budget and a maximum batch
-//! size, pad each micro-batch only to its own longest pair.
+//! Micro-batch planning by estimated cost.
+//!
+//! A micro-batch is padded to its longest pair, so which pairs share a batch decides how much
+//! work is wasted on padding. Sorting by length and cutting at a token budget (the old planner)
+//! still pads the longest batch to an outlier: on 48 pairs of mean 145 tokens with one of 487,
+//! the 16 longest ran at 487 tokens each. Here the pairs are sorted by length and cut where a
+//! dynamic programme over the sorted order minimises the estimated cost of the whole set,
+//! under a [`CostModel`] of padded tokens, the quadratic attention term and a per-batch overhead
+//! (fitted with `mathrank bench cost-model`). Cutting the sorted order into contiguous runs is
+//! optimal for a cost that grows with a batch's width and size, so the programme's answer is the
+//! best plan, not a heuristic's.
+
+/// The estimated cost of running one padded micro-batch, in units of "one padded token through
+/// the linear layers". A batch of `size` pairs padded to `width` tokens costs
+/// `per_batch + size * (width + attention * width^2)`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CostModel {
+    /// Fixed cost of one session run (dispatch, kernel launches, small-matrix inefficiency), in
+    /// padded-token equivalents.
+    pub per_batch: f64,
+    /// Weight of the attention term: a row of width `w` costs `w + attention * w^2`.
+    pub attention: f64,
+}
+
+impl CostModel {
+    /// ALBERT-base on ONNX Runtime's CPU provider, fitted on this project's 2-core machine with
+    /// `mathrank bench cost-model` (albert-base-random, fp32, 2 threads; R^2 0.999 over
+    /// widths 32-512 and batches 1-32). The absolute scale is learned at run time.
+    pub const CPU: CostModel = CostModel { per_batch: 30.0, attention: 0.0011 };
+
+    /// A GPU runs a small batch in about the time of a large one: the per-batch overhead
+    /// dominates until thousands of tokens. An estimate from the CUDA provider's launch cost,
+    /// not measured here (no GPU was available); `--cost-model` overrides it.
+    pub const GPU: CostModel = CostModel { per_batch: 4096.0, attention: 0.0011 };
+
+    /// Cost of one micro-batch.
+    pub fn batch_cost(&self, size: usize, width: usize) -> f64 {
+        if size == 0 {
+            return 0.0;
+        }
+        let w = width as f64;
+        self.per_batch + size as f64 * (w + self.attention * w * w)
+    }
+
+    /// The cost of one pair of `length` tokens with no padding and no overhead: a lower bound
+    /// used to admit work quickly before planning.
+    pub fn pair_cost(&self, length: usize) -> f64 {
+        let w = length as f64;
+        w + self.attention * w * w
+    }
+
+    /// Total cost of a plan.
+    pub fn plan_cost(&self, plan: &[MicroBatch]) -> f64 {
+        plan.iter().map(|batch| self.batch_cost(batch.members.len(), batch.width)).sum()
+    }
+}
+
+impl std::str::FromStr for CostModel {
+    type Err = String;
+
+    /// `per_batch=30,attention=0.0011` (either key may be left out to keep the CPU default).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut model = CostModel::CPU;
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| format!("{part:?} is not KEY=VALUE"))?;
+            let value: f64 = value.trim().parse().map_err(|_| format!("{value:?} is not a number"))?;
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!("{key} must be a finite number >= 0, not {value}"));
+            }
+            match key.trim() {
+                "per_batch" => model.per_batch = value,
+                "attention" => model.attention = value,
+                other => return Err(format!("unknown key {other:?}; use per_batch and attention")),
+            }
+        }
+        Ok(model)
+    }
+}
 
 /// Indices (into the caller's pairs) of one micro-batch and its padded width.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,26 +91,103 @@ impl MicroBatch {
     }
 }
 
-/// Plans micro-batches for pairs of the given lengths. Every index appears exactly once.
-/// A batch holds at most `max_batch` pairs and at most `batch_tokens` padded tokens (a single
-/// pair longer than the budget still gets a batch of its own). With `sort_by_length` false the
-/// pairs keep their input order (naive padding-to-longest, for comparison).
+/// How pairs are grouped into micro-batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Planning {
+    /// Sorted by length, cut where the estimated cost of the whole set is least.
+    #[default]
+    Cost,
+    /// Sorted by length, cut greedily at the token budget (the planner before cost planning).
+    Greedy,
+    /// Input order, cut every `max_batch` pairs, each padded to its longest (the usual Python
+    /// loop; for comparisons only).
+    InputOrder,
+}
+
+/// Limits and strategy of the planner.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Planner {
+    /// Padded tokens per micro-batch (a single longer pair still gets a batch of its own).
+    pub batch_tokens: usize,
+    /// Pairs per micro-batch.
+    pub max_batch: usize,
+    pub cost: CostModel,
+    pub planning: Planning,
+}
+
+impl Planner {
+    /// Plans micro-batches for pairs of the given lengths. Every index appears exactly once;
+    /// each batch holds at most `max_batch` pairs and `batch_tokens` padded tokens (or one pair).
+    /// Batches come longest first, so the first one shows at once whether memory suffices.
+    pub fn plan(&self, lengths: &[usize]) -> Vec<MicroBatch> {
+        match self.planning {
+            Planning::Cost => plan_by_cost(lengths, self.batch_tokens, self.max_batch, &self.cost),
+            Planning::Greedy => plan_micro_batches(lengths, self.batch_tokens, self.max_batch, true),
+            Planning::InputOrder => plan_micro_batches(lengths, usize::MAX, self.max_batch, false),
+        }
+    }
+}
+
+/// Pair indices sorted by decreasing length; ties keep input order.
+fn longest_first(lengths: &[usize]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
+    order
+}
+
+/// The least-cost cut of the length-sorted pairs into micro-batches (dynamic programme,
+/// O(n * max_batch)).
+pub fn plan_by_cost(lengths: &[usize], batch_tokens: usize, max_batch: usize, cost: &CostModel) -> Vec<MicroBatch> {
+    let order = longest_first(lengths);
+    let n = order.len();
+    let max_batch = max_batch.max(1);
+    // best[j]: least cost of the first j sorted pairs; cut[j]: where its last batch starts.
+    let mut best = vec![f64::INFINITY; n + 1];
+    let mut cut = vec![0usize; n + 1];
+    best[0] = 0.0;
+    for j in 1..=n {
+        // The batch [i, j) is padded to the length of its first (longest) member.
+        for i in (j.saturating_sub(max_batch)..j).rev() {
+            let size = j - i;
+            let width = lengths[order[i]];
+            if size > 1 && size.saturating_mul(width) > batch_tokens {
+                // Earlier starts are only wider and larger.
+                break;
+            }
+            let total = best[i] + cost.batch_cost(size, width);
+            if total < best[j] {
+                best[j] = total;
+                cut[j] = i;
+            }
+        }
+    }
+    let mut batches = Vec::new();
+    let mut j = n;
+    while j > 0 {
+        let i = cut[j];
+        batches.push(MicroBatch { members: order[i..j].to_vec(), width: lengths[order[i]] });
+        j = i;
+    }
+    batches.reverse();
+    batches
+}
+
+/// The greedy planner: sort by length (or keep input order), cut when a batch would exceed
+/// `max_batch` pairs or `batch_tokens` padded tokens (a single pair longer than the budget
+/// still gets a batch of its own).
 pub fn plan_micro_batches(
     lengths: &[usize],
     batch_tokens: usize,
     max_batch: usize,
     sort_by_length: bool,
 ) -> Vec<MicroBatch> {
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    if sort_by_length {
-        // Longest first: the first batch shows at once whether memory suffices; ties keep input order.
-        order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
-    }
+    let order = if sort_by_length { longest_first(lengths) } else { (0..lengths.len()).collect() };
     let mut batches = Vec::new();
     let mut current = MicroBatch { members: Vec::new(), width: 0 };
     for index in order {
         let width = current.width.max(lengths[index]);
-        let fits = current.members.len() < max_batch.max(1) && width * (current.members.len() + 1) <= batch_tokens;
+        let fits =
+            current.members.len() < max_batch.max(1) && width.saturating_mul(current.members.len() + 1) <= batch_tokens;
         if !current.members.is_empty() && !fits {
             batches.push(std::mem::replace(&mut current, MicroBatch { members: Vec::new(), width: 0 }));
         }
@@ -53,12 +206,65 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn groups_similar_lengths() {
+    fn greedy_groups_similar_lengths() {
         let batches = plan_micro_batches(&[10, 500, 12, 480, 11], 1024, 8, true);
         assert_eq!(batches[0], MicroBatch { members: vec![1, 3], width: 500 });
         assert_eq!(batches[1], MicroBatch { members: vec![2, 4, 0], width: 12 });
         let naive = plan_micro_batches(&[10, 500, 12, 480, 11], 4096, 2, false);
         assert_eq!(naive[0], MicroBatch { members: vec![0, 1], width: 500 });
+    }
+
+    #[test]
+    fn an_outlier_gets_its_own_batch() {
+        // The issue's case: the greedy planner pads the 16 longest to the outlier.
+        let mut lengths = vec![487];
+        lengths.extend((0..47).map(|i| 100 + (i * 7) % 120));
+        let cost = CostModel::CPU;
+        let greedy = plan_micro_batches(&lengths, 8192, 32, true);
+        assert!(greedy[0].members.len() > 1 && greedy[0].width == 487);
+        let planned = plan_by_cost(&lengths, 8192, 32, &cost);
+        assert_eq!(planned[0], MicroBatch { members: vec![0], width: 487 });
+        assert!(cost.plan_cost(&planned) < 0.8 * cost.plan_cost(&greedy));
+    }
+
+    #[test]
+    fn the_overhead_decides_how_far_to_split() {
+        let lengths = [100, 90, 80, 70];
+        // Free batches: every pair alone costs exactly its own length.
+        let free = CostModel { per_batch: 0.0, attention: 0.0 };
+        assert_eq!(plan_by_cost(&lengths, 8192, 32, &free).len(), 4);
+        // Expensive batches: one batch for all.
+        let costly = CostModel { per_batch: 1e6, attention: 0.0 };
+        assert_eq!(plan_by_cost(&lengths, 8192, 32, &costly).len(), 1);
+    }
+
+    #[test]
+    fn cost_models_parse() {
+        let model: CostModel = "per_batch=12, attention=0.5".parse().unwrap();
+        assert_eq!(model, CostModel { per_batch: 12.0, attention: 0.5 });
+        assert_eq!("".parse::<CostModel>().unwrap(), CostModel::CPU);
+        assert!("per_batch=-1".parse::<CostModel>().unwrap_err().contains(">= 0"));
+        assert!("speed=3".parse::<CostModel>().unwrap_err().contains("unknown key"));
+        assert!("per_batch".parse::<CostModel>().is_err());
+    }
+
+    /// Every cut of the sorted order into contiguous runs, for brute force.
+    fn all_plans(order: &[usize], lengths: &[usize], limits: (usize, usize)) -> Vec<Vec<MicroBatch>> {
+        if order.is_empty() {
+            return vec![Vec::new()];
+        }
+        let mut plans = Vec::new();
+        for size in 1..=order.len().min(limits.1) {
+            let width = lengths[order[0]];
+            if size > 1 && size * width > limits.0 {
+                break;
+            }
+            for mut rest in all_plans(&order[size..], lengths, limits) {
+                rest.insert(0, MicroBatch { members: order[..size].to_vec(), width });
+                plans.push(rest);
+            }
+        }
+        plans
     }
 
     proptest! {
@@ -67,17 +273,50 @@ mod tests {
             lengths in proptest::collection::vec(1usize..600, 0..80),
             budget in 64usize..8192,
             max_batch in 1usize..64,
-            sort in proptest::bool::ANY,
+            planning in prop_oneof![Just(Planning::Cost), Just(Planning::Greedy), Just(Planning::InputOrder)],
         ) {
-            let batches = plan_micro_batches(&lengths, budget, max_batch, sort);
+            let planner = Planner { batch_tokens: budget, max_batch, cost: CostModel::CPU, planning };
+            let batches = planner.plan(&lengths);
             let mut seen: Vec<usize> = batches.iter().flat_map(|b| b.members.clone()).collect();
             seen.sort();
             prop_assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
             for batch in &batches {
                 prop_assert!(batch.members.len() <= max_batch);
                 prop_assert_eq!(batch.width, batch.members.iter().map(|&i| lengths[i]).max().unwrap());
-                prop_assert!(batch.members.len() == 1 || batch.padded_tokens() <= budget);
+                if planning != Planning::InputOrder {
+                    prop_assert!(batch.members.len() == 1 || batch.padded_tokens() <= budget);
+                }
             }
+        }
+
+        #[test]
+        fn cost_planning_never_costs_more_than_greedy(
+            lengths in proptest::collection::vec(1usize..512, 1..100),
+            per_batch in 0.0f64..5000.0,
+            attention in 0.0f64..0.01,
+            max_batch in 1usize..48,
+        ) {
+            let cost = CostModel { per_batch, attention };
+            let planned = cost.plan_cost(&plan_by_cost(&lengths, 8192, max_batch, &cost));
+            let greedy = cost.plan_cost(&plan_micro_batches(&lengths, 8192, max_batch, true));
+            prop_assert!(planned <= greedy * (1.0 + 1e-9), "{planned} > {greedy}");
+        }
+
+        #[test]
+        fn cost_planning_is_optimal_on_small_sets(
+            lengths in proptest::collection::vec(1usize..512, 1..9),
+            per_batch in 0.0f64..2000.0,
+            max_batch in 1usize..6,
+            budget in 256usize..2048,
+        ) {
+            let cost = CostModel { per_batch, attention: 0.001 };
+            let order = longest_first(&lengths);
+            let best = all_plans(&order, &lengths, (budget, max_batch))
+                .iter()
+                .map(|plan| cost.plan_cost(plan))
+                .fold(f64::INFINITY, f64::min);
+            let planned = cost.plan_cost(&plan_by_cost(&lengths, budget, max_batch, &cost));
+            prop_assert!((planned - best).abs() <= 1e-6 * best.max(1.0), "{planned} vs brute force {best}");
         }
     }
 }

@@ -27,6 +27,8 @@ impl EncodedPair {
 #[derive(Clone)]
 pub struct PairEncoder {
     tokenizer: Tokenizer,
+    /// The same tokenizer without truncation, for the answer windows beyond the first.
+    whole: Tokenizer,
     max_length: usize,
     pad_id: i64,
 }
@@ -47,6 +49,9 @@ impl PairEncoder {
     pub fn from_file(path: &Path, max_length: usize, vocab_size: Option<usize>) -> Result<Self> {
         let invalid = |reason: String| Error::InvalidTokenizer { path: path.to_path_buf(), reason };
         let mut tokenizer = Tokenizer::from_file(path).map_err(|err| invalid(err.to_string()))?;
+        let mut whole = tokenizer.clone();
+        whole.with_truncation(None).map_err(|err| invalid(err.to_string()))?;
+        whole.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
                 direction: TruncationDirection::Right,
@@ -59,7 +64,7 @@ impl PairEncoder {
         let cls = tokenizer.token_to_id("[CLS]").ok_or_else(|| invalid("no [CLS] token".into()))?;
         let sep = tokenizer.token_to_id("[SEP]").ok_or_else(|| invalid("no [SEP] token".into()))?;
         let pad = tokenizer.token_to_id("<pad>").or_else(|| tokenizer.token_to_id("[PAD]")).unwrap_or(0);
-        let encoder = Self { tokenizer, max_length, pad_id: pad as i64 };
+        let encoder = Self { tokenizer, whole, max_length, pad_id: pad as i64 };
         let probe = encoder.encode_one("question", "answer")?;
         let sep_count = probe.input_ids.iter().filter(|&&id| id == sep as i64).count();
         if probe.input_ids.first() != Some(&(cls as i64)) || sep_count != 2 {
@@ -94,15 +99,7 @@ impl PairEncoder {
     }
 
     fn bounded<'a>(&self, text: &'a str) -> &'a str {
-        let limit = self.max_input_bytes();
-        if text.len() <= limit {
-            return text;
-        }
-        let mut cut = limit;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        &text[..cut]
+        bounded_to(text, self.max_input_bytes())
     }
 
     /// Encodes one pair.
@@ -123,6 +120,51 @@ impl PairEncoder {
             self.tokenizer.encode_batch_fast(inputs, true).map_err(|err| Error::Tokenize(err.to_string()))?;
         Ok(encodings.iter().map(to_pair).collect())
     }
+
+    /// Encodes one pair as overlapping windows over the answer, at most `max_windows`. The
+    /// first window is exactly [`encode_one`](Self::encode_one)'s pair (the truncated pair the
+    /// authors scored), so the best window scores at least as high. The later ones keep segment A
+    /// as the first window has it (whole unless `longest_first` had to cut a long question) and
+    /// slide over the answer by three quarters of a window, so consecutive windows share a
+    /// quarter.
+    pub fn encode_windows(&self, question: &str, answer: &str, max_windows: usize) -> Result<Vec<EncodedPair>> {
+        let first = self.encode_one(question, answer)?;
+        if max_windows <= 1 || first.len() < self.max_length {
+            return Ok(vec![first]);
+        }
+        let Some(prefix) = first.token_type_ids.iter().position(|&t| t == 1) else { return Ok(vec![first]) };
+        let Some((&sep, &sep_type)) = first.input_ids.last().zip(first.token_type_ids.last()) else {
+            return Ok(vec![first]);
+        };
+        // Answer tokens per window: what is left after [CLS] A [SEP] and the closing [SEP].
+        let window = self.max_length.saturating_sub(prefix + 1);
+        if window == 0 {
+            return Ok(vec![first]);
+        }
+        let limit = self.max_input_bytes().saturating_mul(max_windows);
+        let encoding =
+            self.whole.encode_fast(bounded_to(answer, limit), false).map_err(|err| Error::Tokenize(err.to_string()))?;
+        let answer_ids: Vec<i64> = encoding.get_ids().iter().map(|&id| i64::from(id)).collect();
+        let stride = (window * 3 / 4).max(1);
+        let mut windows = vec![first];
+        let mut start = stride;
+        while windows.len() < max_windows && start < answer_ids.len() && window < answer_ids.len() {
+            let end = (start + window).min(answer_ids.len());
+            let head = &windows[0];
+            let mut input_ids = head.input_ids[..prefix].to_vec();
+            input_ids.extend_from_slice(&answer_ids[start..end]);
+            input_ids.push(sep);
+            let mut token_type_ids = head.token_type_ids[..prefix].to_vec();
+            token_type_ids.resize(input_ids.len() - 1, 1);
+            token_type_ids.push(sep_type);
+            windows.push(EncodedPair { input_ids, token_type_ids });
+            if end == answer_ids.len() {
+                break;
+            }
+            start += stride;
+        }
+        Ok(windows)
+    }
 }
 
 fn to_pair(encoding: &tokenizers::Encoding) -> EncodedPair {
@@ -130,4 +172,16 @@ fn to_pair(encoding: &tokenizers::Encoding) -> EncodedPair {
         input_ids: encoding.get_ids().iter().map(|&id| id as i64).collect(),
         token_type_ids: encoding.get_type_ids().iter().map(|&id| id as i64).collect(),
     }
+}
+
+/// `text` cut to at most `limit` bytes, at a character boundary.
+fn bounded_to(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut cut = limit;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
 }

@@ -4,9 +4,9 @@
 //! `token_type_ids`, int64 `[batch, sequence]`; output `logits` float32 `[batch, 2]`),
 //! `tokenizer.json` and `config.json`. Pairs are encoded exactly as the model was trained —
 //! `[CLS] question [SEP] answer [SEP]`, token types 0/1, `longest_first` truncation — then
-//! sorted by length and cut into micro-batches by a token budget, each padded only to its own
-//! longest pair. Concurrent callers share micro-batches through a bounded queue served by
-//! dedicated inference threads ([`Reranker`]).
+//! sorted by length and cut into the micro-batches of least estimated cost, each padded only to
+//! its own longest pair ([`plan_by_cost`]). Concurrent callers share micro-batches through a
+//! bounded queue served earliest deadline first by dedicated inference threads ([`Reranker`]).
 //!
 //! ```no_run
 //! use mathrank_rerank::{Reranker, RerankerOptions};
@@ -23,13 +23,13 @@ mod model;
 mod runtime;
 mod scheduler;
 
-pub use batch::{MicroBatch, plan_micro_batches};
+pub use batch::{CostModel, MicroBatch, Planner, Planning, plan_by_cost, plan_micro_batches};
 pub use encode::{EncodedPair, PairEncoder};
 pub use model::{ModelConfig, ModelInfo, OnnxModel};
 pub use model::{check_model_dir, verify_manifest};
 pub use runtime::{Provider, RuntimeInfo, find_ort_library, init_runtime};
 pub use scheduler::{
-    BATCH_BUCKETS, JobHandle, JobOutput, Reranker, RerankerOptions, RerankerStats, ScoreReport, efficiency,
+    BATCH_BUCKETS, JobHandle, JobOutput, JobProgress, Reranker, RerankerOptions, RerankerStats, ScoreReport, efficiency,
 };
 
 use std::path::PathBuf;
@@ -65,6 +65,8 @@ pub enum Error {
     ShutDown,
     #[error("the rerank job was cancelled")]
     Cancelled,
+    #[error("the deadline came before {} of {total} pairs could be scored", total - scored)]
+    Expired { scored: usize, total: usize },
 }
 
 /// Result alias of this crate.

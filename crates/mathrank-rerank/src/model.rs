@@ -46,6 +46,10 @@ pub struct ModelInfo {
     pub provider: Provider,
     pub intra_threads: usize,
     pub ort_library: PathBuf,
+    /// Padded tokens per micro-batch.
+    pub batch_tokens: usize,
+    /// Pairs per micro-batch.
+    pub max_batch: usize,
 }
 
 /// A session with the checked interface.

@@ -213,3 +213,139 @@ fn conformance_shared_albert_tiny() {
 fn conformance_shared_albert_base_random() {
     assert_parity(&shared_models().join("albert-base-random"), 1e-4);
 }
+
+/// A model that takes `per_batch` per micro-batch of at most `max_batch` pairs: slow enough
+/// for the scheduler's order to show, without timing assertions.
+fn slow(per_batch_ms: u64, max_batch: usize) -> Reranker {
+    let options = RerankerOptions {
+        max_batch,
+        min_batch_time: std::time::Duration::from_millis(per_batch_ms),
+        max_wait: std::time::Duration::ZERO,
+        ..options()
+    };
+    Reranker::load(&fixture(), &options).unwrap()
+}
+
+fn pairs(reranker: &Reranker, count: usize) -> Vec<mathrank_rerank::EncodedPair> {
+    let answers: Vec<String> = (0..count).map(|i| format!("Answer number {i} uses $x^{i}$.")).collect();
+    let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
+    reranker.encoder().encode_many("Why is $x^2 \\ge 0$?", &refs).unwrap()
+}
+
+fn scored(progress: &mathrank_rerank::JobProgress) -> usize {
+    progress.scores.iter().filter(|s| s.is_some()).count()
+}
+
+#[test]
+fn scores_are_bit_identical_alone_and_in_any_batch() {
+    // The score cache relies on it: a pair's score must not depend on its batch-mates or on
+    // their padding (fp32 on ONNX Runtime's CPU kernels; int8 is checked in the model crate).
+    let reranker = Reranker::load(&fixture(), &options()).unwrap();
+    let question = "Why does $\\sum 1/n^2$ converge?";
+    let answers: Vec<String> =
+        (0..12).map(|i| format!("Compare with $x^{{-2}}$. {}", "More. ".repeat(i * 9))).collect();
+    let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
+    let together = reranker.score_blocking(question, &refs).unwrap();
+    for (i, answer) in refs.iter().enumerate() {
+        let alone = reranker.score_blocking(question, &[answer]).unwrap().scores[0];
+        assert_eq!(alone.logits.map(f32::to_bits), together.scores[i].logits.map(f32::to_bits), "pair {i}");
+    }
+}
+
+#[test]
+fn the_earliest_deadline_is_served_first() {
+    // 40 batches of 50 ms: 2 s of work, in rounds of at most 1 s (`max_round`).
+    let reranker = slow(50, 1);
+    let mut background = reranker.submit(pairs(&reranker, 40)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let urgent = reranker.submit_by(pairs(&reranker, 3), Some(deadline)).unwrap();
+    let output = urgent.wait().unwrap();
+    assert_eq!(output.scores.len(), 3);
+    // The job without a deadline came first, yet most of it waits behind the urgent one.
+    assert!(scored(&background.progress()) < 40, "the urgent job waited for all of the first");
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    assert_eq!(runtime.block_on(background.output()).unwrap().scores.len(), 40);
+}
+
+#[test]
+fn a_deadline_keeps_what_was_scored_and_skips_the_rest() {
+    let reranker = slow(50, 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let handle = reranker.submit_by(pairs(&reranker, 100), Some(deadline)).unwrap();
+    let progress_after = |handle: &mathrank_rerank::JobHandle| handle.progress();
+    let err = {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut handle = handle;
+        let err = runtime.block_on(handle.output()).unwrap_err();
+        let progress = progress_after(&handle);
+        let count = scored(&progress);
+        assert!(count > 0 && count < 100, "100 batches of 50 ms cannot all finish in 1 s; scored {count}");
+        assert!(matches!(err, Error::Expired { scored, total: 100 } if scored == count), "{err}");
+        err
+    };
+    assert!(err.to_string().contains("deadline"), "{err}");
+    let stats = reranker.stats();
+    assert!(stats.pairs < 100 && stats.skipped_pairs > 0, "{stats:?}");
+}
+
+#[test]
+fn a_job_that_cannot_make_its_deadline_is_not_run() {
+    let reranker = slow(100, 1);
+    // Teach the scheduler the speed first.
+    reranker.submit(pairs(&reranker, 2)).unwrap().wait().unwrap();
+    let before = reranker.stats().pairs;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
+    let err = reranker.submit_by(pairs(&reranker, 5), Some(deadline)).unwrap().wait().unwrap_err();
+    assert!(matches!(err, Error::Expired { scored: 0, total: 5 }), "{err}");
+    assert_eq!(reranker.stats().pairs, before, "no inference for a job that could not use it");
+}
+
+#[test]
+fn a_cancelled_job_is_dropped() {
+    let reranker = slow(5, 1);
+    let handle = reranker.submit(pairs(&reranker, 200)).unwrap();
+    while scored(&handle.progress()) == 0 {
+        std::thread::yield_now();
+    }
+    drop(handle);
+    while reranker.stats().cancelled_jobs == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let stats = reranker.stats();
+    assert!(stats.pairs < 200 && stats.skipped_pairs > 0, "{stats:?}");
+}
+
+#[test]
+fn windows_cover_a_long_answer_and_start_with_the_truncated_pair() {
+    let reranker = Reranker::load(&fixture(), &RerankerOptions { max_length: 64, ..options() }).unwrap();
+    let encoder = reranker.encoder();
+    let question = "Why is the sum finite?";
+    let answer: String = (0..120).map(|i| format!("step{i} ")).collect();
+    let windows = encoder.encode_windows(question, &answer, 50).unwrap();
+    // The first window is the pair the authors scored, so the best window scores at least that.
+    assert_eq!(windows[0], encoder.encode_one(question, &answer).unwrap());
+    assert!(windows.len() > 2);
+    assert!(windows.iter().all(|w| w.len() <= 64 && w.input_ids.len() == w.token_type_ids.len()));
+    // Every window is [CLS] question [SEP] part-of-answer [SEP] ...
+    let prefix = windows[0].token_type_ids.iter().position(|&t| t == 1).unwrap();
+    for w in &windows {
+        assert_eq!(w.input_ids[..prefix], windows[0].input_ids[..prefix]);
+        assert_eq!(w.input_ids.last(), windows[0].input_ids.last());
+        assert!(w.token_type_ids[prefix..].iter().all(|&t| t == 1));
+    }
+    // ... the parts overlap and, joined, are the answer's own tokens, to its end.
+    let parts: Vec<&[i64]> = windows.iter().map(|w| &w.input_ids[prefix..w.len() - 1]).collect();
+    let stride = parts[0].len() * 3 / 4;
+    let mut joined: Vec<i64> = Vec::new();
+    for (k, part) in parts.iter().enumerate() {
+        assert!(joined.len() >= k * stride);
+        joined.truncate(k * stride);
+        joined.extend_from_slice(part);
+    }
+    let alone = encoder.encode_one("", &answer).unwrap();
+    let alone_part = &alone.input_ids[alone.token_type_ids.iter().position(|&t| t == 1).unwrap()..alone.len() - 1];
+    assert_eq!(&joined[..alone_part.len()], alone_part, "the windows read the answer's own tokens");
+    assert!(joined.len() > alone_part.len(), "windows see beyond the truncated pair");
+    assert_eq!(encoder.encode_windows(question, &answer, 3).unwrap().len(), 3, "the cap holds");
+    assert_eq!(encoder.encode_windows(question, "A short answer.", 4).unwrap().len(), 1);
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mathrank_engine::{Engine, EngineError, SearchParams};
+use mathrank_engine::{Engine, EngineError, RerankParams, SearchParams};
 use mathrank_proto::v1::{self, answer_search_server::AnswerSearch};
 use tonic::{Code, Request, Response, Status};
 
@@ -92,9 +92,9 @@ impl AnswerSearch for AnswerSearchService {
         self.observe("Search", async {
             let engine = self.engine()?;
             let include_body = request.include_body;
-            let params = SearchParams { deadline, ..request.into() };
+            let params = SearchParams { deadline, ..SearchParams::try_from(request).map_err(|err| status_of(&err))? };
             let outcome = engine.search(params).await.map_err(|err| status_of(&err))?;
-            self.state.metrics().record_stages(&outcome.timings);
+            self.state.metrics().record_outcome(&outcome.timings, outcome.partial_reason);
             Ok(v1::SearchResponse::new(&outcome, include_body))
         })
         .await
@@ -105,9 +105,9 @@ impl AnswerSearch for AnswerSearchService {
         let request = request.into_inner();
         self.observe("Rerank", async {
             let engine = self.engine()?;
-            let texts: Vec<String> = request.candidates.iter().map(|c| c.text.clone()).collect();
-            let outcome = engine.rerank(&request.query, texts, deadline).await.map_err(|err| status_of(&err))?;
-            self.state.metrics().record_stages(&outcome.timings);
+            let params = RerankParams { deadline, ..RerankParams::try_from(&request).map_err(|err| status_of(&err))? };
+            let outcome = engine.rerank(params).await.map_err(|err| status_of(&err))?;
+            self.state.metrics().record_outcome(&outcome.timings, outcome.partial_reason);
             Ok(v1::RerankResponse::new(&outcome, &request.candidates, request.top_n, request.return_text))
         })
         .await

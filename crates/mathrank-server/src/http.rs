@@ -16,7 +16,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use mathrank_engine::{Engine, EngineError, RerankOutcome, SearchParams, Timings};
+use mathrank_engine::{
+    Engine, EngineError, LongAnswers, PartialReason, RerankOutcome, RerankParams, SearchParams, Timings,
+};
 use mathrank_proto::v1;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -111,9 +113,14 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// The response header that says why an answer is partial (`deadline`, `overload`).
+pub const PARTIAL_HEADER: &str = "x-mathrank-partial";
+
 /// A JSON answer with the call's stage timings in the standard `Server-Timing` header
-/// (milliseconds), the HTTP counterpart of gRPC's `StageTimings`.
-fn timed_json(body: impl serde::Serialize, timings: &Timings) -> Response {
+/// (milliseconds), the HTTP counterpart of gRPC's `StageTimings`; its cache hits and windows in
+/// `X-Mathrank-Cache` and `X-Mathrank-Windows`; and, when partial, why and how many were
+/// scored in `X-Mathrank-Partial` and `X-Mathrank-Reranked`.
+fn timed_json(body: impl serde::Serialize, timings: &Timings, partial: Option<(PartialReason, usize)>) -> Response {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let value = format!(
         "retrieve;dur={:.3}, tokenize;dur={:.3}, queue;dur={:.3}, infer;dur={:.3}, rerank;dur={:.3}, total;dur={:.3}",
@@ -125,10 +132,25 @@ fn timed_json(body: impl serde::Serialize, timings: &Timings) -> Response {
         ms(timings.total)
     );
     let mut response = axum::Json(body).into_response();
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        response.headers_mut().insert("server-timing", value);
+    let headers = response.headers_mut();
+    let mut add = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    add("server-timing", value);
+    add("x-mathrank-cache", format!("hits={}, misses={}", timings.cache_hits, timings.cache_misses));
+    add("x-mathrank-windows", timings.windows.to_string());
+    if let Some((reason, reranked)) = partial {
+        add(PARTIAL_HEADER, reason.name().to_owned());
+        add("x-mathrank-reranked", reranked.to_string());
     }
     response
+}
+
+/// The `long_answers` body field of every dialect (a mathrank extension).
+fn long_answers(value: Option<&str>) -> ApiResult<Option<LongAnswers>> {
+    Ok(mathrank_proto::parse_long_answers(value.unwrap_or(""))?)
 }
 
 /// Parses a JSON body, naming the field at fault (`documents[2]`, `top_n`) when it fails.
@@ -258,6 +280,9 @@ struct CohereRequest {
     return_documents: Option<bool>,
     #[serde(default)]
     max_tokens_per_doc: Option<u32>,
+    /// mathrank's extension: "truncate" or "max_window".
+    #[serde(default)]
+    long_answers: Option<String>,
 }
 
 /// A document as a string or as `{"text": ...}` (other keys are ignored).
@@ -317,67 +342,103 @@ async fn cohere(
         return Err(ApiError::invalid("max_tokens_per_doc", "must be at least 1"));
     }
     let texts: Vec<String> = request.documents.into_iter().map(CohereDocument::into_text).collect();
-    let outcome = rerank_all(&http, &request.query, texts.clone(), deadline, "documents").await?;
+    let mode = long_answers(request.long_answers.as_deref())?;
+    let outcome = rerank_all(&http, &request.query, texts.clone(), deadline, mode, "documents").await?;
     let return_documents = request.return_documents.unwrap_or(default_return_documents);
     let top_n = request.top_n.map_or(usize::MAX, |n| n as usize);
-    let results: Vec<serde_json::Value> = by_relevance(&outcome)
+    let results: Vec<serde_json::Value> = reported_scores(&outcome, Reported::Relevance)
         .into_iter()
         .take(top_n)
-        .filter_map(|result| {
-            let score = result.score?;
-            let mut item = serde_json::json!({ "index": result.index, "relevance_score": score.relevance });
+        .map(|(index, score)| {
+            let mut item = serde_json::json!({ "index": index, "relevance_score": score });
             if return_documents {
-                item["document"] = serde_json::json!({ "text": texts[result.index] });
+                item["document"] = serde_json::json!({ "text": texts[index] });
             }
-            Some(item)
+            item
         })
         .collect();
-    let body = serde_json::json!({
-        "id": response_id(),
-        "results": results,
-        "meta": {
-            "api_version": { "version": version.to_string() },
-            "billed_units": { "search_units": 1 },
-        },
+    let mut meta = serde_json::json!({
+        "api_version": { "version": version.to_string() },
+        "billed_units": { "search_units": 1 },
     });
-    Ok(timed_json(body, &outcome.timings))
+    if let Some(reason) = outcome.partial_reason {
+        meta["warnings"] = serde_json::json!([partial_warning(&outcome, reason, "documents")]);
+    }
+    let body = serde_json::json!({ "id": response_id(), "results": results, "meta": meta });
+    Ok(timed_json(body, &outcome.timings, partial_of(&outcome)))
 }
 
-/// Scores every candidate, or fails: the rerank dialects have no way to say "not scored".
-/// When the deadline cuts scoring short, the answer is 504 and says how far it got.
+fn partial_of(outcome: &RerankOutcome) -> Option<(PartialReason, usize)> {
+    outcome.partial_reason.map(|reason| (reason, outcome.reranked))
+}
+
+/// What a partial answer says about itself, in words.
+fn partial_warning(outcome: &RerankOutcome, reason: PartialReason, field: &str) -> String {
+    let why = match reason {
+        PartialReason::Deadline => format!("before the deadline ({TIMEOUT_HEADER} or the server's default)"),
+        PartialReason::Overload => "because the inference queue was full".to_owned(),
+    };
+    format!(
+        "scored {} of {} {field} {why}; the rest follow in request order with scores below every scored one",
+        outcome.reranked,
+        outcome.results.len()
+    )
+}
+
+/// Scores every candidate it can by the deadline. The rerank dialects have no way to mark a
+/// document as unscored, so a partial answer still lists every document (see
+/// [`reported_scores`]) and says so in `X-Mathrank-Partial`: an engine keeps its first-stage
+/// order for what could not be scored, instead of failing the user's whole search.
 async fn rerank_all(
     http: &Http,
     query: &str,
     texts: Vec<String>,
     deadline: Option<Instant>,
+    long_answers: Option<LongAnswers>,
     candidates_field: &str,
 ) -> ApiResult<RerankOutcome> {
     let engine = http.engine()?;
-    let total = texts.len();
-    let outcome = engine
-        .rerank(query, texts, deadline)
-        .await
-        .map_err(|err| ApiError::from(err).renamed("candidates", candidates_field))?;
-    http.state.metrics().record_stages(&outcome.timings);
-    if outcome.partial {
-        return Err(EngineError::DeadlineExceeded(format!(
-            "scored {} of {total} {candidates_field} before the deadline ({TIMEOUT_HEADER}); raise it or send fewer",
-            outcome.reranked
-        ))
-        .into());
-    }
+    let params = RerankParams { query: query.to_owned(), candidates: texts, deadline, long_answers };
+    let outcome =
+        engine.rerank(params).await.map_err(|err| ApiError::from(err).renamed("candidates", candidates_field))?;
+    http.state.metrics().record_outcome(&outcome.timings, outcome.partial_reason);
     Ok(outcome)
 }
 
-/// The dialects promise results sorted by the score they report, the relevance probability
-/// (TEI's raw score is monotone in it), so they sort by it; ties keep the engine's order.
-fn by_relevance(outcome: &RerankOutcome) -> Vec<&mathrank_engine::RerankedCandidate> {
-    let mut results: Vec<_> = outcome.results.iter().collect();
-    results.sort_by(|a, b| {
-        let relevance = |r: &mathrank_engine::RerankedCandidate| r.score.map_or(f32::NEG_INFINITY, |s| s.relevance);
-        relevance(b).total_cmp(&relevance(a))
+/// Which score a dialect reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reported {
+    /// `softmax(logits)[1]`, in [0, 1] (Cohere, TEI, Weaviate).
+    Relevance,
+    /// `logits[1] - logits[0]`, any real number (TEI's `raw_scores`).
+    Margin,
+}
+
+/// Every candidate with the score a dialect reports, best first: the scored ones by that score
+/// (which the dialects promise to sort by), then the unscored ones in request order (the
+/// caller's first-stage order) with scores strictly below every scored one, each below the
+/// one before. With nothing scored, relevances run down from just under 1.
+fn reported_scores(outcome: &RerankOutcome, reported: Reported) -> Vec<(usize, f32)> {
+    let value = |score: &mathrank_rerank::Score| match reported {
+        Reported::Relevance => score.relevance,
+        Reported::Margin => score.margin(),
+    };
+    let mut scored: Vec<(usize, f32)> =
+        outcome.results.iter().filter_map(|r| r.score.as_ref().map(|s| (r.index, value(s)))).collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut unscored: Vec<usize> = outcome.results.iter().filter(|r| r.score.is_none()).map(|r| r.index).collect();
+    unscored.sort_unstable();
+    let floor = scored.last().map(|&(_, s)| s);
+    let count = unscored.len() as f32;
+    let filled = unscored.into_iter().enumerate().map(|(k, index)| {
+        let k = k as f32;
+        let score = match reported {
+            Reported::Relevance => floor.unwrap_or(1.0) * (count - k) / (count + 1.0),
+            Reported::Margin => floor.unwrap_or(0.0) - (k + 1.0),
+        };
+        (index, score)
     });
-    results
+    scored.into_iter().chain(filled).collect()
 }
 
 // ---- `/rerank`: TEI (`texts`) or Weaviate's reranker-transformers (`documents`).
@@ -399,6 +460,9 @@ struct TeiRequest {
     truncation_direction: Option<String>,
     #[serde(default)]
     top_n: Option<u32>,
+    /// mathrank's extension: "truncate" or "max_window".
+    #[serde(default)]
+    long_answers: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -408,6 +472,9 @@ struct WeaviateRequest {
     /// Weaviate's single-property form; mathrank expects `documents`.
     #[serde(default)]
     property: Option<String>,
+    /// mathrank's extension: "truncate" or "max_window".
+    #[serde(default)]
+    long_answers: Option<String>,
 }
 
 async fn rerank_tei_or_weaviate(
@@ -437,36 +504,35 @@ async fn tei(http: Http, request: TeiRequest, deadline: Option<Instant>) -> ApiR
     if request.top_n == Some(0) {
         return Err(ApiError::invalid("top_n", "must be at least 1"));
     }
-    let outcome = rerank_all(&http, &request.query, request.texts.clone(), deadline, "texts").await?;
+    let mode = long_answers(request.long_answers.as_deref())?;
+    let outcome = rerank_all(&http, &request.query, request.texts.clone(), deadline, mode, "texts").await?;
     let top_n = request.top_n.map_or(usize::MAX, |n| n as usize);
-    let results: Vec<serde_json::Value> = by_relevance(&outcome)
+    // TEI's `score` is the relevance probability; `raw_scores` asks for the logit whose
+    // sigmoid it is (logits[1] - logits[0]).
+    let reported = if request.raw_scores { Reported::Margin } else { Reported::Relevance };
+    let results: Vec<serde_json::Value> = reported_scores(&outcome, reported)
         .into_iter()
         .take(top_n)
-        .filter_map(|result| {
-            let score = result.score?;
-            // TEI's `score` is the relevance probability; `raw_scores` asks for the logit
-            // whose sigmoid it is (logits[1] - logits[0]).
-            let value = if request.raw_scores { score.margin() } else { score.relevance };
-            let mut item = serde_json::json!({ "index": result.index, "score": value });
+        .map(|(index, score)| {
+            let mut item = serde_json::json!({ "index": index, "score": score });
             if request.return_text {
-                item["text"] = request.texts[result.index].clone().into();
+                item["text"] = request.texts[index].clone().into();
             }
-            Some(item)
+            item
         })
         .collect();
-    Ok(timed_json(results, &outcome.timings))
+    Ok(timed_json(results, &outcome.timings, partial_of(&outcome)))
 }
 
 async fn weaviate(http: Http, request: WeaviateRequest, deadline: Option<Instant>) -> ApiResult<Response> {
     if request.property.is_some() {
         return Err(ApiError::invalid("property", "is not supported: send the texts to score as `documents`"));
     }
-    let outcome = rerank_all(&http, &request.query, request.documents.clone(), deadline, "documents").await?;
+    let mode = long_answers(request.long_answers.as_deref())?;
+    let outcome = rerank_all(&http, &request.query, request.documents.clone(), deadline, mode, "documents").await?;
     let mut scores = vec![0.0f32; request.documents.len()];
-    for result in &outcome.results {
-        if let Some(score) = result.score {
-            scores[result.index] = score.relevance;
-        }
+    for (index, score) in reported_scores(&outcome, Reported::Relevance) {
+        scores[index] = score;
     }
     // Weaviate reads the scores in request order, one per document.
     let body = serde_json::json!({
@@ -478,7 +544,7 @@ async fn weaviate(http: Http, request: WeaviateRequest, deadline: Option<Instant
             .map(|(document, score)| serde_json::json!({ "document": document, "score": score }))
             .collect::<Vec<_>>(),
     });
-    Ok(timed_json(body, &outcome.timings))
+    Ok(timed_json(body, &outcome.timings, partial_of(&outcome)))
 }
 
 // ---- The contract's methods as proto3 JSON.
@@ -492,9 +558,10 @@ async fn search(
     let request: v1::SearchRequest = parse_json(body)?;
     let engine = http.engine()?;
     let include_body = request.include_body;
-    let outcome = engine.search(SearchParams { deadline, ..request.into() }).await?;
-    http.state.metrics().record_stages(&outcome.timings);
-    Ok(timed_json(v1::SearchResponse::new(&outcome, include_body), &outcome.timings))
+    let outcome = engine.search(SearchParams { deadline, ..SearchParams::try_from(request)? }).await?;
+    http.state.metrics().record_outcome(&outcome.timings, outcome.partial_reason);
+    let partial = outcome.partial_reason.map(|reason| (reason, outcome.reranked));
+    Ok(timed_json(v1::SearchResponse::new(&outcome, include_body), &outcome.timings, partial))
 }
 
 async fn get_answer(State(http): State<Http>, Path(id): Path<String>) -> ApiResult<Response> {

@@ -28,7 +28,7 @@ mod state;
 
 pub use auth::BearerToken;
 pub use grpc::{AnswerSearchService, parse_grpc_timeout, status_of};
-pub use http::{TIMEOUT_HEADER, http_status_of};
+pub use http::{PARTIAL_HEADER, TIMEOUT_HEADER, http_status_of};
 pub use listen::TlsFiles;
 pub use metrics::Metrics;
 pub use serve::{ServeOptions, serve, serve_metrics};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mathrank_engine::Timings;
+use mathrank_engine::{PartialReason, Timings};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,6 +31,11 @@ struct StageLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteStatus {
     route: String,
     status: u16,
@@ -48,6 +53,8 @@ pub struct Metrics {
     request_latency: Family<MethodLabel, Histogram, fn() -> Histogram>,
     stages: Family<StageLabel, Histogram, fn() -> Histogram>,
     http_requests: Family<RouteStatus, Counter>,
+    partial: Family<ReasonLabel, Counter>,
+    windows: Histogram,
 }
 
 impl Metrics {
@@ -67,8 +74,20 @@ impl Metrics {
         registry.register("stage_duration_seconds", "Time per search stage", stages.clone());
         let http_requests = Family::<RouteStatus, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
+        let partial = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "partial_responses",
+            "Search and rerank answers with candidates left unscored, by reason (deadline, overload)",
+            partial.clone(),
+        );
+        let windows = Histogram::new([1.0, 2.0, 5.0, 10.0, 30.0, 100.0, 300.0, 1000.0]);
+        registry.register(
+            "rerank_windows",
+            "Pairs one call sent to the model (cache misses and their windows)",
+            windows.clone(),
+        );
         registry.register_collector(live);
-        Self { registry, requests, request_latency, stages, http_requests }
+        Self { registry, requests, request_latency, stages, http_requests, partial, windows }
     }
 
     /// A call of `method` ended with `code` (gRPC code name, e.g. `Ok`, `ResourceExhausted`).
@@ -82,7 +101,23 @@ impl Metrics {
         self.http_requests.get_or_create(&RouteStatus { route: route.into(), status }).inc();
     }
 
-    pub fn record_stages(&self, timings: &Timings) {
+    /// A search or rerank answer: its stage timings, its windows, and why it was partial.
+    pub fn record_outcome(&self, timings: &Timings, partial: Option<PartialReason>) {
+        self.record_stages(timings);
+        if timings.windows > 0 {
+            self.windows.observe(f64::from(timings.windows));
+        }
+        if let Some(reason) = partial {
+            self.partial.get_or_create(&ReasonLabel { reason: reason.name() }).inc();
+        }
+    }
+
+    /// Partial answers counted for `reason`.
+    pub fn partial_count(&self, reason: PartialReason) -> u64 {
+        self.partial.get_or_create(&ReasonLabel { reason: reason.name() }).get()
+    }
+
+    fn record_stages(&self, timings: &Timings) {
         let values = [
             ("retrieve", timings.retrieve),
             ("tokenize", timings.tokenize),

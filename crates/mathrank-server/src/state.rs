@@ -119,6 +119,23 @@ impl Collector for LiveCollector {
             engine.queued_requests() as f64,
         )?;
         gauge(&mut encoder, "index_answers", "Answers in the index", engine.index().num_answers() as f64)?;
+        if let Some(cache) = engine.cache_stats() {
+            counter(&mut encoder, "score_cache_hits", "Candidates scored from the score cache", cache.hits as f64)?;
+            counter(
+                &mut encoder,
+                "score_cache_misses",
+                "Candidates the score cache did not hold",
+                cache.misses as f64,
+            )?;
+            counter(
+                &mut encoder,
+                "score_cache_evictions",
+                "Scores evicted to stay within --score-cache-mb",
+                cache.evictions as f64,
+            )?;
+            gauge(&mut encoder, "score_cache_entries", "Scores held by the score cache", cache.entries as f64)?;
+            gauge(&mut encoder, "score_cache_capacity", "Scores the score cache can hold", cache.capacity as f64)?;
+        }
         let Some(reranker) = engine.reranker() else { return Ok(()) };
         // Which execution provider scores, as a labelled info gauge (`provider="cuda"`).
         let provider = [("provider", reranker.info().provider.name())];
@@ -139,6 +156,24 @@ impl Collector for LiveCollector {
             "rerank_cancelled_jobs",
             "Jobs dropped because their caller left",
             stats.cancelled_jobs as f64,
+        )?;
+        counter(
+            &mut encoder,
+            "rerank_expired_jobs",
+            "Jobs whose deadline came, or could not be met, before all their pairs ran",
+            stats.expired_jobs as f64,
+        )?;
+        counter(
+            &mut encoder,
+            "rerank_skipped_pairs",
+            "Pairs never run because their call was cancelled or out of time",
+            stats.skipped_pairs as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "rerank_seconds_per_cost_unit",
+            "The inference speed the scheduler learned (seconds per padded-token unit of the cost model)",
+            stats.seconds_per_cost_unit,
         )?;
         counter(&mut encoder, "rerank_real_tokens", "Tokens of the pairs scored", stats.real_tokens as f64)?;
         counter(&mut encoder, "rerank_padded_tokens", "Tokens run, padding included", stats.padded_tokens as f64)?;
