@@ -9,6 +9,8 @@ const SNAKE_ALIASES: &[(&str, &str)] = &[
     ("SearchRequest", "rerank_depth"),
     ("SearchRequest", "include_body"),
     ("SearchRequest", "long_answers"),
+    ("SearchRequest", "fusion_weight"),
+    ("SearchRequest", "rrf_k"),
     ("Filters", "tags_any"),
     ("Filters", "tags_all"),
     ("Filters", "min_votes"),
@@ -33,6 +35,9 @@ const OPTIONAL: &[(&str, &str)] = &[
     ("RerankResult", "logit"),
     ("RerankResult", "relevant_logit"),
     ("Hit", "relevant_logit"),
+    ("Hit", "fused_score"),
+    ("SearchRequest", "fusion_weight"),
+    ("SearchRequest", "rrf_k"),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -34,6 +34,11 @@ pub struct ModelArgs {
     /// with `mathrank bench cost-model` [default: fitted per provider, see the README].
     #[arg(long, env = "MATHRANK_COST_MODEL")]
     pub cost_model: Option<CostModel>,
+    /// How pairs are grouped into micro-batches: `cost` (sorted by length, least estimated
+    /// cost); `greedy` (sorted by length, cut at the token budget) and `input-order` (the usual
+    /// Python loop) only to measure against.
+    #[arg(long, env = "MATHRANK_PLANNING", value_enum, default_value = "cost")]
+    pub planning: crate::bench_cmd::PlanningArg,
     /// ONNX Runtime intra-op threads (0 = all cores).
     #[arg(long = "threads", env = "MATHRANK_INFER_THREADS", default_value_t = 0)]
     pub intra_threads: usize,
@@ -74,6 +79,7 @@ impl ModelArgs {
             device_id: self.device_id,
             optimization_level: self.optimization_level,
             cost_model: self.cost_model.unwrap_or(defaults.cost_model),
+            planning: self.planning.into(),
             ort_library: self.ort_lib.clone(),
             ..defaults
         }

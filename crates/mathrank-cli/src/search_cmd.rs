@@ -63,6 +63,16 @@ pub struct SearchArgs {
     /// `max_window` (the best of overlapping windows) [default: the server's; in-process: truncate].
     #[arg(long, env = "MATHRANK_LONG_ANSWERS")]
     pub long_answers: Option<mathrank_engine::LongAnswers>,
+    /// How the reranked hits are finally ordered: `rerank` (by the relevant logit), `linear`
+    /// or `rrf` (see `mathrank eval --help`).
+    #[arg(long, env = "MATHRANK_FUSION", default_value = "rerank")]
+    pub fusion: String,
+    /// The reranker's weight in linear fusion, 0 to 1 [default: 0.5].
+    #[arg(long, env = "MATHRANK_FUSION_WEIGHT")]
+    pub fusion_weight: Option<f32>,
+    /// k of rrf fusion [default: 60].
+    #[arg(long, env = "MATHRANK_RRF_K")]
+    pub rrf_k: Option<u32>,
     /// Print JSON (`{"hits":[...]}`) instead of a table.
     #[arg(long, env = "MATHRANK_JSON")]
     pub json: bool,
@@ -108,6 +118,11 @@ async fn local(args: &SearchArgs) -> anyhow::Result<SearchOut> {
         filters: args.filters(),
         deadline: args.timeout_ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
         long_answers: args.long_answers,
+        fusion: Some(
+            mathrank_engine::Fusion::from_parts(&args.fusion, args.fusion_weight, args.rrf_k)
+                .map_err(|(field, message)| anyhow::anyhow!("--{}: {message}", field.replace('_', "-")))?,
+        ),
+        field_weights: None,
     };
     let outcome = engine.search(params).await?;
     Ok(SearchOut {
@@ -151,6 +166,9 @@ async fn remote(args: &SearchArgs, addr: &str) -> anyhow::Result<SearchOut> {
         filters: Some((&args.filters()).into()),
         include_body: true,
         long_answers: args.long_answers.map(|mode| mode.name().to_owned()).unwrap_or_default(),
+        fusion: args.fusion.clone(),
+        fusion_weight: args.fusion_weight,
+        rrf_k: args.rrf_k,
     });
     if let Some(ms) = args.timeout_ms {
         request.set_timeout(std::time::Duration::from_millis(ms));

@@ -1,11 +1,14 @@
 //! Joins each answer with its question while streaming.
 //!
-//! Questions are remembered by id (title, tags and accepted answer only, never bodies), so
-//! memory grows with the number of questions, not with the dump's size. Answers that arrive
-//! before their question wait until it comes; those whose question never comes are orphans.
+//! Questions are remembered by id: title, tags and accepted answer in memory, so memory grows
+//! with the number of questions, not with the dump's size; bodies in [`QuestionBodies`], which
+//! a build spills to disk. Answers that arrive before their question wait until it comes;
+//! those whose question never comes are orphans.
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::Result;
+use crate::bodies::QuestionBodies;
 use crate::reader::{Post, PostKind};
 
 /// An answer with what the index needs from its question.
@@ -20,6 +23,9 @@ pub struct JoinedAnswer {
     pub votes: i64,
     pub created: i64,
     pub body_html: String,
+    /// The question's body: searchable with its answers (never what the model reads as
+    /// segment B).
+    pub question_body_html: String,
 }
 
 #[derive(Debug)]
@@ -27,6 +33,8 @@ struct QuestionInfo {
     title: String,
     tags: Vec<String>,
     accepted_answer_id: Option<u64>,
+    /// The body, when [`QuestionBodies`] does not hold it elsewhere.
+    body: Option<String>,
 }
 
 /// Bytes of answer bodies that may wait for their question at once. Official dumps list
@@ -62,6 +70,7 @@ pub struct AnswerJoiner {
     waiting_bytes: usize,
     /// [`MAX_WAITING_BYTES`], unless set otherwise.
     max_waiting_bytes: Option<usize>,
+    bodies: QuestionBodies,
     summary: JoinSummary,
 }
 
@@ -71,32 +80,53 @@ impl AnswerJoiner {
         Self { max_waiting_bytes: Some(max_waiting_bytes), ..Self::default() }
     }
 
+    /// A joiner that keeps question bodies in `bodies` (for example spilled to disk).
+    pub fn with_bodies(bodies: QuestionBodies) -> Self {
+        Self { bodies, ..Self::default() }
+    }
+
+    /// Bytes of question bodies spilled to disk so far.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.bodies.spilled_bytes()
+    }
+
     /// Takes one post and returns the answers that can be joined now (zero, one, or the
-    /// answers that were waiting for this question).
-    pub fn push(&mut self, post: Post) -> Vec<JoinedAnswer> {
+    /// answers that were waiting for this question). Fails only when spilled question bodies
+    /// cannot be written or read back.
+    pub fn push(&mut self, post: Post) -> Result<Vec<JoinedAnswer>> {
         match post.kind {
             PostKind::Question => {
                 if self.questions.contains_key(&post.id) || self.seen_answers.contains(&post.id) {
                     self.summary.duplicate_ids += 1;
-                    return Vec::new();
+                    return Ok(Vec::new());
                 }
                 self.summary.questions += 1;
-                let info =
-                    QuestionInfo { title: post.title, tags: post.tags, accepted_answer_id: post.accepted_answer_id };
                 let waiting = self.waiting.remove(&post.id).unwrap_or_default();
                 self.waiting_bytes -= waiting.iter().map(|answer| answer.body_html.len()).sum::<usize>();
-                let joined = waiting.into_iter().map(|answer| join(&info, post.id, answer)).collect();
+                let mut info = QuestionInfo {
+                    title: post.title,
+                    tags: post.tags,
+                    accepted_answer_id: post.accepted_answer_id,
+                    body: None,
+                };
+                let body = post.body_html;
+                let joined =
+                    waiting.into_iter().map(|answer| join(&info, post.id, answer, Some(body.clone()))).collect();
+                info.body = self.bodies.put(post.id, body)?;
                 self.questions.insert(post.id, info);
-                joined
+                Ok(joined)
             }
             PostKind::Answer => {
                 if !self.seen_answers.insert(post.id) || self.questions.contains_key(&post.id) {
                     self.summary.duplicate_ids += 1;
-                    return Vec::new();
+                    return Ok(Vec::new());
                 }
                 let question_id = post.parent_id.unwrap_or_default();
                 match self.questions.get(&question_id) {
-                    Some(info) => vec![join(info, question_id, post)],
+                    Some(info) => {
+                        let spilled = if info.body.is_none() { self.bodies.get(question_id)? } else { None };
+                        Ok(vec![join(info, question_id, post, spilled)])
+                    }
                     None => {
                         let limit = self.max_waiting_bytes.unwrap_or(MAX_WAITING_BYTES);
                         if self.waiting_bytes + post.body_html.len() > limit {
@@ -108,7 +138,7 @@ impl AnswerJoiner {
                             self.waiting_bytes += post.body_html.len();
                             self.waiting.entry(question_id).or_default().push(post);
                         }
-                        Vec::new()
+                        Ok(Vec::new())
                     }
                 }
             }
@@ -131,8 +161,10 @@ impl AnswerJoiner {
     }
 }
 
-fn join(question: &QuestionInfo, question_id: u64, answer: Post) -> JoinedAnswer {
+/// The answer with its question; `spilled` is the question's body when it is not in `question`.
+fn join(question: &QuestionInfo, question_id: u64, answer: Post, spilled: Option<String>) -> JoinedAnswer {
     JoinedAnswer {
+        question_body_html: spilled.or_else(|| question.body.clone()).unwrap_or_default(),
         answer_id: answer.id,
         question_id,
         question_title: question.title.clone(),
@@ -156,14 +188,48 @@ mod tests {
             accepted_answer_id: accepted,
             title: format!("question {id}"),
             tags: vec!["algebra".into()],
-            body_html: String::new(),
+            body_html: format!("body of question {id}"),
             score: 1,
             created: 0,
         }
     }
 
     fn answer(id: u64, parent: u64) -> Post {
-        Post { id, kind: PostKind::Answer, parent_id: Some(parent), score: id as i64, ..question(id, None) }
+        Post {
+            id,
+            kind: PostKind::Answer,
+            parent_id: Some(parent),
+            score: id as i64,
+            body_html: format!("answer {id}"),
+            ..question(id, None)
+        }
+    }
+
+    #[test]
+    fn spilled_question_bodies_reach_every_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for about one body in memory: the rest come back from the file.
+        let bodies = QuestionBodies::spill_to(&dir.path().join("spill"), 24).unwrap();
+        let mut joiner = AnswerJoiner::with_bodies(bodies);
+        let mut joined = Vec::new();
+        for q in [10, 20, 30] {
+            joined.extend(joiner.push(question(q, None)).unwrap());
+        }
+        joined.extend(joiner.push(answer(31, 30)).unwrap());
+        joined.extend(joiner.push(answer(11, 10)).unwrap());
+        joined.extend(joiner.push(answer(21, 20)).unwrap());
+        joined.extend(joiner.push(answer(12, 10)).unwrap());
+        let bodies: Vec<(u64, &str)> = joined.iter().map(|a| (a.answer_id, a.question_body_html.as_str())).collect();
+        assert_eq!(
+            bodies,
+            [
+                (31, "body of question 30"),
+                (11, "body of question 10"),
+                (21, "body of question 20"),
+                (12, "body of question 10")
+            ]
+        );
+        assert!(joiner.spilled_bytes() > 0);
     }
 
     #[test]
@@ -172,11 +238,11 @@ mod tests {
         let mut early = |id: u64| {
             let mut post = answer(id, 1);
             post.body_html = "x".repeat(20);
-            joiner.push(post)
+            joiner.push(post).unwrap()
         };
         assert!(early(10).is_empty() && early(11).is_empty());
         assert!(early(12).is_empty(), "the third would pass 50 bytes: dropped");
-        let joined = joiner.push(question(1, None));
+        let joined = joiner.push(question(1, None)).unwrap();
         assert_eq!(joined.iter().map(|a| a.answer_id).collect::<Vec<_>>(), [10, 11]);
         let summary = joiner.finish();
         assert_eq!((summary.answers, summary.dropped_waiting, summary.dropped_examples), (2, 1, vec![12]));
@@ -187,16 +253,18 @@ mod tests {
     fn joins_in_order_out_of_order_and_reports_orphans() {
         let mut joiner = AnswerJoiner::default();
         let mut joined = Vec::new();
-        joined.extend(joiner.push(answer(11, 10)));
+        joined.extend(joiner.push(answer(11, 10)).unwrap());
         assert!(joined.is_empty(), "answer before its question must wait");
-        joined.extend(joiner.push(question(10, Some(11))));
-        joined.extend(joiner.push(answer(12, 10)));
-        joined.extend(joiner.push(answer(99, 98)));
-        joined.extend(joiner.push(answer(12, 10)));
+        joined.extend(joiner.push(question(10, Some(11))).unwrap());
+        joined.extend(joiner.push(answer(12, 10)).unwrap());
+        joined.extend(joiner.push(answer(99, 98)).unwrap());
+        joined.extend(joiner.push(answer(12, 10)).unwrap());
         let summary = joiner.finish();
         let ids: Vec<(u64, u64, bool)> = joined.iter().map(|a| (a.answer_id, a.question_id, a.accepted)).collect();
         assert_eq!(ids, [(11, 10, true), (12, 10, false)]);
         assert_eq!(joined[0].question_title, "question 10");
+        assert_eq!(joined[0].question_body_html, "body of question 10", "an early answer gets the body too");
+        assert_eq!(joined[1].question_body_html, "body of question 10");
         assert_eq!(joined[1].votes, 12);
         assert_eq!(summary.questions, 1);
         assert_eq!(summary.answers, 2);

@@ -19,15 +19,17 @@
 //! let mut answers = Vec::new();
 //! for event in PostsReader::new(xml.as_bytes()) {
 //!     if let RowEvent::Post(post) = event.unwrap() {
-//!         answers.extend(joiner.push(post));
+//!         answers.extend(joiner.push(post).unwrap());
 //!     }
 //! }
 //! assert_eq!(answers.len(), 1);
 //! assert!(answers[0].accepted);
 //! assert_eq!(answers[0].question_title, "Why is a square non-negative?");
+//! assert_eq!(answers[0].question_body_html, "<p>Why?</p>");
 //! assert_eq!(mathrank_dump::html_to_text(&answers[0].body_html), "Use $x^2 \\ge 0$.");
 //! ```
 
+mod bodies;
 mod html;
 mod join;
 mod limit;
@@ -36,6 +38,7 @@ mod sample;
 mod source;
 pub mod synth;
 
+pub use bodies::{QuestionBodies, RECENT_BODY_BYTES};
 pub use html::{html_to_text, looks_like_html, question_text};
 pub use join::{AnswerJoiner, JoinSummary, JoinedAnswer, MAX_WAITING_BYTES};
 pub use reader::{MAX_ROW_BYTES, Post, PostKind, PostsReader, RowEvent, SkippedRow, parse_creation_date, parse_tags};
@@ -62,6 +65,12 @@ pub enum Error {
     NoPostsInArchive { path: String, entries: String },
     #[error("malformed XML at byte {position}: {reason}; the dump is probably truncated or corrupt")]
     Xml { position: u64, reason: String },
+    #[error("question-body spill file {path}: {source}; check the free disk space next to the index")]
+    Spill {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Result alias of this crate.

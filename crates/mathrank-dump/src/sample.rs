@@ -27,7 +27,7 @@ mod tests {
                             bare_dollar += 1;
                         }
                     }
-                    joined += joiner.push(post).len();
+                    joined += joiner.push(post).unwrap().len();
                 }
                 RowEvent::Skipped(_) => skipped += 1,
                 RowEvent::OtherType { .. } => other += 1,

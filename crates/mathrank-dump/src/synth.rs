@@ -664,7 +664,7 @@ mod tests {
                     if post.kind == crate::PostKind::Answer {
                         lengths.push(post.body_html.len());
                     }
-                    joiner.push(post);
+                    joiner.push(post).unwrap();
                 }
                 RowEvent::Skipped(_) => skipped += 1,
                 RowEvent::OtherType { .. } => {}

@@ -13,12 +13,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mathrank_index::{AnswerIndex, Filters, Hit, SearchRequest};
+use mathrank_index::{AnswerIndex, FieldWeights, Filters, Hit, SearchRequest};
 use mathrank_rerank::{EncodedPair, Reranker, Score};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{CacheKey, CacheStats, ScoreCache, cache_key};
-use crate::ranking::{compare_scored, normalize_candidate, normalize_question, ranking_value};
+use crate::ranking::{Fusion, compare_fused, compare_scored, normalize_candidate, normalize_question, ranking_value};
 use crate::{EngineError, Result, invalid};
 
 /// How an answer longer than the model's 512 tokens is scored.
@@ -171,6 +171,10 @@ pub struct SearchParams {
     pub deadline: Option<Instant>,
     /// `None`: the server's default.
     pub long_answers: Option<LongAnswers>,
+    /// How the reranked hits are finally ordered; `None`: by the reranker (`Fusion::Rerank`).
+    pub fusion: Option<Fusion>,
+    /// First-stage field weights; `None`: the index's defaults (for tuning and measurement).
+    pub field_weights: Option<FieldWeights>,
 }
 
 /// Candidates from another engine to score against a query.
@@ -210,6 +214,9 @@ pub struct Timings {
 pub struct RankedHit {
     pub hit: Hit,
     pub score: Option<Score>,
+    /// The value reranked hits are ordered by (see [`Fusion`]); `None` for hits that keep
+    /// their BM25 order after them.
+    pub fused: Option<f32>,
 }
 
 #[derive(Debug, Clone)]
@@ -410,7 +417,8 @@ impl Engine {
         let admission = self.admit(deadline).await?;
         let retrieve_count = if rerank { top_k.max(depth) } else { top_k };
         let index = Arc::clone(&self.index);
-        let SearchParams { query, query_is_text, filters, .. } = params;
+        let fusion = params.fusion.unwrap_or_default();
+        let SearchParams { query, query_is_text, filters, field_weights, .. } = params;
         let retrieve_started = Instant::now();
         // The slot travels with the work: a retrieval still running when its caller's deadline
         // passed keeps it until it really ends, so the bound holds.
@@ -418,6 +426,9 @@ impl Engine {
             let question = if query_is_text { query.trim().to_owned() } else { normalize_question(&query) };
             let mut request = SearchRequest::new(question.clone(), retrieve_count);
             request.filters = filters;
+            if let Some(weights) = field_weights {
+                request.weights = weights;
+            }
             index.search(&request).map(|hits| (question, hits, admission))
         });
         let (question, hits, admission) = tokio::time::timeout_at(deadline.into(), retrieval)
@@ -429,7 +440,8 @@ impl Engine {
                 other => EngineError::Internal(other.to_string()),
             })?;
         let mut timings = Timings { retrieve: retrieve_started.elapsed(), ..Timings::default() };
-        let mut ranked: Vec<RankedHit> = hits.into_iter().map(|hit| RankedHit { hit, score: None }).collect();
+        let mut ranked: Vec<RankedHit> =
+            hits.into_iter().map(|hit| RankedHit { hit, score: None, fused: None }).collect();
         let (mut reranked, mut partial_reason) = (0, None);
         if rerank && !ranked.is_empty() {
             let reranker = self.reranker.as_ref().ok_or(EngineError::NoModel)?;
@@ -441,11 +453,15 @@ impl Engine {
             for (slot, score) in ranked.iter_mut().zip(&scored.scores) {
                 slot.score = *score;
             }
+            let candidates: Vec<(Option<&Score>, f32)> =
+                ranked[..count].iter().map(|r| (r.score.as_ref(), r.hit.bm25_score)).collect();
+            let fused = fusion.fuse(&candidates);
+            for (slot, value) in ranked.iter_mut().zip(fused) {
+                slot.fused = value;
+            }
             reranked = scored.scores.iter().filter(|s| s.is_some()).count();
             partial_reason = scored.reason.filter(|_| reranked < count);
-            ranked.sort_by(|a, b| {
-                compare_scored(a.score.as_ref(), b.score.as_ref(), a.hit.bm25_rank.cmp(&b.hit.bm25_rank))
-            });
+            ranked.sort_by(|a, b| compare_fused(a.fused, b.fused, a.hit.bm25_rank.cmp(&b.hit.bm25_rank)));
         } else {
             drop(admission);
         }

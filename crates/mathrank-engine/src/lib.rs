@@ -18,6 +18,7 @@
 //!     votes: 4,
 //!     created: 1_600_000_000,
 //!     body_html: r"<p>$\int_0^1 x^2\,dx = \frac{1}{3}$ by the power rule.</p>".into(),
+//!     question_body_html: "<p>How do I find the area under $y = x^2$ from 0 to 1?</p>".into(),
 //! };
 //! let index = Arc::new(mathrank_index::AnswerIndex::build_in_ram(vec![answer])?);
 //! let engine = Engine::new(index, None, Limits::default());
@@ -38,7 +39,10 @@ pub use engine::{
     Admission, DEFAULT_SCORE_CACHE_MB, Engine, Limits, LongAnswers, PartialReason, RankedHit, RerankOutcome,
     RerankParams, RerankedCandidate, SearchOutcome, SearchParams, Timings,
 };
-pub use ranking::{compare_scored, normalize_candidate, normalize_question, ranking_value};
+pub use ranking::{
+    DEFAULT_LINEAR_WEIGHT, DEFAULT_RRF_K, Fusion, compare_fused, compare_scored, normalize_candidate,
+    normalize_question, ranking_value,
+};
 
 /// Domain errors of the engine. Each protocol adapter maps them to its statuses in one
 /// function (gRPC codes, HTTP statuses).

@@ -1,5 +1,6 @@
 //! ARQMath evaluation: Task 1 topics, TREC qrels and runs, and the metrics ARQMath reports
-//! (nDCG', MAP', P'@10), computed as trec_eval computes them.
+//! (nDCG', MAP', P'@10), computed as trec_eval computes them; and known-item evaluation
+//! (MRR@10, Recall@10, Recall@100 of a thread each query was written for).
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -12,11 +13,13 @@
 //! assert!((m.map_prime - 0.5).abs() < 1e-12);
 //! ```
 
+mod known;
 mod metrics;
 mod topics;
 
 use std::path::Path;
 
+pub use known::{KnownItem, KnownItemResult, KnownItemSummary, rank_of, read_known_items, summarize};
 pub use metrics::{
     Evaluation, Qrels, RELEVANT_GRADE, Run, TopicMetrics, evaluate, format_evaluation, parse_run, read_qrels, read_run,
     topic_metrics,

@@ -5,7 +5,10 @@
 //! becomes symbol tokens — commands (`\frac`, `\int`), identifiers (case kept: `x` and `X`
 //! differ), numbers, operators — plus bigrams of adjacent symbols (`x·^`, `^·2`), which is what
 //! lets BM25 see structure such as `x^2` versus `2^x`. Layout-only commands (`\left`, `\,`,
-//! `\displaystyle`) and braces carry no meaning for retrieval and are dropped.
+//! `\displaystyle`) and braces carry no meaning for retrieval and are dropped. The words inside
+//! `\text{...}`, `\mathrm{...}`, `\operatorname{...}` and their kin are words: whole tokens in
+//! the math analysis, and prose words too. Function names count whole whether or not they are
+//! written as commands: `sin x`, `sinx` and `\sin x` all give `\sin`.
 
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
@@ -16,7 +19,8 @@ pub const PROSE_ANALYZER: &str = "mathrank_prose";
 /// Name under which the math analyzer is registered.
 pub const MATH_ANALYZER: &str = "mathrank_math";
 /// Bumped whenever analysis changes what terms a text yields (an index must then be rebuilt).
-pub const ANALYZER_VERSION: u32 = 2;
+/// 3: words of `\text{..}`-like commands, function names whole without a backslash.
+pub const ANALYZER_VERSION: u32 = 3;
 
 /// Joins the two symbols of a structure bigram; not a character LaTeX source uses.
 const BIGRAM_JOINER: char = '\u{b7}';
@@ -114,22 +118,110 @@ fn push_token(tokens: &mut Vec<Token>, text: &str, from: usize, to: usize) {
     tokens.push(Token { offset_from: from, offset_to: to, position, text: text.to_owned(), position_length: 1 });
 }
 
+/// The alphanumeric words of `text` (at byte offset `base` of the whole).
+fn push_words(tokens: &mut Vec<Token>, text: &str, base: usize) {
+    let mut word_start = None;
+    for (offset, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+        match (c.is_alphanumeric(), word_start) {
+            (true, None) => word_start = Some(offset),
+            (false, Some(start)) => {
+                push_token(tokens, &text[start..offset], base + start, base + offset);
+                word_start = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Commands whose argument is text, not math: its words are read as words.
+const TEXT_COMMANDS: &[&str] = &[
+    "text",
+    "textrm",
+    "textit",
+    "textbf",
+    "textsf",
+    "texttt",
+    "textnormal",
+    "textup",
+    "mathrm",
+    "mathit",
+    "mathsf",
+    "mathtt",
+    "operatorname",
+    "mbox",
+    "hbox",
+];
+
+/// Function names that count whole, with or without a backslash (`sin x`, `\sin x`). Longer
+/// names first, so that `sinh` is not read as `sin` followed by `h`.
+const FUNCTION_NAMES: &[&str] = &[
+    "arcsin", "arccos", "arctan", "limsup", "liminf", "sinh", "cosh", "tanh", "coth", "sin", "cos", "tan", "cot",
+    "sec", "csc", "log", "exp", "lim", "sup", "inf", "max", "min", "det", "dim", "ker", "deg", "gcd", "lcm", "arg",
+    "mod", "ln", "lg",
+];
+
+/// The known function name that `letters` starts with, if any.
+fn function_prefix(letters: &str) -> Option<&'static str> {
+    FUNCTION_NAMES.iter().copied().find(|name| letters.starts_with(name))
+}
+
+/// Byte ranges of the arguments of text commands in a math segment (`\text{...}`), braces
+/// balanced; an unclosed brace runs to the end.
+pub fn text_command_contents(math: &str) -> Vec<(usize, usize)> {
+    let bytes = math.as_bytes();
+    let mut ranges = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let name_len = bytes[i + 1..].iter().take_while(|b| b.is_ascii_alphabetic()).count();
+        let name = &math[i + 1..i + 1 + name_len];
+        i += 1 + name_len.max(1);
+        if !TEXT_COMMANDS.contains(&name) {
+            continue;
+        }
+        let mut open = i;
+        while open < bytes.len() && bytes[open] == b' ' {
+            open += 1;
+        }
+        if bytes.get(open) != Some(&b'{') {
+            continue;
+        }
+        let (mut depth, mut end) = (0usize, open);
+        while end < bytes.len() {
+            match bytes[end] {
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            end += 1;
+        }
+        ranges.push((open + 1, end.min(bytes.len())));
+        i = (end + 1).min(bytes.len());
+    }
+    ranges
+}
+
 impl Tokenizer for ProseTokenizer {
     type TokenStream<'a> = VecTokenStream;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> VecTokenStream {
         let mut tokens = Vec::new();
         for segment in segments(text) {
-            let Segment::Prose(prose, base) = segment else { continue };
-            let mut word_start = None;
-            for (offset, c) in prose.char_indices().chain(std::iter::once((prose.len(), ' '))) {
-                match (c.is_alphanumeric(), word_start) {
-                    (true, None) => word_start = Some(offset),
-                    (false, Some(start)) => {
-                        push_token(&mut tokens, &prose[start..offset], base + start, base + offset);
-                        word_start = None;
+            match segment {
+                Segment::Prose(prose, base) => push_words(&mut tokens, prose, base),
+                // `\text{if } x > 0`: the words of text commands are prose inside math.
+                Segment::Math(math, base) => {
+                    for (start, end) in text_command_contents(math) {
+                        push_words(&mut tokens, &math[start..end], base + start);
                     }
-                    _ => {}
                 }
             }
         }
@@ -210,7 +302,16 @@ pub fn math_symbols(math: &str) -> Vec<(String, usize, usize)> {
             if name_len > 0 {
                 let name = &math[i + 1..i + 1 + name_len];
                 i += 1 + name_len;
-                if !LAYOUT_COMMANDS.contains(&name) {
+                if TEXT_COMMANDS.contains(&name)
+                    && let Some(&(from, to)) = text_command_contents(&math[start..]).first()
+                    && math[i..start + from].trim() == "{"
+                {
+                    // `\operatorname{rank}`, `\text{ if }`: words, whole; one letter
+                    // (`\mathrm{d}x`) stays an identifier.
+                    let (from, to) = (start + from, start + to);
+                    text_symbols(&math[from..to], from, &mut symbols);
+                    i = (to + 1).min(bytes.len());
+                } else if !LAYOUT_COMMANDS.contains(&name) {
                     symbols.push((format!("\\{}", canonical_command(name)), start, i));
                 }
             } else {
@@ -229,11 +330,17 @@ pub fn math_symbols(math: &str) -> Vec<(String, usize, usize)> {
             }
             symbols.push((math[start..i].to_owned(), start, i));
         } else if c.is_ascii_alphabetic() {
-            // Every letter is an identifier; `sin` written without a backslash also counts whole.
+            // Every letter is an identifier (`xy` is x times y), except that a function name
+            // counts whole, as its command would: `sin x` and `sinx` give `\sin`.
             while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
                 i += 1;
             }
-            for offset in start..i {
+            let mut offset = start;
+            if let Some(name) = function_prefix(&math[start..i]) {
+                symbols.push((format!("\\{}", canonical_command(name)), start, start + name.len()));
+                offset += name.len();
+            }
+            for offset in offset..i {
                 symbols.push((math[offset..offset + 1].to_owned(), offset, offset + 1));
             }
         } else if c.is_ascii() {
@@ -250,6 +357,34 @@ pub fn math_symbols(math: &str) -> Vec<(String, usize, usize)> {
         }
     }
     symbols
+}
+
+/// The symbols of a text command's argument at byte `base`: a single letter is an identifier,
+/// a function name is its command, any other word a lowercased word token.
+fn text_symbols(content: &str, base: usize, symbols: &mut Vec<(String, usize, usize)>) {
+    let trimmed = content.trim();
+    if trimmed.len() == 1 && trimmed.as_bytes()[0].is_ascii_alphabetic() {
+        let at = base + (content.len() - content.trim_start().len());
+        symbols.push((trimmed.to_owned(), at, at + 1));
+        return;
+    }
+    let mut word_start = None;
+    for (offset, c) in content.char_indices().chain(std::iter::once((content.len(), ' '))) {
+        match (c.is_alphanumeric(), word_start) {
+            (true, None) => word_start = Some(offset),
+            (false, Some(from)) => {
+                let word = &content[from..offset];
+                let token = if FUNCTION_NAMES.contains(&word) {
+                    format!("\\{}", canonical_command(word))
+                } else {
+                    word.to_lowercase()
+                };
+                symbols.push((token, base + from, base + offset));
+                word_start = None;
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Tokenizer for MathTokenizer {
@@ -337,6 +472,35 @@ mod tests {
     fn prose_is_lowercased_stemmed_without_math_or_stop_words() {
         let terms = analyze(&mut prose_analyzer(), r"The Integrals of $\sin x$ are converging");
         assert_eq!(terms, ["integr", "converg"]);
+    }
+
+    #[test]
+    fn text_command_words_are_words() {
+        let names = |math: &str| math_symbols(math).into_iter().map(|(s, _, _)| s).collect::<Vec<_>>();
+        assert_eq!(names(r"\operatorname{rank}(A)"), ["rank", "(", "A", ")"]);
+        assert_eq!(names(r"f(x) = 0 \text{ otherwise}"), ["f", "(", "x", ")", "=", "0", "otherwise"]);
+        assert_eq!(names(r"\mathrm{d}x"), ["d", "x"]);
+        assert_eq!(names(r"\operatorname{Tr}"), ["tr"]);
+        assert_eq!(names(r"\text{sin}"), [r"\sin"]);
+        assert_eq!(names(r"\text{unclosed"), ["unclosed"]);
+        // And the prose analyzer reads them as words.
+        let prose =
+            analyze(&mut prose_analyzer(), r"the $\operatorname{rank}$ of $f(x)=1 \text{ if } x \in \mathbb{Q}$");
+        assert_eq!(prose, ["rank"]);
+        let prose = analyze(&mut prose_analyzer(), r"$\text{determinants of matrices}$");
+        assert_eq!(prose, ["determin", "matric"]);
+    }
+
+    #[test]
+    fn function_names_count_whole_with_or_without_a_backslash() {
+        let names = |math: &str| math_symbols(math).into_iter().map(|(s, _, _)| s).collect::<Vec<_>>();
+        assert_eq!(names("sin x"), names(r"\sin x"));
+        assert_eq!(names("sinx"), [r"\sin", "x"]);
+        assert_eq!(names(r"\sinh t"), [r"\sinh", "t"]);
+        assert_eq!(names("sinh t"), [r"\sinh", "t"]);
+        assert_eq!(names("log n"), [r"\log", "n"]);
+        assert_eq!(names("xy"), ["x", "y"], "other letters stay single identifiers");
+        assert_eq!(names(r"a \bmod n"), names("a mod n"));
     }
 
     #[test]

@@ -110,7 +110,10 @@ fn build_into(
         source: source_name,
         ..IndexMeta::default()
     };
-    let mut joiner = AnswerJoiner::default();
+    // Question bodies go to a file in the work directory, removed before publishing.
+    let spill_path = work.join("question-bodies.spill");
+    let bodies = mathrank_dump::QuestionBodies::spill_to(&spill_path, mathrank_dump::RECENT_BODY_BYTES)?;
+    let mut joiner = AnswerJoiner::with_bodies(bodies);
     let mut report = BuildProgress { total_bytes, ..BuildProgress::default() };
     let mut last_report = Instant::now();
 
@@ -144,7 +147,14 @@ fn build_into(
                     if post.kind == mathrank_dump::PostKind::Question {
                         report.questions += 1;
                     }
-                    for answer in joiner.push(post) {
+                    let joined = match joiner.push(post) {
+                        Ok(joined) => joined,
+                        Err(err) => {
+                            outcome = Err(err.into());
+                            break;
+                        }
+                    };
+                    for answer in joined {
                         report.answers += 1;
                         batch.push(answer);
                     }
@@ -190,7 +200,10 @@ fn build_into(
         outcome
     });
     read_outcome?;
+    let spilled = joiner.spilled_bytes();
     let summary = joiner.finish();
+    std::fs::remove_file(&spill_path).map_err(io_error("removing", &spill_path))?;
+    tracing::debug!(bytes = spilled, "question bodies spilled during the join");
     warnings.flush().map_err(io_error("writing", &warnings_path))?;
     writer.commit()?;
     writer.wait_merging_threads()?;

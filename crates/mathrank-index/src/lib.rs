@@ -1,6 +1,7 @@
 //! LaTeX-aware BM25 index of Stack Exchange answers (tantivy).
 //!
-//! Each document is one answer with its question's title and tags. Text is analysed twice:
+//! Each document is one answer with its question's title, body and tags (the body spilled to a
+//! temporary file during the build, so memory does not grow with it). Text is analysed twice:
 //! as prose (stemmed words) and as math (LaTeX symbols and symbol bigrams, see [`analysis`]).
 //! Queries — usually a whole question — are built from the same analyzers' tokens.
 //!
@@ -21,6 +22,7 @@
 //!     votes: 4,
 //!     created: 1_600_000_000,
 //!     body_html: r"<p>$\int_0^1 x^2\,dx = \frac{1}{3}$ by the power rule.</p>".into(),
+//!     question_body_html: "<p>How do I find the area under $y = x^2$ from 0 to 1?</p>".into(),
 //! };
 //! let index = AnswerIndex::build_in_ram(vec![answer]).unwrap();
 //! let hits = index.search(&SearchRequest::new(r"\int_0^1 x^2 dx", 10)).unwrap();
@@ -43,7 +45,7 @@ use tantivy::{IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 pub use build::{BuildOptions, BuildProgress, build_index, sibling_work_dirs};
 pub use schema::{Fields, SCHEMA_VERSION};
-pub use search::{DEFAULT_MAX_TERMS, Filters, Hit, SearchRequest, snippet};
+pub use search::{DEFAULT_MAX_TERMS, FieldWeights, Filters, Hit, SearchRequest, delimit_bare_latex, snippet};
 
 /// The on-disk format version: schema and analyzers together. Opening an index with another
 /// version is an error that says to rebuild.

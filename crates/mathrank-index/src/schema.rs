@@ -10,7 +10,8 @@ use crate::analysis::{MATH_ANALYZER, PROSE_ANALYZER};
 
 /// Bumped whenever the schema or the stored text changes (an index must then be rebuilt).
 /// 2: titles and bodies hold the authors' text (BeautifulSoup `.text` after the math spans).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: each answer's document also holds its question's body (`question`, `question_math`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Handles of the schema's fields.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +28,10 @@ pub struct Fields {
     pub tags: Field,
     /// Tags as words, so a query mentioning "eigenvalues" meets the tag `eigenvalues`.
     pub tags_text: Field,
+    /// The question's body, prose analysis (not stored): a new question usually resembles an
+    /// existing question more than any of its answers.
+    pub question: Field,
+    pub question_math: Field,
     pub votes: Field,
     pub accepted: Field,
     pub created: Field,
@@ -52,6 +57,8 @@ impl Fields {
             body_math: builder.add_text_field("body_math", analyzed(MATH_ANALYZER, false)),
             tags: builder.add_text_field("tags", STRING | STORED),
             tags_text: builder.add_text_field("tags_text", analyzed(PROSE_ANALYZER, false)),
+            question: builder.add_text_field("question", analyzed(PROSE_ANALYZER, false)),
+            question_math: builder.add_text_field("question_math", analyzed(MATH_ANALYZER, false)),
             votes: builder.add_i64_field("votes", INDEXED | STORED | FAST),
             accepted: builder.add_bool_field("accepted", INDEXED | STORED | FAST),
             created: builder.add_date_field("created", INDEXED | STORED | FAST),
@@ -75,16 +82,20 @@ impl Fields {
             body_math: field("body_math")?,
             tags: field("tags")?,
             tags_text: field("tags_text")?,
+            question: field("question")?,
+            question_math: field("question_math")?,
             votes: field("votes")?,
             accepted: field("accepted")?,
             created: field("created")?,
         })
     }
 
-    /// The document of an answer; its HTML body and title are converted to text here, once.
+    /// The document of an answer; its HTML body, title and question body are converted to
+    /// text here, once.
     pub fn document(&self, answer: &JoinedAnswer) -> TantivyDocument {
         let text = html_to_text(&answer.body_html);
         let title = html_to_text(&answer.question_title);
+        let question = html_to_text(&answer.question_body_html);
         let mut doc = TantivyDocument::default();
         doc.add_u64(self.answer_id, answer.answer_id);
         doc.add_u64(self.question_id, answer.question_id);
@@ -92,6 +103,8 @@ impl Fields {
         doc.add_text(self.title, title);
         doc.add_text(self.body_math, &text);
         doc.add_text(self.body, text);
+        doc.add_text(self.question_math, &question);
+        doc.add_text(self.question, question);
         for tag in &answer.tags {
             doc.add_text(self.tags, tag);
             doc.add_text(self.tags_text, tag.replace('-', " "));

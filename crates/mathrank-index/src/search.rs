@@ -14,13 +14,66 @@ use crate::analysis::{MATH_ANALYZER, PROSE_ANALYZER, analyze, math_analyzer, pro
 use crate::schema::Fields;
 use crate::{Error, Result};
 
-/// Field weights: the answer's own text counts most; its question's title and tags help a
-/// short answer that only makes sense with its question.
-const BODY_WEIGHT: f32 = 1.0;
-const TITLE_WEIGHT: f32 = 0.6;
-const TAGS_WEIGHT: f32 = 0.3;
-const BODY_MATH_WEIGHT: f32 = 0.8;
-const TITLE_MATH_WEIGHT: f32 = 0.4;
+/// How much each field's BM25 score counts. A new question resembles an existing question
+/// more than any of its answers, so the question's title and body count beside the answer's
+/// own text; that also lets a short answer ("Use induction on $n$.") be found by its thread.
+/// The defaults were tuned on the tuning half of `bench/known-items.jsonl` (see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FieldWeights {
+    pub body: f32,
+    pub title: f32,
+    pub tags: f32,
+    pub question: f32,
+    pub body_math: f32,
+    pub title_math: f32,
+    pub question_math: f32,
+}
+
+impl Default for FieldWeights {
+    fn default() -> Self {
+        Self { body: 1.0, title: 0.6, tags: 0.3, question: 0.6, body_math: 0.8, title_math: 0.4, question_math: 0.4 }
+    }
+}
+
+impl FieldWeights {
+    /// The weights of the index before question bodies were searchable (schema 2).
+    pub fn answers_only() -> Self {
+        Self { question: 0.0, question_math: 0.0, ..Self::default() }
+    }
+}
+
+impl std::str::FromStr for FieldWeights {
+    type Err = String;
+
+    /// `body=1,title=0.6,question=0.5` (fields not named keep their default).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut weights = Self::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| format!("{part:?} is not FIELD=WEIGHT"))?;
+            let value: f32 = value.trim().parse().map_err(|_| format!("{value:?} is not a number"))?;
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!("the weight of {key} must be a finite number >= 0"));
+            }
+            let slot = match key.trim() {
+                "body" => &mut weights.body,
+                "title" => &mut weights.title,
+                "tags" => &mut weights.tags,
+                "question" => &mut weights.question,
+                "body_math" => &mut weights.body_math,
+                "title_math" => &mut weights.title_math,
+                "question_math" => &mut weights.question_math,
+                other => {
+                    return Err(format!(
+                        "unknown field {other:?}; use body, title, tags, question, body_math, title_math, question_math"
+                    ));
+                }
+            };
+            *slot = value;
+        }
+        Ok(weights)
+    }
+}
 
 /// Restrictions on which answers may match. Empty means no restriction.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -47,13 +100,21 @@ pub struct SearchRequest {
     pub top_k: usize,
     pub filters: Filters,
     /// Keep at most this many distinct terms per analyzer, the rarest first (long questions
-    /// have hundreds; the rare ones carry the signal). `None` keeps all.
+    /// have hundreds; the rare ones carry the signal). Terms no document holds never take a
+    /// place. `None` keeps all.
     pub max_terms: Option<usize>,
+    pub weights: FieldWeights,
 }
 
 impl SearchRequest {
     pub fn new(text: impl Into<String>, top_k: usize) -> Self {
-        Self { text: text.into(), top_k, filters: Filters::default(), max_terms: Some(DEFAULT_MAX_TERMS) }
+        Self {
+            text: text.into(),
+            top_k,
+            filters: Filters::default(),
+            max_terms: Some(DEFAULT_MAX_TERMS),
+            weights: FieldWeights::default(),
+        }
     }
 }
 
@@ -93,7 +154,7 @@ pub(crate) fn run_search(searcher: &Searcher, fields: &Fields, request: &SearchR
     if request.top_k == 0 {
         return Ok(Vec::new());
     }
-    let Some(text_query) = text_query(searcher, fields, &request.text, request.max_terms)? else {
+    let Some(text_query) = text_query(searcher, fields, &request.text, request.max_terms, &request.weights)? else {
         return Ok(Vec::new());
     };
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text_query)];
@@ -133,11 +194,13 @@ pub(crate) fn hit_from_doc(fields: &Fields, doc: &TantivyDocument, bm25_score: f
     }
 }
 
-/// Distinct terms with their query frequency, capped to the `max_terms` rarest in `idf_field`.
+/// Distinct terms with their query frequency, capped to the `max_terms` rarest. A term's
+/// rarity is its document frequency summed over `fields` (the fields it is searched in); a
+/// term no document holds in any of them could only take a place from one that matters.
 fn weighted_terms(
     searcher: &Searcher,
     terms: Vec<String>,
-    idf_field: tantivy::schema::Field,
+    fields: &[tantivy::schema::Field],
     max_terms: Option<usize>,
 ) -> Result<Vec<(String, f32)>> {
     let mut counts: HashMap<String, u32> = HashMap::new();
@@ -146,8 +209,13 @@ fn weighted_terms(
     }
     let mut weighted: Vec<(String, u32, u64)> = Vec::with_capacity(counts.len());
     for (term, count) in counts {
-        let doc_freq = searcher.doc_freq(&Term::from_field_text(idf_field, &term))?;
-        weighted.push((term, count, doc_freq));
+        let mut doc_freq = 0;
+        for &field in fields {
+            doc_freq += searcher.doc_freq(&Term::from_field_text(field, &term))?;
+        }
+        if doc_freq > 0 {
+            weighted.push((term, count, doc_freq));
+        }
     }
     // Rarest first; ties by text so that the same query always gives the same terms.
     weighted.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.cmp(&b.0)));
@@ -162,17 +230,23 @@ fn text_query(
     fields: &Fields,
     text: &str,
     max_terms: Option<usize>,
+    weights: &FieldWeights,
 ) -> Result<Option<Box<dyn Query>>> {
     // The analyzers registered on the index: building them (stop-word set, stemmer) per query
     // would be work on the hot path.
     let tokenizers = searcher.index().tokenizers();
     let mut prose_analyzer = tokenizers.get(PROSE_ANALYZER).unwrap_or_else(prose_analyzer);
     let mut math_analyzer = tokenizers.get(MATH_ANALYZER).unwrap_or_else(math_analyzer);
-    let prose = weighted_terms(searcher, analyze(&mut prose_analyzer, text), fields.body, max_terms)?;
-    let math_text = math_view_of_query(text);
-    let math = weighted_terms(searcher, analyze(&mut math_analyzer, &math_text), fields.body_math, max_terms)?;
+    let text = delimit_bare_latex(text);
+    let prose_fields = [fields.body, fields.title, fields.tags_text, fields.question];
+    let prose = weighted_terms(searcher, analyze(&mut prose_analyzer, &text), &prose_fields, max_terms)?;
+    let math_fields = [fields.body_math, fields.title_math, fields.question_math];
+    let math = weighted_terms(searcher, analyze(&mut math_analyzer, &text), &math_fields, max_terms)?;
     let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let mut add = |field, term: &str, weight: f32| {
+        if weight <= 0.0 {
+            return;
+        }
         let query = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
         let boxed: Box<dyn Query> = if (weight - 1.0).abs() < f32::EPSILON {
             Box::new(query)
@@ -182,13 +256,15 @@ fn text_query(
         should.push((Occur::Should, boxed));
     };
     for (term, weight) in &prose {
-        add(fields.body, term, BODY_WEIGHT * weight);
-        add(fields.title, term, TITLE_WEIGHT * weight);
-        add(fields.tags_text, term, TAGS_WEIGHT * weight);
+        add(fields.body, term, weights.body * weight);
+        add(fields.title, term, weights.title * weight);
+        add(fields.tags_text, term, weights.tags * weight);
+        add(fields.question, term, weights.question * weight);
     }
     for (term, weight) in &math {
-        add(fields.body_math, term, BODY_MATH_WEIGHT * weight);
-        add(fields.title_math, term, TITLE_MATH_WEIGHT * weight);
+        add(fields.body_math, term, weights.body_math * weight);
+        add(fields.title_math, term, weights.title_math * weight);
+        add(fields.question_math, term, weights.question_math * weight);
     }
     if should.is_empty() {
         return Ok(None);
@@ -196,18 +272,78 @@ fn text_query(
     Ok(Some(Box::new(BooleanQuery::new(should))))
 }
 
-/// A query typed as bare LaTeX (`\int_0^1 x^2 dx`, no dollars) is read as math too; text
-/// that already delimits its math is analysed as written.
-fn math_view_of_query(text: &str) -> std::borrow::Cow<'_, str> {
+/// English words of one or two letters that are never math in a query ("a", "of", "is"):
+/// a run of LaTeX does not reach across them.
+const SHORT_WORDS: &[&str] = &[
+    "a", "an", "as", "at", "be", "by", "do", "go", "he", "i", "if", "in", "is", "it", "me", "my", "no", "of", "on",
+    "or", "so", "to", "up", "us", "we",
+];
+
+/// A query that writes LaTeX without delimiters (`integrate \int_0^1 x^2 dx please`) gets
+/// `$..$` around each run of LaTeX, so that its math is read as math and its prose stays prose.
+/// A word is LaTeX when it holds a command or `^ _ = + * / < > { } |`, or mixes digits and
+/// letters (`2x`); short words (one letter, `dx`, numbers, brackets) join a run next to such a
+/// word. Text that already delimits its math is taken as written.
+pub fn delimit_bare_latex(text: &str) -> std::borrow::Cow<'_, str> {
     let has_math = crate::analysis::segments(text).iter().any(|s| matches!(s, crate::analysis::Segment::Math(..)));
-    let bytes = text.as_bytes();
-    let has_command = bytes.windows(2).any(|w| w[0] == b'\\' && w[1].is_ascii_alphabetic());
-    let looks_like_latex = has_command || text.contains(['^', '_']);
-    if !has_math && looks_like_latex {
-        std::borrow::Cow::Owned(format!("${}$", text.replace('$', "")))
-    } else {
-        std::borrow::Cow::Borrowed(text)
+    if has_math || text.contains('$') {
+        return std::borrow::Cow::Borrowed(text);
     }
+    let is_latex = |word: &str| {
+        let bytes = word.as_bytes();
+        let command = bytes.windows(2).any(|w| w[0] == b'\\' && w[1].is_ascii_alphabetic());
+        let operator = word.contains(['^', '_', '=', '+', '*', '/', '<', '>', '{', '}', '|']);
+        let mixed = word.chars().any(|c| c.is_ascii_digit()) && word.chars().any(|c| c.is_ascii_alphabetic());
+        command || operator || mixed
+    };
+    let is_glue = |word: &str| {
+        let letters = word.trim_matches(|c: char| !c.is_alphanumeric());
+        let short = letters.len() <= 2 && letters.chars().all(|c| c.is_ascii_alphanumeric());
+        let number = !letters.is_empty() && letters.chars().all(|c| c.is_ascii_digit() || c == '.');
+        (short && !SHORT_WORDS.contains(&letters.to_ascii_lowercase().as_str())) || number
+    };
+    // Words with their byte ranges.
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+        match (c.is_whitespace(), start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                words.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    let kinds: Vec<(bool, bool)> = words.iter().map(|&(s, e)| (is_latex(&text[s..e]), is_glue(&text[s..e]))).collect();
+    if !kinds.iter().any(|k| k.0) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut copied = 0;
+    let mut i = 0;
+    while i < words.len() {
+        if !(kinds[i].0 || kinds[i].1) {
+            i += 1;
+            continue;
+        }
+        // A maximal run of LaTeX and glue words; it becomes math only if it holds LaTeX.
+        let mut j = i;
+        while j < words.len() && (kinds[j].0 || kinds[j].1) {
+            j += 1;
+        }
+        if kinds[i..j].iter().any(|k| k.0) {
+            let (from, to) = (words[i].0, words[j - 1].1);
+            out.push_str(&text[copied..from]);
+            out.push('$');
+            out.push_str(&text[from..to].replace('$', ""));
+            out.push('$');
+            copied = to;
+        }
+        i = j;
+    }
+    out.push_str(&text[copied..]);
+    std::borrow::Cow::Owned(out)
 }
 
 fn filter_clauses(fields: &Fields, filters: &Filters) -> Result<Vec<Box<dyn Query>>> {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use mathrank_dump::{AnswerJoiner, JoinedAnswer, PostKind, PostsReader, RowEvent, SAMPLE_POSTS_XML, question_text};
 
-use crate::{AnswerIndex, Filters, SearchRequest};
+use crate::{AnswerIndex, FieldWeights, Filters, SearchRequest, delimit_bare_latex};
 
 struct Sample {
     index: AnswerIndex,
@@ -24,7 +24,7 @@ fn sample() -> &'static Sample {
                 if post.kind == PostKind::Question {
                     questions.push((post.id, question_text(&post.title, &post.body_html)));
                 }
-                answers.extend(joiner.push(post));
+                answers.extend(joiner.push(post).unwrap());
             }
         }
         let index = AnswerIndex::build_in_ram(answers.clone()).unwrap();
@@ -139,4 +139,75 @@ fn get_answer_and_empty_queries() {
     assert!(sample.index.get_answer(u64::MAX).unwrap().is_none());
     assert!(sample.index.search(&SearchRequest::new("the of and", 10)).unwrap().is_empty());
     assert!(sample.index.search(&SearchRequest::new("", 10)).unwrap().is_empty());
+}
+
+#[test]
+fn a_question_body_finds_the_thread_of_a_short_answer() {
+    let answer = |id: u64, question: u64, body: &str, question_body: &str| JoinedAnswer {
+        answer_id: id,
+        question_id: question,
+        question_title: "A question".into(),
+        tags: vec![],
+        accepted: false,
+        votes: 0,
+        created: 0,
+        body_html: body.into(),
+        question_body_html: question_body.into(),
+    };
+    let index = AnswerIndex::build_in_ram(vec![
+        answer(
+            2,
+            1,
+            "<p>Use induction on $n$.</p>",
+            "<p>Show that the Fibonacci numbers satisfy Cassini's identity.</p>",
+        ),
+        answer(4, 3, "<p>Compare with a geometric series.</p>", "<p>Does the harmonic series converge?</p>"),
+    ])
+    .unwrap();
+    let hits = index.search(&SearchRequest::new("Cassini identity for Fibonacci numbers", 10)).unwrap();
+    assert_eq!(hits.first().map(|h| h.answer_id), Some(2), "found through its question's body");
+    assert!(!hits[0].body.contains("Cassini"), "the stored body, the model's segment B, is the answer alone");
+    let mut without = SearchRequest::new("Cassini identity for Fibonacci numbers", 10);
+    without.weights = FieldWeights::answers_only();
+    assert!(index.search(&without).unwrap().is_empty(), "without the question field nothing matches");
+}
+
+#[test]
+fn terms_no_document_holds_do_not_take_the_places_of_rare_ones() {
+    let sample = sample();
+    // Sixty words found nowhere, then a real one: with max_terms 8, only the real one counts.
+    let mut query: String = (0..60).map(|i| format!("zzqx{i}nonword ")).collect();
+    query.push_str("eigenvalues");
+    let mut request = SearchRequest::new(query, 10);
+    request.max_terms = Some(8);
+    let hits = sample.index.search(&request).unwrap();
+    assert!(!hits.is_empty(), "the one real word still finds answers");
+    let alone = sample.index.search(&SearchRequest::new("eigenvalues", 10)).unwrap();
+    let ids = |hits: &[crate::Hit]| hits.iter().map(|h| h.answer_id).collect::<Vec<_>>();
+    assert_eq!(ids(&hits), ids(&alone));
+}
+
+#[test]
+fn bare_latex_is_delimited_and_prose_stays_prose() {
+    assert_eq!(delimit_bare_latex(r"integrate \int_0^1 x^2 dx please"), r"integrate $\int_0^1 x^2 dx$ please");
+    assert_eq!(delimit_bare_latex(r"\int_0^1 x^2 dx"), r"$\int_0^1 x^2 dx$");
+    assert_eq!(delimit_bare_latex("why is x^2 + 1 > 0 for all real x"), "why is $x^2 + 1 > 0$ for all real x");
+    assert_eq!(delimit_bare_latex("eigenvalues of a triangular matrix"), "eigenvalues of a triangular matrix");
+    assert_eq!(delimit_bare_latex(r"already $x^2$ delimited \alpha"), r"already $x^2$ delimited \alpha");
+    // The prose of a bare-LaTeX query is analysed as prose, not as letters of math.
+    let mut prose = crate::analysis::prose_analyzer();
+    let mut math = crate::analysis::math_analyzer();
+    let text = delimit_bare_latex(r"compute \sum_{n=1}^\infty 1/n^2 using Fourier series");
+    let prose_terms = crate::analysis::analyze(&mut prose, &text);
+    assert_eq!(prose_terms, ["comput", "use", "fourier", "seri"]);
+    let math_terms = crate::analysis::analyze(&mut math, &text);
+    assert!(math_terms.iter().any(|t| t == r"\sum") && !math_terms.iter().any(|t| t == "F"), "{math_terms:?}");
+}
+
+proptest::proptest! {
+    #[test]
+    fn delimiting_keeps_every_word_and_never_panics(text in "[a-z0-9 \\^_{}+=()$.,-]{0,80}") {
+        let delimited = delimit_bare_latex(&text);
+        proptest::prop_assert_eq!(delimited.replace('$', ""), text.replace('$', ""));
+    }
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use mathrank_engine::{
-    Engine, EngineError, LongAnswers, PartialReason, RerankOutcome, RerankParams, SearchOutcome, SearchParams, Timings,
+    Engine, EngineError, Fusion, LongAnswers, PartialReason, RerankOutcome, RerankParams, SearchOutcome, SearchParams,
+    Timings,
 };
 use mathrank_index::{Filters, Hit, snippet};
 use mathrank_rerank::Score;
@@ -75,8 +76,12 @@ impl TryFrom<v1::SearchRequest> for SearchParams {
     type Error = EngineError;
 
     fn try_from(request: v1::SearchRequest) -> Result<Self, EngineError> {
+        let fusion = Fusion::from_parts(&request.fusion, request.fusion_weight, request.rrf_k)
+            .map_err(|(field, message)| EngineError::InvalidArgument { field, message })?;
         Ok(Self {
             long_answers: parse_long_answers(&request.long_answers)?,
+            fusion: Some(fusion),
+            field_weights: None,
             query: request.query,
             query_is_text: false,
             top_k: request.top_k,
@@ -104,7 +109,7 @@ impl TryFrom<&v1::RerankRequest> for RerankParams {
 
 impl v1::Hit {
     /// The hit at 1-based `rank`, with its body whole or as a snippet.
-    pub fn new(rank: usize, hit: &Hit, score: Option<&Score>, include_body: bool) -> Self {
+    pub fn new(rank: usize, hit: &Hit, score: Option<&Score>, fused: Option<f32>, include_body: bool) -> Self {
         Self {
             rank: rank as u32,
             answer_id: hit.answer_id,
@@ -120,6 +125,7 @@ impl v1::Hit {
             rerank_logit: score.map(Score::margin),
             relevance: score.map(|s| s.relevance),
             relevant_logit: score.map(|s| s.logits[1]),
+            fused_score: fused,
         }
     }
 }
@@ -131,7 +137,7 @@ impl v1::SearchResponse {
                 .hits
                 .iter()
                 .enumerate()
-                .map(|(i, ranked)| v1::Hit::new(i + 1, &ranked.hit, ranked.score.as_ref(), include_body))
+                .map(|(i, ranked)| v1::Hit::new(i + 1, &ranked.hit, ranked.score.as_ref(), ranked.fused, include_body))
                 .collect(),
             reranked: outcome.reranked as u32,
             partial: outcome.partial,
@@ -172,7 +178,7 @@ impl v1::RerankResponse {
 
 impl From<&Hit> for v1::GetAnswerResponse {
     fn from(hit: &Hit) -> Self {
-        let mut answer = v1::Hit::new(1, hit, None, true);
+        let mut answer = v1::Hit::new(1, hit, None, None, true);
         answer.bm25_score = 0.0;
         answer.bm25_rank = 0;
         Self { answer: Some(answer) }

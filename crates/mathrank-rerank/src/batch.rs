@@ -24,9 +24,12 @@ pub struct CostModel {
 
 impl CostModel {
     /// ALBERT-base on ONNX Runtime's CPU provider, fitted on this project's 2-core machine with
-    /// `mathrank bench cost-model` (albert-base-random, fp32, 2 threads; R^2 0.999 over
-    /// widths 32-512 and batches 1-32). The absolute scale is learned at run time.
-    pub const CPU: CostModel = CostModel { per_batch: 30.0, attention: 0.0011 };
+    /// `mathrank bench cost-model` (albert-base-random, fp32, 2 threads, widths 32-512, batches
+    /// 1-16; `bench/results-cost-model-2026-11-27.jsonl`): attention 0.00034, R^2 0.9987, 1.39 ms
+    /// per token. The fitted per-batch term (-5.6 tokens) is below the noise; batches of one
+    /// against batches of eight at widths 32 and 64 show 8 to 12 tokens' worth per run, hence 10.
+    /// The absolute scale is learned at run time.
+    pub const CPU: CostModel = CostModel { per_batch: 10.0, attention: 0.00034 };
 
     /// A GPU runs a small batch in about the time of a large one: the per-batch overhead
     /// dominates until thousands of tokens. An estimate from the CUDA provider's launch cost,

@@ -344,11 +344,11 @@ pub struct RerankerStats {
 /// Pairs of a round before any batch has taught the speed.
 const CALIBRATION_PAIRS: usize = 4;
 
-/// A job in the queue: its pairs from `next` on are not taken yet.
+/// A job in the queue, with the indices of its pairs not taken yet, best-ranked first.
 struct Queued {
     shared: Arc<JobShared>,
     pairs: Arc<Vec<EncodedPair>>,
-    next: usize,
+    pending: Vec<usize>,
     deadline: Option<Instant>,
     seq: u64,
 }
@@ -425,7 +425,7 @@ impl Scheduler {
             if !(cancelled || late || ended) {
                 return true;
             }
-            let untaken = job.pairs.len() - job.next;
+            let untaken = job.pending.len();
             self.counters.skipped_pairs.fetch_add(untaken as u64, Ordering::Relaxed);
             if ended {
                 job.shared.skip(untaken);
@@ -453,7 +453,7 @@ impl Scheduler {
                 queue = self.wakeup.wait(queue).unwrap_or_else(std::sync::PoisonError::into_inner);
                 continue;
             }
-            let waiting: usize = queue.jobs.iter().map(|job| job.pairs.len() - job.next).sum();
+            let waiting: usize = queue.jobs.iter().map(|job| job.pending.len()).sum();
             if waiting < self.planner.max_batch && !queue.shutdown {
                 let oldest = queue.jobs.iter().map(|job| job.shared.enqueued).min().unwrap_or(now);
                 let until = oldest + self.max_wait;
@@ -473,14 +473,19 @@ impl Scheduler {
     }
 
     /// Takes the best-ranked pairs of the jobs in deadline order, as many as fit the round and
-    /// can be scored before the earliest deadline among them. `None` when every waiting job
-    /// was expired instead.
+    /// can be scored before the earliest deadline among them, and plans them into micro-batches
+    /// by cost. It then keeps the batches that fit `max_round` (the most urgent and best-ranked
+    /// first) and hands the other pairs back to their jobs: planning over more pairs than one
+    /// round runs groups lengths better, and a short round lets an urgent call in soon. `None`
+    /// when every waiting job was expired instead.
     fn take_round(&self, queue: &mut Queue, now: Instant) -> Option<Round> {
         let cost = &self.planner.cost;
         let rate = self.rate();
         let max_batch = self.planner.max_batch.max(1);
         let round_tokens = self.planner.batch_tokens.saturating_mul(self.round_pairs.div_ceil(max_batch));
         let mut round = Round { jobs: Vec::new(), members: Vec::new(), batches: Vec::new() };
+        // For each job of the round, its index in the queue (valid until the queue is tidied).
+        let mut sources: Vec<usize> = Vec::new();
         let mut lengths: Vec<usize> = Vec::new();
         let (mut units, mut tokens) = (0.0f64, 0usize);
         let mut earliest: Option<Instant> = None;
@@ -491,11 +496,10 @@ impl Scheduler {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let start = job.next;
-            let mut end = start;
+            let mut taken = 0;
             let mut stop = false;
-            while end < job.pairs.len() && round.members.len() < self.round_pairs && tokens < round_tokens {
-                let length = job.pairs[end].len();
+            while taken < job.pending.len() && round.members.len() < self.round_pairs && tokens < round_tokens {
+                let length = job.pairs[job.pending[taken]].len();
                 let added = units + cost.pair_cost(length);
                 match rate {
                     // Until a batch has taught the speed, rounds are small, so that the
@@ -506,46 +510,46 @@ impl Scheduler {
                     }
                     None => {}
                     Some(rate) => {
-                        // A lower bound on the round's cost with 10% for padding: optimistic by
+                        // A lower bound on the pool's cost with 10% for padding: optimistic by
                         // design, since a round that overruns only loses the late pairs' scores.
                         let batches = (round.members.len() + 1).div_ceil(max_batch) as f64;
                         let estimate = Duration::from_secs_f64(rate * 1.1 * (added + batches * cost.per_batch));
-                        let remaining = limit.map(|limit| limit.saturating_duration_since(now));
-                        if remaining.is_some_and(|remaining| estimate > remaining) {
-                            if round.members.is_empty() && end == start {
-                                // Not even its best pair can be scored in time: give the job its
-                                // answer now instead of inference it cannot use.
-                                let expired = queue.jobs.remove(index);
-                                let untaken = expired.pairs.len() - expired.next;
-                                self.counters.expired_jobs.fetch_add(1, Ordering::Relaxed);
-                                self.counters.skipped_pairs.fetch_add(untaken as u64, Ordering::Relaxed);
-                                expired.shared.skip(untaken);
-                                continue 'jobs;
+                        if let Some(remaining) = limit.map(|limit| limit.saturating_duration_since(now)) {
+                            if estimate > remaining {
+                                if round.members.is_empty() && taken == 0 {
+                                    // Not even its best pair can be scored in time: give the
+                                    // job its answer now instead of inference it cannot use.
+                                    let expired = queue.jobs.remove(index);
+                                    let untaken = expired.pending.len();
+                                    self.counters.expired_jobs.fetch_add(1, Ordering::Relaxed);
+                                    self.counters.skipped_pairs.fetch_add(untaken as u64, Ordering::Relaxed);
+                                    expired.shared.skip(untaken);
+                                    continue 'jobs;
+                                }
+                                // More would delay the earliest job in the round past its deadline.
+                                stop = true;
+                                break;
                             }
-                            // More would delay the earliest job in the round past its deadline.
-                            stop = true;
-                            break;
-                        }
-                        // Rounds of at most a quarter of the time left (a deadline then cuts
-                        // after the best-ranked pairs) and at most `max_round` (an urgent call
-                        // that arrives meanwhile waits little).
-                        let budget = remaining.map_or(self.max_round, |remaining| (remaining / 4).min(self.max_round));
-                        if estimate > budget && !round.members.is_empty() {
-                            stop = true;
-                            break;
+                            // Pools of at most a quarter of the time left: a deadline then cuts
+                            // after the best-ranked pairs.
+                            if estimate > remaining / 4 && !round.members.is_empty() {
+                                stop = true;
+                                break;
+                            }
                         }
                     }
                 }
                 units = added;
                 tokens += length;
                 lengths.push(length);
-                round.members.push((round.jobs.len(), end));
-                end += 1;
+                round.members.push((round.jobs.len(), job.pending[taken]));
+                taken += 1;
             }
-            if end > start {
-                job.next = end;
+            if taken > 0 {
+                job.pending.drain(..taken);
                 job.shared.started(now);
                 earliest = limit;
+                sources.push(index);
                 round.jobs.push(RoundJob {
                     shared: Arc::clone(&job.shared),
                     pairs: Arc::clone(&job.pairs),
@@ -557,21 +561,39 @@ impl Scheduler {
             }
             index += 1;
         }
-        queue.jobs.retain(|job| job.next < job.pairs.len());
         if round.members.is_empty() {
+            queue.jobs.retain(|job| !job.pending.is_empty());
             return None;
         }
         let plan = self.planner.plan(&lengths);
-        let mut batches: Vec<(Option<Instant>, usize, Vec<usize>)> = plan
+        let mut batches: Vec<(Option<Instant>, usize, usize, Vec<usize>)> = plan
             .into_iter()
             .map(|batch| {
                 let due = batch.members.iter().filter_map(|&m| round.jobs[round.members[m].0].deadline).min();
-                (due, batch.width, batch.members)
+                let best = batch.members.iter().map(|&m| round.members[m].1).min().unwrap_or(usize::MAX);
+                (due, best, batch.width, batch.members)
             })
             .collect();
-        // The batch holding the most urgent pair first; among equals, the widest first.
-        batches.sort_by(|a, b| (a.0.is_none(), a.0).cmp(&(b.0.is_none(), b.0)).then(b.1.cmp(&a.1)));
-        round.batches = batches.into_iter().map(|(_, _, members)| members).collect();
+        // The most urgent first; among equals, the batch holding the best-ranked pair.
+        batches.sort_by_key(|b| (b.0.is_none(), b.0, b.1));
+        let mut spent = Duration::ZERO;
+        for (_, _, width, members) in batches {
+            let estimate = rate
+                .map_or(Duration::ZERO, |rate| Duration::from_secs_f64(rate * cost.batch_cost(members.len(), width)));
+            if round.batches.is_empty() || spent + estimate <= self.max_round {
+                spent += estimate;
+                round.batches.push(members);
+            } else {
+                // Not this round: back to the job, in rank order.
+                for m in members {
+                    let (j, pair) = round.members[m];
+                    let pending = &mut queue.jobs[sources[j]].pending;
+                    let at = pending.partition_point(|&p| p < pair);
+                    pending.insert(at, pair);
+                }
+            }
+        }
+        queue.jobs.retain(|job| !job.pending.is_empty());
         Some(round)
     }
 }
@@ -734,7 +756,8 @@ impl Reranker {
             return Err(Error::Overloaded { capacity: self.scheduler.capacity });
         }
         queue.seq += 1;
-        let job = Queued { shared, pairs: Arc::new(pairs), next: 0, deadline, seq: queue.seq };
+        let pending = (0..pairs.len()).collect();
+        let job = Queued { shared, pairs: Arc::new(pairs), pending, deadline, seq: queue.seq };
         let at = queue.jobs.partition_point(|other| other.key() <= job.key());
         queue.jobs.insert(at, job);
         drop(queue);
