@@ -404,3 +404,36 @@ async fn tls_serves_and_plaintext_clients_are_refused() {
     let mut plaintext = server.client().await;
     assert!(plaintext.info(v1::InfoRequest {}).await.is_err(), "a plaintext client must not get through");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fusion_reorders_the_reranked_hits_as_asked() {
+    let server = TestServer::with_model(Limits::default(), RerankerOptions::default()).await;
+    let mut client = server.client().await;
+    let ask = |fusion: &str, weight: Option<f32>| v1::SearchRequest {
+        fusion: fusion.into(),
+        fusion_weight: weight,
+        top_k: 30,
+        ..search(QUESTION)
+    };
+    let rerank = client.search(ask("", None)).await.unwrap().into_inner();
+    assert!(rerank.hits.iter().all(|h| h.fused_score == h.relevant_logit));
+    // Linear at weight 0 is BM25 order; at weight 1 it is the reranker's order.
+    let bm25 = client.search(ask("linear", Some(0.0))).await.unwrap().into_inner();
+    let ranks: Vec<u32> = bm25.hits.iter().map(|h| h.bm25_rank).collect();
+    assert_eq!(ranks, (1..=30).collect::<Vec<u32>>());
+    let reranker = client.search(ask("linear", Some(1.0))).await.unwrap().into_inner();
+    let ids = |r: &v1::SearchResponse| r.hits.iter().map(|h| h.answer_id).collect::<Vec<_>>();
+    assert_eq!(ids(&reranker), ids(&rerank));
+    let half = client.search(ask("linear", None)).await.unwrap().into_inner();
+    assert!(half.hits.windows(2).all(|w| w[0].fused_score >= w[1].fused_score));
+    assert!(half.hits.iter().all(|h| (0.0..=1.0).contains(&h.fused_score.unwrap())));
+    let rrf = client.search(v1::SearchRequest { rrf_k: Some(10), ..ask("rrf", None) }).await.unwrap().into_inner();
+    assert!(rrf.hits.windows(2).all(|w| w[0].fused_score >= w[1].fused_score));
+    // RRF scores are sums of two reciprocal ranks: at most 2/(k+1).
+    assert!(rrf.hits.iter().all(|h| h.fused_score.unwrap() <= 2.0 / 11.0 + 1e-6));
+    for (fusion, weight, field) in [("borda", None, "fusion"), ("linear", Some(2.0), "fusion_weight")] {
+        let status = client.search(ask(fusion, weight)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+}

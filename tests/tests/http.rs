@@ -386,3 +386,20 @@ async fn overload_is_429_with_a_retry_hint() {
     let (status, _) = post(&server, "/v1/rerank", json!({"query": QUERY, "documents": DOCS})).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_takes_fusion_and_long_answers_over_http() {
+    let server = TestServer::with_model(Limits::default(), RerankerOptions::default()).await;
+    let body =
+        json!({"query": QUERY, "top_k": 30, "fusion": "linear", "fusion_weight": 0.0, "long_answers": "max_window"});
+    let (status, response) = post(&server, "/v1/search", body).await;
+    assert_eq!(status, 200, "{response}");
+    let ranks: Vec<u64> =
+        response["hits"].as_array().unwrap().iter().map(|h| h["bm25Rank"].as_u64().unwrap()).collect();
+    assert_eq!(ranks, (1..=ranks.len() as u64).collect::<Vec<_>>(), "weight 0 is BM25 order");
+    assert!(response["hits"][0]["fusedScore"].as_f64().is_some());
+    let (status, error) = post(&server, "/v1/search", json!({"query": QUERY, "fusion": "rrf", "rrfK": 0})).await;
+    assert_eq!((status, error["error"]["field"].as_str()), (400, Some("rrf_k")));
+    let (status, error) = post(&server, "/v1/search", json!({"query": QUERY, "long_answers": "everything"})).await;
+    assert_eq!((status, error["error"]["field"].as_str()), (400, Some("long_answers")));
+}

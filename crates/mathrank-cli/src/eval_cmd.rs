@@ -54,7 +54,7 @@ pub struct EvalArgs {
     /// k of rrf fusion.
     #[arg(long, env = "MATHRANK_RRF_K", default_value_t = mathrank_engine::DEFAULT_RRF_K)]
     pub rrf_k: u32,
-    /// First-stage field weights, `body=1,title=0.6,tags=0.3,question=0.6,body_math=0.8,
+    /// First-stage field weights, `body=0.6,title=0.6,tags=0.3,question=1,body_math=0.4,
     /// title_math=0.4,question_math=0.4` (fields left out keep these defaults).
     #[arg(long, env = "MATHRANK_FIELD_WEIGHTS")]
     pub field_weights: Option<mathrank_index::FieldWeights>,

@@ -209,3 +209,49 @@ fn gen_dump_is_deterministic_and_indexable() {
     assert!(summary.contains("questions        300") && summary.contains("answers indexed  500"), "{summary}");
     assert!(summary.contains("skipped rows     3"), "{summary}");
 }
+
+#[test]
+fn eval_known_items_reports_mrr_and_recall_and_takes_fusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = sample_index(dir.path());
+    let found = ok(&["search", "--index", &index, "--no-rerank", "--json", "Eigenvalues of a triangular matrix"]);
+    let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+    let question = found["hits"][0]["question_id"].as_u64().unwrap();
+    let items = dir.path().join("known.jsonl");
+    std::fs::write(
+        &items,
+        format!(
+            "{{\"id\":\"a\",\"question_id\":{question},\"query\":\"diagonal entries of an upper triangular matrix are its eigenvalues\",\"kind\":\"sentence\",\"split\":\"test\"}}\n\
+             {{\"id\":\"b\",\"question_id\":999999999,\"query\":\"a thread that is not there\",\"kind\":\"keywords\",\"split\":\"tune\"}}\n"
+        ),
+    )
+    .unwrap();
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["eval", "--index", &index, "--known-items", items.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(&args)).unwrap()
+    };
+    let bm25 = eval(&["--no-rerank"]);
+    assert_eq!(bm25["summary"]["all"]["queries"], 2);
+    assert!((bm25["summary"]["all"]["recall_at_10"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    assert!(bm25["queries"][1]["rank"].is_null());
+    assert_eq!(bm25["summary"]["split:test"]["queries"], 1);
+    assert_eq!(bm25["summary"]["kind:keywords"]["recall_at_100"], 0.0);
+    // Linear fusion at weight 0 keeps the BM25 order of the reranked hits.
+    let model = tiny_model();
+    let fused = eval(&["--model", model.to_str().unwrap(), "--fusion", "linear", "--fusion-weight", "0"]);
+    assert_eq!(fused["queries"][0]["rank"], bm25["queries"][0]["rank"]);
+    let test_only = eval(&["--no-rerank", "--split", "test"]);
+    assert_eq!(test_only["summary"]["all"]["queries"], 1);
+    let bad = mathrank(&[
+        "eval",
+        "--index",
+        &index,
+        "--known-items",
+        items.to_str().unwrap(),
+        "--fusion",
+        "borda",
+        "--no-rerank",
+    ]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--fusion"));
+}
