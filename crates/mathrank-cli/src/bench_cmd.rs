@@ -29,6 +29,9 @@ pub enum BenchAction {
     CostModel(CostModelArgs),
     /// Load against a running server, over gRPC or HTTP: QPS and latency at several concurrencies.
     Load(crate::load_cmd::LoadArgs),
+    /// A burst of concurrent Search calls sent at once: how many got a complete answer, a
+    /// partial one, or nothing, with latency and the mean reranked depth.
+    Flood(crate::flood_cmd::FloodArgs),
 }
 
 /// `--planning` values.
@@ -131,6 +134,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchAction::Latency(args) => latency(args),
         BenchAction::CostModel(args) => cost_model(args),
         BenchAction::Load(args) => crate::load_cmd::run(args),
+        BenchAction::Flood(args) => crate::flood_cmd::run(args),
     }
 }
 

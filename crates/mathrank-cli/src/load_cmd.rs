@@ -79,6 +79,9 @@ fn sample_texts() -> (Vec<String>, Vec<String>) {
 struct Done {
     server_total: Duration,
     rerank_wait: Duration,
+    /// Search: the answer was partial, and how many candidates it reranked.
+    partial: bool,
+    reranked: u64,
 }
 
 /// Makes calls of one kind; cheap to clone per worker.
@@ -102,7 +105,11 @@ fn server_timing(headers: &reqwest::header::HeaderMap, stage: &str) -> Duration 
 
 fn done_of(timings: Option<v1::StageTimings>) -> Done {
     let ms = |value: f64| Duration::from_secs_f64(value / 1000.0);
-    timings.map_or_else(Done::default, |t| Done { server_total: ms(t.total_ms), rerank_wait: ms(t.rerank_ms) })
+    timings.map_or_else(Done::default, |t| Done {
+        server_total: ms(t.total_ms),
+        rerank_wait: ms(t.rerank_ms),
+        ..Done::default()
+    })
 }
 
 impl Caller {
@@ -122,7 +129,11 @@ impl Caller {
                             ..Default::default()
                         });
                         authorize(&mut request, args.auth_token.as_deref());
-                        client.search(request).await?.into_inner().timings
+                        let response = client.search(request).await?.into_inner();
+                        let mut done = done_of(response.timings);
+                        done.partial = response.partial;
+                        done.reranked = u64::from(response.reranked);
+                        return Ok(done);
                     }
                     Method::Rerank => {
                         let candidates = documents
@@ -158,12 +169,19 @@ impl Caller {
                 };
                 let response = request.send().await?;
                 let status = response.status();
-                let done = Done {
+                let mut done = Done {
                     server_total: server_timing(response.headers(), "total"),
                     rerank_wait: server_timing(response.headers(), "rerank"),
+                    partial: response.headers().contains_key("x-mathrank-partial"),
+                    ..Done::default()
                 };
                 let body = response.bytes().await?;
                 anyhow::ensure!(status.is_success(), "HTTP {status}: {}", String::from_utf8_lossy(&body));
+                if args.method == Method::Search
+                    && let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body)
+                {
+                    done.reranked = json["reranked"].as_u64().unwrap_or(0);
+                }
                 Ok(done)
             }
         }
@@ -210,6 +228,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                 let queries = queries.clone();
                 tasks.push(tokio::spawn(async move {
                     let (mut latencies, mut errors, mut server) = (Vec::new(), 0u64, Done::default());
+                    let (mut partial, mut reranked) = (0u64, 0u64);
                     let mut turn = worker;
                     while Instant::now() < deadline {
                         let started = Instant::now();
@@ -218,6 +237,8 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                                 latencies.push(started.elapsed());
                                 server.server_total += done.server_total;
                                 server.rerank_wait += done.rerank_wait;
+                                partial += u64::from(done.partial);
+                                reranked += done.reranked;
                             }
                             Err(err) => {
                                 if errors == 0 {
@@ -228,17 +249,20 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                         }
                         turn += concurrency;
                     }
-                    (latencies, errors, server)
+                    (latencies, errors, server, partial, reranked)
                 }));
             }
             let started = Instant::now();
             let (mut latencies, mut errors, mut server) = (Vec::new(), 0, Done::default());
+            let (mut partial, mut reranked) = (0u64, 0u64);
             for task in tasks {
-                let (l, e, s) = task.await?;
+                let (l, e, s, p, r) = task.await?;
                 latencies.extend(l);
                 errors += e;
                 server.server_total += s.server_total;
                 server.rerank_wait += s.rerank_wait;
+                partial += p;
+                reranked += r;
             }
             let elapsed = started.elapsed().as_secs_f64();
             let client_total: Duration = latencies.iter().sum();
@@ -264,6 +288,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                     "p50_ms": ms(percentile(&latencies, 50.0)),
                     "p95_ms": ms(percentile(&latencies, 95.0)),
                     "p99_ms": ms(percentile(&latencies, 99.0)),
+                    "partial": (args.method == Method::Search).then_some(partial),
+                    "mean_reranked": (args.method == Method::Search && !latencies.is_empty())
+                        .then(|| reranked as f64 / latencies.len() as f64),
                     "share_outside_server": share(server.server_total),
                     "share_outside_rerank_wait": share(server.rerank_wait),
                     "client_peak_rss_mib": peak_rss_mib(),

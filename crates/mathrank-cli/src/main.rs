@@ -4,6 +4,7 @@
 
 mod bench_cmd;
 mod eval_cmd;
+mod flood_cmd;
 mod gen_cmd;
 mod index_cmd;
 mod load_cmd;

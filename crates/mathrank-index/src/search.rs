@@ -36,7 +36,7 @@ pub struct FieldWeights {
 
 impl Default for FieldWeights {
     fn default() -> Self {
-        Self { body: 1.0, title: 0.6, tags: 0.3, question: 0.6, body_math: 0.8, title_math: 0.4, question_math: 0.4 }
+        Self { body: 0.6, title: 0.6, tags: 0.3, question: 1.0, body_math: 0.4, title_math: 0.4, question_math: 0.4 }
     }
 }
 

@@ -32,9 +32,10 @@ impl CostModel {
     pub const CPU: CostModel = CostModel { per_batch: 10.0, attention: 0.00034 };
 
     /// A GPU runs a small batch in about the time of a large one: the per-batch overhead
-    /// dominates until thousands of tokens. An estimate from the CUDA provider's launch cost,
-    /// not measured here (no GPU was available); `--cost-model` overrides it.
-    pub const GPU: CostModel = CostModel { per_batch: 4096.0, attention: 0.0011 };
+    /// dominates until thousands of tokens. An estimate (the CPU's attention weight, and a
+    /// per-run cost of 4096 tokens), not measured: no GPU was available to this project yet.
+    /// `--cost-model` overrides it; `mathrank bench cost-model` fits it on the GPU.
+    pub const GPU: CostModel = CostModel { per_batch: 4096.0, attention: 0.00034 };
 
     /// Cost of one micro-batch.
     pub fn batch_cost(&self, size: usize, width: usize) -> f64 {
