@@ -89,6 +89,12 @@ pub struct RerankBenchArgs {
     /// Graph optimisation level 0-3.
     #[arg(long, default_value_t = 3)]
     pub optimization_level: u8,
+    /// Execution provider: cpu, or cuda (a build with `--features mathrank-rerank/cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub provider: mathrank_rerank::Provider,
+    /// The GPU, with --provider cuda.
+    #[arg(long, default_value_t = 0)]
+    pub device_id: i32,
     /// Timed runs (after one warm-up run).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -154,7 +160,8 @@ fn rerank(args: RerankBenchArgs) -> anyhow::Result<()> {
         planning: if args.naive { Planning::InputOrder } else { args.planning.into() },
         max_wait: Duration::ZERO,
         ort_library: args.ort_lib.clone(),
-        ..RerankerOptions::default()
+        device_id: args.device_id,
+        ..RerankerOptions::for_provider(args.provider)
     };
     let reranker = Reranker::load(&args.model, &options)?;
     reranker.submit(pairs.clone())?.wait()?;
@@ -174,6 +181,8 @@ fn rerank(args: RerankBenchArgs) -> anyhow::Result<()> {
         "tokens": if args.mix { "mix".to_owned() } else { args.tokens.to_string() },
         "batching": if args.naive { "input-order".to_owned() } else { format!("{:?}", args.planning).to_lowercase() },
         "threads": args.threads,
+        "provider": args.provider.name(),
+        "max_batch": args.max_batch,
         "pairs_per_s": args.pairs as f64 / median.as_secs_f64(),
         "median_s": median.as_secs_f64(),
         "padding_efficiency": efficiency,

@@ -48,8 +48,12 @@ pub struct ConvertArgs {
     #[arg(long, env = "MATHRANK_CONVERT_WEIGHTS")]
     pub weights: Option<String>,
     /// `int8`: dynamic quantisation of the shared layer's MatMul weights (stored once).
-    #[arg(long, env = "MATHRANK_CONVERT_QUANTIZE")]
+    #[arg(long, env = "MATHRANK_CONVERT_QUANTIZE", conflicts_with = "dtype")]
     pub quantize: Option<String>,
+    /// `fp32`, or `fp16`: the shared layer's weights and products in float16 for GPUs, with
+    /// embeddings, LayerNorm, softmax and the classifier kept in float32.
+    #[arg(long, env = "MATHRANK_CONVERT_DTYPE", default_value = "fp32", value_parser = ["fp32", "fp16"])]
+    pub dtype: String,
 }
 
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
@@ -97,12 +101,13 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         }
         ModelAction::Convert(args) => {
             let weights = args.weights.as_deref();
-            let quantize = match args.quantize.as_deref() {
-                None => false,
-                Some("int8") => true,
-                Some(other) => anyhow::bail!("--quantize {other}: only int8 is supported"),
+            let precision = match (args.quantize.as_deref(), args.dtype.as_str()) {
+                (Some("int8"), _) => mathrank_model::Precision::Int8,
+                (Some(other), _) => anyhow::bail!("--quantize {other}: only int8 is supported"),
+                (None, "fp16") => mathrank_model::Precision::F16,
+                (None, _) => mathrank_model::Precision::F32,
             };
-            let manifest = mathrank_model::convert_full(&args.from, &args.out, weights, quantize)
+            let manifest = mathrank_model::convert_as(&args.from, &args.out, weights, precision)
                 .with_context(|| format!("converting {}", args.from.display()))?;
             println!(
                 "wrote {} (ONNX opset {}, {} from {}, sha256 {})",

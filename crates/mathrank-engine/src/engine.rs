@@ -301,7 +301,15 @@ impl Engine {
     pub fn new(index: Arc<AnswerIndex>, reranker: Option<Arc<Reranker>>, limits: Limits) -> Self {
         let slots = Arc::new(Semaphore::new((limits.max_concurrent + limits.max_queued).max(1) as usize));
         let running = Arc::new(Semaphore::new(limits.max_concurrent.max(1) as usize));
-        let cache = reranker.as_ref().and_then(|_| ScoreCache::with_megabytes(limits.score_cache_mb)).map(Arc::new);
+        // A cached score must be the score a fresh call would get: only for a model whose
+        // scores do not depend on their batch (probed when it loads).
+        let invariant = reranker.as_ref().is_some_and(|r| r.info().batch_invariant);
+        if reranker.is_some() && !invariant && limits.score_cache_mb > 0 {
+            tracing::warn!(
+                "the score cache is off: this model's scores depend on their batch (checked at load), so a cached score could differ from a fresh one"
+            );
+        }
+        let cache = if invariant { ScoreCache::with_megabytes(limits.score_cache_mb).map(Arc::new) } else { None };
         Self { index, reranker, cache, limits, slots, running }
     }
 

@@ -136,10 +136,38 @@ pub fn required_weights() -> Vec<String> {
     names
 }
 
+/// The number format of the graph's heavy arithmetic: the shared layer's matrix products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Everything in float32.
+    #[default]
+    F32,
+    /// The shared layer's MatMul weights in int8, activations quantised per row at run time.
+    Int8,
+    /// The shared layer's MatMul weights and biases in float16, and its products (the six
+    /// linear layers and the two attention products) computed in float16, for GPUs' tensor
+    /// cores. Embeddings, LayerNorm, softmax, the residual stream, the pooler and the
+    /// classifier stay float32, where float16's range and precision would cost accuracy: each
+    /// product casts its inputs to float16 and its result back.
+    F16,
+}
+
+impl Precision {
+    /// What the manifest records.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Precision::F32 => "float32",
+            Precision::Int8 => "int8 (dynamic per-row activations, shared-layer MatMul weights)",
+            Precision::F16 => {
+                "float16 (shared-layer MatMul weights and products; embeddings, LayerNorm, softmax and classifier float32)"
+            }
+        }
+    }
+}
+
 struct Graph<'w> {
     weights: &'w Weights,
-    /// Dynamic int8 quantisation of the encoder's MatMul weights.
-    quantize: bool,
+    precision: Precision,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     stored: BTreeSet<String>,
@@ -182,6 +210,17 @@ fn f32_tensor(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
     }
 }
 
+fn f16_tensor(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
+    let raw: Vec<u8> = data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+    TensorProto {
+        dims: shape.iter().map(|&d| d as i64).collect(),
+        data_type: Some(tensor_proto::DataType::Float16 as i32),
+        name: Some(name.into()),
+        raw_data: Some(raw),
+        ..Default::default()
+    }
+}
+
 fn i64_tensor(name: &str, shape: &[usize], data: &[i64]) -> TensorProto {
     TensorProto {
         dims: shape.iter().map(|&d| d as i64).collect(),
@@ -206,9 +245,24 @@ impl Graph<'_> {
         Ok(name.to_owned())
     }
 
+    /// Stores a checkpoint tensor once in float16 and returns its name.
+    fn stored_f16(&mut self, name: &str) -> Result<String> {
+        let stored_name = format!("{name}.f16");
+        if self.stored.insert(stored_name.clone()) {
+            let tensor = self.weight(name)?.clone();
+            self.initializers.push(f16_tensor(&stored_name, &tensor.shape, &tensor.data));
+        }
+        Ok(stored_name)
+    }
+
     /// Stores a Linear weight `[out, in]` transposed to `[in, out]` for MatMul, once.
     fn stored_transposed(&mut self, name: &str) -> Result<String> {
-        let stored_name = format!("{name}.T");
+        self.stored_transposed_as(name, false)
+    }
+
+    /// [`stored_transposed`](Self::stored_transposed), in float16 when `f16`.
+    fn stored_transposed_as(&mut self, name: &str, f16: bool) -> Result<String> {
+        let stored_name = if f16 { format!("{name}.T.f16") } else { format!("{name}.T") };
         if self.stored.insert(stored_name.clone()) {
             let tensor = self.weight(name)?;
             let [rows, cols] = tensor.shape[..] else {
@@ -220,9 +274,24 @@ impl Graph<'_> {
                     transposed[c * rows + r] = tensor.data[r * cols + c];
                 }
             }
-            self.initializers.push(f32_tensor(&stored_name, &[cols, rows], &transposed));
+            let tensor = if f16 { f16_tensor } else { f32_tensor };
+            self.initializers.push(tensor(&stored_name, &[cols, rows], &transposed));
         }
         Ok(stored_name)
+    }
+
+    fn cast(&mut self, input: &str, to: tensor_proto::DataType) -> String {
+        self.node("Cast", &[input], vec![attr_int("to", to as i64)])
+    }
+
+    /// A product of two activations, in float16 when the shared layer computes in float16.
+    fn product(&mut self, a: &str, b: &str) -> String {
+        if self.precision != Precision::F16 {
+            return self.node("MatMul", &[a, b], vec![]);
+        }
+        let (a, b) = (self.cast(a, tensor_proto::DataType::Float16), self.cast(b, tensor_proto::DataType::Float16));
+        let product = self.node("MatMul", &[&a, &b], vec![]);
+        self.cast(&product, tensor_proto::DataType::Float)
     }
 
     fn constant_f32(&mut self, value: f32) -> String {
@@ -252,8 +321,17 @@ impl Graph<'_> {
     }
 
     fn linear(&mut self, input: &str, prefix: &str) -> Result<String> {
+        let shared = prefix.starts_with(LAYER);
+        if shared && self.precision == Precision::F16 {
+            let weight = self.stored_transposed_as(&format!("{prefix}.weight"), true)?;
+            let bias = self.stored_f16(&format!("{prefix}.bias"))?;
+            let half = self.cast(input, tensor_proto::DataType::Float16);
+            let product = self.node("MatMul", &[&half, &weight], vec![]);
+            let sum = self.node("Add", &[&product, &bias], vec![]);
+            return Ok(self.cast(&sum, tensor_proto::DataType::Float));
+        }
         let bias = self.stored(&format!("{prefix}.bias"))?;
-        let product = if self.quantize && prefix.starts_with(LAYER) {
+        let product = if shared && self.precision == Precision::Int8 {
             self.quantized_matmul(input, &format!("{prefix}.weight"))?
         } else {
             let weight = self.stored_transposed(&format!("{prefix}.weight"))?;
@@ -421,6 +499,11 @@ pub fn build_model(config: &AlbertConfig, weights: &Weights) -> Result<ModelProt
 /// [`build_model`], optionally with the shared layer's MatMul weights in int8 (dynamic
 /// quantisation). The int8 weights are stored once, like the float ones.
 pub fn build_model_with(config: &AlbertConfig, weights: &Weights, quantize_int8: bool) -> Result<ModelProto> {
+    build_model_as(config, weights, if quantize_int8 { Precision::Int8 } else { Precision::F32 })
+}
+
+/// [`build_model`] at a [`Precision`]; the shared layer's weights are stored once whatever it is.
+pub fn build_model_as(config: &AlbertConfig, weights: &Weights, precision: Precision) -> Result<ModelProto> {
     for name in required_weights() {
         if !weights.contains_key(&name) {
             return Err(Error::MissingWeight(name));
@@ -430,14 +513,8 @@ pub fn build_model_with(config: &AlbertConfig, weights: &Weights, quantize_int8:
     let eps = config.layer_norm_eps as f32;
     let heads = config.num_attention_heads;
     let head_dim = config.hidden_size / heads;
-    let mut g = Graph {
-        weights,
-        quantize: quantize_int8,
-        nodes: Vec::new(),
-        initializers: Vec::new(),
-        stored: BTreeSet::new(),
-        next: 0,
-    };
+    let mut g =
+        Graph { weights, precision, nodes: Vec::new(), initializers: Vec::new(), stored: BTreeSet::new(), next: 0 };
 
     // Embeddings: word + position + token type, LayerNorm, projection to the hidden size.
     let word_table = g.stored("albert.embeddings.word_embeddings.weight")?;
@@ -475,11 +552,11 @@ pub fn build_model_with(config: &AlbertConfig, weights: &Weights, quantize_int8:
         let key = g.node("Transpose", &[&key], vec![attr_ints("perm", &[0, 2, 3, 1])]);
         let value = g.node("Reshape", &[&value, &split_shape], vec![]);
         let value = g.node("Transpose", &[&value], vec![attr_ints("perm", &[0, 2, 1, 3])]);
-        let scores = g.node("MatMul", &[&query, &key], vec![]);
+        let scores = g.product(&query, &key);
         let scores = g.node("Mul", &[&scores, &scale], vec![]);
         let scores = g.node("Add", &[&scores, &mask_bias], vec![]);
         let probabilities = g.node("Softmax", &[&scores], vec![attr_int("axis", -1)]);
-        let context = g.node("MatMul", &[&probabilities, &value], vec![]);
+        let context = g.product(&probabilities, &value);
         let context = g.node("Transpose", &[&context], vec![attr_ints("perm", &[0, 2, 1, 3])]);
         let context = g.node("Reshape", &[&context, &merged_shape], vec![]);
         let projected = g.linear(&context, &format!("{LAYER}attention.dense"))?;

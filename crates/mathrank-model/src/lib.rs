@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
-pub use albert::{AlbertConfig, OPSET, build_model, build_model_with, required_weights};
+pub use albert::{AlbertConfig, OPSET, Precision, build_model, build_model_as, build_model_with, required_weights};
 pub use checkpoint::{Tensor, Weights, read_pytorch_bin, read_safetensors};
 pub use fetch::{FetchOptions, FetchProgress, fetch};
 
@@ -202,6 +202,11 @@ pub fn convert_with(from: &Path, out: &Path, weights_file: Option<&str>) -> Resu
 
 /// [`convert_with`], optionally quantising the shared layer's MatMul weights to int8.
 pub fn convert_full(from: &Path, out: &Path, weights_file: Option<&str>, quantize_int8: bool) -> Result<Manifest> {
+    convert_as(from, out, weights_file, if quantize_int8 { Precision::Int8 } else { Precision::F32 })
+}
+
+/// [`convert_with`] at a [`Precision`] (float32, int8 or float16).
+pub fn convert_as(from: &Path, out: &Path, weights_file: Option<&str>, precision: Precision) -> Result<Manifest> {
     let config_path = from.join("config.json");
     let config_text = std::fs::read_to_string(&config_path).map_err(io("reading", &config_path))?;
     let config = AlbertConfig::parse(&config_text)?;
@@ -227,7 +232,7 @@ pub fn convert_full(from: &Path, out: &Path, weights_file: Option<&str>, quantiz
     for name in weights.keys().filter(|name| !required.contains(*name)) {
         tracing::debug!(name, "ignoring a weight the classifier does not use");
     }
-    let model = build_model_with(&config, &weights, quantize_int8)?;
+    let model = build_model_as(&config, &weights, precision)?;
     let bytes = prost::Message::encode_to_vec(&model);
 
     check_replaceable(out)?;
@@ -259,12 +264,7 @@ pub fn convert_full(from: &Path, out: &Path, weights_file: Option<&str>, quantiz
         weights_file: weights_name,
         converter: format!("mathrank {}", env!("CARGO_PKG_VERSION")),
         opset: OPSET,
-        dtype: if quantize_int8 {
-            "int8 (dynamic per-row activations, shared-layer MatMul weights)"
-        } else {
-            "float32"
-        }
-        .into(),
+        dtype: precision.describe().into(),
         onnx_sha256: hex(&sha2::Sha256::digest(&bytes)),
     };
     let manifest_path = out.join("manifest.json");

@@ -470,7 +470,80 @@ fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
     assert_eq!(quantized_products, 6 * 3, "six products per layer, three layers");
 }
 
-// ---- Model fetch against a local server with the hub's URL layout and headers.
+#[test]
+fn fp16_conversion_keeps_scores_close_float32_where_needed_and_the_shared_layer_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    convert::write_checkpoint(&checkpoint);
+    let (fp32, fp16) = (dir.path().join("fp32"), dir.path().join("fp16"));
+    mathrank_model::convert_as(&checkpoint, &fp32, None, mathrank_model::Precision::F32).unwrap();
+    let manifest = mathrank_model::convert_as(&checkpoint, &fp16, None, mathrank_model::Precision::F16).unwrap();
+    assert!(manifest.dtype.starts_with("float16"), "{}", manifest.dtype);
+    let options = RerankerOptions {
+        ort_library: Some(ort_library()),
+        intra_threads: 1,
+        max_length: 64,
+        ..RerankerOptions::default()
+    };
+    let answers =
+        ["Use Fermat's little theorem.", "The determinant is the product of the pivots.", "By induction on $n$."];
+    let full = mathrank_rerank::Reranker::load(&fp32, &options).unwrap().score_blocking(QUESTION, &answers).unwrap();
+    // ONNX Runtime's CPU provider runs the float16 graph too, so its parity is checked here;
+    // its speed is a GPU matter.
+    let half = mathrank_rerank::Reranker::load(&fp16, &options).unwrap().score_blocking(QUESTION, &answers).unwrap();
+    for (a, b) in full.scores.iter().zip(&half.scores) {
+        for c in 0..2 {
+            assert!((a.logits[c] - b.logits[c]).abs() < 1e-2, "{a:?} vs {b:?}");
+        }
+        assert_ne!(a.logits, b.logits, "the float16 graph must really differ");
+    }
+    let bytes = std::fs::read(fp16.join("model.onnx")).unwrap();
+    let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
+    let graph = model.graph.unwrap();
+    // The shared layer's six weight matrices and six biases, once, in float16 (type 10)...
+    let halves: Vec<&mathrank_model::onnx::TensorProto> =
+        graph.initializer.iter().filter(|t| t.data_type == Some(10)).collect();
+    assert_eq!(halves.iter().filter(|t| t.dims.len() == 2).count(), 6);
+    assert_eq!(halves.iter().filter(|t| t.dims.len() == 1).count(), 6);
+    // ... while the embeddings, LayerNorms, pooler and classifier stay float32 (type 1).
+    for name in ["albert.embeddings.word_embeddings.weight", "classifier.bias"] {
+        let tensor = graph.initializer.iter().find(|t| t.name.as_deref() == Some(name)).unwrap();
+        assert_eq!(tensor.data_type, Some(1), "{name}");
+    }
+    let softmax_inputs: Vec<&String> =
+        graph.node.iter().filter(|n| n.op_type.as_deref() == Some("Softmax")).flat_map(|n| &n.input).collect();
+    assert!(!softmax_inputs.is_empty());
+    let casts = graph.node.iter().filter(|n| n.op_type.as_deref() == Some("Cast")).count();
+    // Per layer: six linears (in and out) and two attention products (two in, one out).
+    assert!(casts >= 3 * (6 * 2 + 2 * 3), "{casts} casts");
+}
+
+#[test]
+#[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
+fn conformance_fp16_albert_base_random_stays_close() {
+    let source = shared_dir().join("models/albert-base-random");
+    let out = tempfile::tempdir().unwrap();
+    mathrank_model::convert_as(&source, out.path(), Some("model.safetensors"), mathrank_model::Precision::F16).unwrap();
+    let options = RerankerOptions { ort_library: Some(ort_library()), intra_threads: 1, ..RerankerOptions::default() };
+    let reranker = mathrank_rerank::Reranker::load(out.path(), &options).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("reference.json")).unwrap()).unwrap();
+    let pairs: Vec<(String, String)> = serde_json::from_value(reference["pairs"].clone()).unwrap();
+    let (mut largest_logit, mut largest_relevance) = (0f32, 0f32);
+    for (i, (question, answer)) in pairs.iter().enumerate() {
+        let got = reranker.score_blocking(question, &[answer.as_str()]).unwrap().scores[0];
+        let logits = [0, 1].map(|c| reference["logits"][i][c].as_f64().unwrap() as f32);
+        for c in 0..2 {
+            largest_logit = largest_logit.max((got.logits[c] - logits[c]).abs());
+        }
+        largest_relevance = largest_relevance.max((got.relevance - mathrank_rerank::relevance(logits)).abs());
+    }
+    println!(
+        "fp16 on the CPU provider: largest logit change {largest_logit}, largest relevance change {largest_relevance}"
+    );
+    assert!(largest_logit < 1e-2, "{largest_logit}");
+}
 
 // ---- Model fetch against a local server with the hub's URL layout and headers.
 

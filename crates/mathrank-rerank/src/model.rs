@@ -50,6 +50,9 @@ pub struct ModelInfo {
     pub batch_tokens: usize,
     /// Pairs per micro-batch.
     pub max_batch: usize,
+    /// Whether a pair's logits were bit for bit the same alone and beside a longer pair in one
+    /// padded batch, probed at load. The score cache relies on it.
+    pub batch_invariant: bool,
 }
 
 /// A session with the checked interface.

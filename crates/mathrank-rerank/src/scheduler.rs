@@ -161,6 +161,9 @@ struct JobState {
 #[derive(Debug)]
 struct JobShared {
     state: Mutex<JobState>,
+    /// Signalled when the job ends, for blocking waiters (which may be on any thread, even one
+    /// that drives an async runtime, where tokio's blocking receive would panic).
+    ended: Condvar,
     cancelled: AtomicBool,
     enqueued: Instant,
 }
@@ -185,8 +188,12 @@ impl JobShared {
             ending: None,
             notify: Some(notify),
         };
-        let shared =
-            Arc::new(Self { state: Mutex::new(state), cancelled: AtomicBool::new(false), enqueued: Instant::now() });
+        let shared = Arc::new(Self {
+            state: Mutex::new(state),
+            ended: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            enqueued: Instant::now(),
+        });
         (shared, receiver)
     }
 
@@ -222,14 +229,26 @@ impl JobShared {
         state.resolved += count;
         state.skipped += count;
         Self::settle(&mut state);
+        drop(state);
+        self.ended.notify_all();
     }
 
     fn fail(&self, message: String) {
         Self::end(&mut lock(&self.state), Ending::Failed(message));
+        self.ended.notify_all();
     }
 
     fn cancel_ended(&self) {
         Self::end(&mut lock(&self.state), Ending::Cancelled);
+        self.ended.notify_all();
+    }
+
+    /// Blocks until the job has ended.
+    fn wait_ended(&self) {
+        let mut state = lock(&self.state);
+        while state.ending.is_none() {
+            state = self.ended.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
     }
 
     fn progress(&self) -> JobProgress {
@@ -273,9 +292,8 @@ pub struct JobHandle {
 impl JobHandle {
     /// Waits for the scores (blocking; do not call on an async worker). A job whose deadline
     /// came first is [`Error::Expired`]; [`progress`](Self::progress) still has what was scored.
-    pub fn wait(mut self) -> Result<JobOutput> {
-        let done = std::mem::replace(&mut self.done, tokio::sync::oneshot::channel().1);
-        done.blocking_recv().map_err(|_| Error::ShutDown)?;
+    pub fn wait(self) -> Result<JobOutput> {
+        self.shared.wait_ended();
         self.shared.output()
     }
 
@@ -314,6 +332,27 @@ struct Counters {
     expired_jobs: AtomicU64,
     skipped_pairs: AtomicU64,
     batch_size_buckets: [AtomicU64; BATCH_BUCKETS.len()],
+}
+
+impl Counters {
+    /// Back to zero (after the load-time probe, which is not service).
+    fn reset(&self) {
+        for counter in [
+            &self.batches,
+            &self.pairs,
+            &self.real_tokens,
+            &self.padded_tokens,
+            &self.infer_nanos,
+            &self.cancelled_jobs,
+            &self.expired_jobs,
+            &self.skipped_pairs,
+        ]
+        .into_iter()
+        .chain(&self.batch_size_buckets)
+        {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Upper bounds of the batch-size histogram buckets (the last is +Inf).
@@ -714,9 +753,35 @@ impl Reranker {
             ort_library: runtime.library.clone(),
             batch_tokens: scheduler.planner.batch_tokens,
             max_batch,
+            batch_invariant: false,
         };
-        tracing::info!(model = %info.name, path = %dir.display(), max_length = info.max_length, threads = intra_threads, batch_tokens = info.batch_tokens, max_batch, "loaded reranker");
-        Ok(Self { encoder, info, fingerprint, scheduler, threads })
+        let mut reranker = Self { encoder, info, fingerprint, scheduler, threads };
+        reranker.info.batch_invariant = reranker.probe_batch_invariance()?;
+        reranker.scheduler.counters.reset();
+        let info = &reranker.info;
+        tracing::info!(model = %info.name, path = %dir.display(), max_length = info.max_length, threads = intra_threads, batch_tokens = info.batch_tokens, max_batch, batch_invariant = info.batch_invariant, "loaded reranker");
+        Ok(reranker)
+    }
+
+    /// Scores a short pair alone and then in one padded batch beside a longer pair, and says
+    /// whether its logits came out bit for bit the same. ONNX Runtime's CPU kernels give the
+    /// same bits whatever the batch (fp32 and the per-row int8 graph); other providers may
+    /// tile their products by batch shape, and then a cached score could differ from a fresh
+    /// one in its last bits.
+    fn probe_batch_invariance(&self) -> Result<bool> {
+        let short = self.encoder.encode_one("Why is $x^2 \\ge 0$?", "Squares are never negative.")?;
+        // The same pair with five more answer tokens: long enough to pad the short one, close
+        // enough that every cost model puts the two in one micro-batch.
+        let mut long = short.clone();
+        let (sep, last_type) = (long.input_ids.pop(), long.token_type_ids.pop());
+        let filler = long.input_ids.last().copied().unwrap_or(5);
+        long.input_ids.extend([filler; 5]);
+        long.token_type_ids.extend([1; 5]);
+        long.input_ids.extend(sep);
+        long.token_type_ids.extend(last_type);
+        let alone = self.submit(vec![short.clone()])?.wait()?.scores[0];
+        let together = self.submit(vec![long, short])?.wait()?.scores[1];
+        Ok(alone.logits.map(f32::to_bits) == together.logits.map(f32::to_bits))
     }
 
     pub fn encoder(&self) -> &PairEncoder {
@@ -906,6 +971,8 @@ impl Worker {
             state.resolved += mine.len();
             state.infer += took;
             JobShared::settle(&mut state);
+            drop(state);
+            job.shared.ended.notify_all();
         }
     }
 

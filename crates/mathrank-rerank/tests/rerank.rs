@@ -241,6 +241,7 @@ fn scores_are_bit_identical_alone_and_in_any_batch() {
     // The score cache relies on it: a pair's score must not depend on its batch-mates or on
     // their padding (fp32 on ONNX Runtime's CPU kernels; int8 is checked in the model crate).
     let reranker = Reranker::load(&fixture(), &options()).unwrap();
+    assert!(reranker.info().batch_invariant, "the load-time probe agrees");
     let question = "Why does $\\sum 1/n^2$ converge?";
     let answers: Vec<String> =
         (0..12).map(|i| format!("Compare with $x^{{-2}}$. {}", "More. ".repeat(i * 9))).collect();
