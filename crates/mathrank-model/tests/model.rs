@@ -534,8 +534,8 @@ fn conformance_fp16_albert_base_random_stays_close() {
     for (i, (question, answer)) in pairs.iter().enumerate() {
         let got = reranker.score_blocking(question, &[answer.as_str()]).unwrap().scores[0];
         let logits = [0, 1].map(|c| reference["logits"][i][c].as_f64().unwrap() as f32);
-        for c in 0..2 {
-            largest_logit = largest_logit.max((got.logits[c] - logits[c]).abs());
+        for (got, expected) in got.logits.iter().zip(logits) {
+            largest_logit = largest_logit.max((got - expected).abs());
         }
         largest_relevance = largest_relevance.max((got.relevance - mathrank_rerank::relevance(logits)).abs());
     }
