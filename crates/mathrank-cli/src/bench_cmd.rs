@@ -209,6 +209,9 @@ pub struct LatencyBenchArgs {
     /// Passes over the query set (the first is a warm-up and not counted).
     #[arg(long, default_value_t = 3)]
     pub passes: usize,
+    /// First-stage field weights (see `mathrank eval --help`); a weight of 0 drops the field.
+    #[arg(long)]
+    pub field_weights: Option<mathrank_index::FieldWeights>,
 }
 
 fn latency(args: LatencyBenchArgs) -> anyhow::Result<()> {
@@ -225,6 +228,9 @@ fn latency(args: LatencyBenchArgs) -> anyhow::Result<()> {
         for query in &queries {
             let mut request = mathrank_index::SearchRequest::new(query.clone(), args.top_k);
             request.max_terms = (args.max_terms > 0).then_some(args.max_terms);
+            if let Some(weights) = args.field_weights {
+                request.weights = weights;
+            }
             let started = Instant::now();
             let hits = index.search(&request)?;
             if pass > 0 {
