@@ -57,7 +57,8 @@ timed() { # label, command... : prints {"label", "seconds", "peak_rss_mb"}
   read -r seconds kib < "$work/time.txt"
   echo "{\"what\": \"$label\", \"seconds\": $seconds, \"peak_rss_mb\": $((kib / 1024))}"
 }
-echo "{\"machine\": \"$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\", \"lucene\": \"$(basename "$jar")\", \"java\": \"$("$java" -version 2>&1 | head -n1)\"}"
+python3 -c 'import json, sys; print(json.dumps({"machine": sys.argv[1], "lucene": sys.argv[2], "java": sys.argv[3]}))' \
+  "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(basename "$jar")" "$("$java" -version 2>&1 | head -n1)"
 
 # ---- 1. known items on the real threads
 threads_xml="$shared/data/stackexchange/math-threads_Posts.xml"
