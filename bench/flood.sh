@@ -6,7 +6,8 @@
 #   bench/flood.sh NEW_INDEX MODEL_DIR TOPICS_XML [OLD_BIN OLD_INDEX] > bench/results-flood-DATE.jsonl
 # MODEL_DIR is fp32; the int8 model is converted from its model.safetensors into a temporary
 # directory. Flood: 48 calls, rerank depth 30, with a 60 s gRPC deadline, then with none (the
-# caller gives up after 60 s, as grpcurl --max-time does). Not part of CI.
+# caller gives up after 60 s, as grpcurl --max-time does). FLOOD=0 skips the flood;
+# SECONDS_PER_LEVEL [60] sets the latency runs' length. Not part of CI.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 new_index="$1" model="$2" topics="$3" old_bin="${4:-}" old_index="${5:-}"
@@ -35,6 +36,7 @@ echo "{\"machine\": \"$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cu
 
 policies=(new)
 [[ -n "$old_bin" ]] && policies=(old new)
+[[ ${FLOOD:-1} == 0 ]] && policies=()  # FLOOD=0: only the latency part
 for policy in "${policies[@]}"; do
   for deadline in 60000 none; do
     if [[ $policy == old ]]; then start "$old_bin" "$old_index" "$model"; else start "$mathrank" "$new_index" "$model"; fi

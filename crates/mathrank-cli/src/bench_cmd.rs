@@ -63,9 +63,10 @@ pub struct RerankBenchArgs {
     /// Pairs per run.
     #[arg(long, default_value_t = 16)]
     pub pairs: usize,
-    /// Tokens per pair; ignored with --mix.
-    #[arg(long, default_value_t = 256)]
-    pub tokens: usize,
+    /// Tokens per pair; ignored with --mix. Several (`128,256,512`) sweep them in one process,
+    /// one JSON line each, so a GPU pays its start-up once.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    pub tokens: Vec<usize>,
     /// Realistic answer-length mix instead of fixed lengths: many short pairs, a long tail to 512.
     #[arg(long)]
     pub mix: bool,
@@ -80,12 +81,16 @@ pub struct RerankBenchArgs {
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Pairs per micro-batch.
-    #[arg(long, default_value_t = 16)]
-    pub max_batch: usize,
-    /// Padded tokens per micro-batch.
-    #[arg(long, default_value_t = 8192)]
-    pub batch_tokens: usize,
+    /// Pairs per micro-batch; several (`32,64,128,256`) sweep them.
+    #[arg(long, value_delimiter = ',', default_value = "16")]
+    pub max_batch: Vec<usize>,
+    /// Instead of --pairs: this many full micro-batches per run (pairs = max batch x N).
+    #[arg(long)]
+    pub batches: Option<usize>,
+    /// Padded tokens per micro-batch [default: 8192, or max batch x tokens when larger, so that
+    /// a micro-batch holds --max-batch pairs of fixed length].
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
     /// Graph optimisation level 0-3.
     #[arg(long, default_value_t = 3)]
     pub optimization_level: u8,
@@ -145,16 +150,27 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
 }
 
 fn rerank(args: RerankBenchArgs) -> anyhow::Result<()> {
-    let pairs = synthetic_pairs(args.pairs, args.tokens, args.mix, args.seed);
+    for &tokens in &args.tokens {
+        for &max_batch in &args.max_batch {
+            rerank_one(&args, tokens, max_batch)?;
+        }
+    }
+    Ok(())
+}
+
+fn rerank_one(args: &RerankBenchArgs, tokens: usize, max_batch: usize) -> anyhow::Result<()> {
+    let count = args.batches.map_or(args.pairs, |batches| batches * max_batch);
+    let pairs = synthetic_pairs(count, tokens, args.mix, args.seed);
     if let Some(path) = &args.ids_out {
         let ids: Vec<&Vec<i64>> = pairs.iter().map(|p| &p.input_ids).collect();
         let types: Vec<&Vec<i64>> = pairs.iter().map(|p| &p.token_type_ids).collect();
-        let json = serde_json::json!({ "input_ids": ids, "token_type_ids": types, "max_batch": args.max_batch });
+        let json = serde_json::json!({ "input_ids": ids, "token_type_ids": types, "max_batch": max_batch });
         std::fs::write(path, json.to_string()).with_context(|| format!("writing {}", path.display()))?;
     }
+    let fixed = if args.mix { 0 } else { max_batch * tokens.clamp(8, 512) };
     let options = RerankerOptions {
-        max_batch: args.max_batch,
-        batch_tokens: args.batch_tokens,
+        max_batch,
+        batch_tokens: args.batch_tokens.unwrap_or(fixed.max(8192)),
         intra_threads: args.threads,
         optimization_level: args.optimization_level,
         planning: if args.naive { Planning::InputOrder } else { args.planning.into() },
@@ -177,13 +193,13 @@ fn rerank(args: RerankBenchArgs) -> anyhow::Result<()> {
     let median = percentile(&times, 50.0);
     let result = serde_json::json!({
         "impl": "rust",
-        "pairs": args.pairs,
-        "tokens": if args.mix { "mix".to_owned() } else { args.tokens.to_string() },
+        "pairs": count,
+        "tokens": if args.mix { "mix".to_owned() } else { tokens.to_string() },
         "batching": if args.naive { "input-order".to_owned() } else { format!("{:?}", args.planning).to_lowercase() },
         "threads": args.threads,
-        "provider": args.provider.name(),
-        "max_batch": args.max_batch,
-        "pairs_per_s": args.pairs as f64 / median.as_secs_f64(),
+        "provider": reranker.info().provider.name(),
+        "max_batch": max_batch,
+        "pairs_per_s": count as f64 / median.as_secs_f64(),
         "median_s": median.as_secs_f64(),
         "padding_efficiency": efficiency,
         "peak_rss_mib": peak_rss_mib(),

@@ -48,6 +48,10 @@ pub struct ModelArgs {
     /// Execution provider: cpu, or cuda (needs a build with `--features cuda`).
     #[arg(long, env = "MATHRANK_PROVIDER", default_value = "cpu")]
     pub provider: Provider,
+    /// With --provider cuda: run on the CPU when the GPU provider cannot start, instead of
+    /// refusing to start. Info and metrics then report `cpu`.
+    #[arg(long, env = "MATHRANK_CPU_FALLBACK")]
+    pub cpu_fallback: bool,
     /// The GPU to use with --provider cuda.
     #[arg(long, env = "MATHRANK_DEVICE_ID", default_value_t = 0)]
     pub device_id: i32,
@@ -77,6 +81,7 @@ impl ModelArgs {
             queue_capacity: self.queue_capacity,
             max_wait: std::time::Duration::from_millis(self.max_wait_ms),
             device_id: self.device_id,
+            cpu_fallback: self.cpu_fallback,
             optimization_level: self.optimization_level,
             cost_model: self.cost_model.unwrap_or(defaults.cost_model),
             planning: self.planning.into(),

@@ -50,8 +50,8 @@ pub struct ConvertArgs {
     /// `int8`: dynamic quantisation of the shared layer's MatMul weights (stored once).
     #[arg(long, env = "MATHRANK_CONVERT_QUANTIZE", conflicts_with = "dtype")]
     pub quantize: Option<String>,
-    /// `fp32`, or `fp16`: the shared layer's weights and products in float16 for GPUs, with
-    /// embeddings, LayerNorm, softmax and the classifier kept in float32.
+    /// `fp32`, or `fp16`: the encoder in float16 for GPUs (LayerNorm and softmax accumulate in
+    /// float32; pooler, classifier and logits float32). On a CPU fp16 is slower than fp32.
     #[arg(long, env = "MATHRANK_CONVERT_DTYPE", default_value = "fp32", value_parser = ["fp32", "fp16"])]
     pub dtype: String,
 }

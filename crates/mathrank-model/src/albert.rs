@@ -144,11 +144,13 @@ pub enum Precision {
     F32,
     /// The shared layer's MatMul weights in int8, activations quantised per row at run time.
     Int8,
-    /// The shared layer's MatMul weights and biases in float16, and its products (the six
-    /// linear layers and the two attention products) computed in float16, for GPUs' tensor
-    /// cores. Embeddings, LayerNorm, softmax, the residual stream, the pooler and the
-    /// classifier stay float32, where float16's range and precision would cost accuracy: each
-    /// product casts its inputs to float16 and its result back.
+    /// The encoder in float16, for GPUs' tensor cores: embeddings, the shared layer's weights,
+    /// its products and the activations between them. Where float16 would cost accuracy the
+    /// arithmetic stays float32 without leaving the graph's float16 tensors: LayerNorm
+    /// normalises in float32 (`stash_type` 1) and ONNX Runtime's softmax sums in float32. The
+    /// pooler and the classifier are float32, and so are the logits. A graph that cast to
+    /// float16 around each product only (and kept the rest float32) measured slower than
+    /// float32 on an H200: the casts of its large activations cost more than the products gained.
     F16,
 }
 
@@ -159,7 +161,7 @@ impl Precision {
             Precision::F32 => "float32",
             Precision::Int8 => "int8 (dynamic per-row activations, shared-layer MatMul weights)",
             Precision::F16 => {
-                "float16 (shared-layer MatMul weights and products; embeddings, LayerNorm, softmax and classifier float32)"
+                "float16 (encoder weights and activations; LayerNorm and softmax accumulate in float32; pooler, classifier and logits float32)"
             }
         }
     }
@@ -168,6 +170,8 @@ impl Precision {
 struct Graph<'w> {
     weights: &'w Weights,
     precision: Precision,
+    /// Whether the tensors being built are float16 (the encoder of a [`Precision::F16`] graph).
+    half: bool,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     stored: BTreeSet<String>,
@@ -236,8 +240,16 @@ impl Graph<'_> {
         self.weights.get(name).ok_or_else(|| Error::MissingWeight(name.to_owned()))
     }
 
-    /// Stores a checkpoint tensor once (as is) and returns its name.
+    /// The element type of the activations being built.
+    fn float(&self) -> tensor_proto::DataType {
+        if self.half { tensor_proto::DataType::Float16 } else { tensor_proto::DataType::Float }
+    }
+
+    /// Stores a checkpoint tensor once, in the activations' type, and returns its name.
     fn stored(&mut self, name: &str) -> Result<String> {
+        if self.half {
+            return self.stored_f16(name);
+        }
         if self.stored.insert(name.to_owned()) {
             let tensor = self.weight(name)?.clone();
             self.initializers.push(f32_tensor(name, &tensor.shape, &tensor.data));
@@ -257,7 +269,7 @@ impl Graph<'_> {
 
     /// Stores a Linear weight `[out, in]` transposed to `[in, out]` for MatMul, once.
     fn stored_transposed(&mut self, name: &str) -> Result<String> {
-        self.stored_transposed_as(name, false)
+        self.stored_transposed_as(name, self.half)
     }
 
     /// [`stored_transposed`](Self::stored_transposed), in float16 when `f16`.
@@ -284,19 +296,16 @@ impl Graph<'_> {
         self.node("Cast", &[input], vec![attr_int("to", to as i64)])
     }
 
-    /// A product of two activations, in float16 when the shared layer computes in float16.
+    /// A product of two activations.
     fn product(&mut self, a: &str, b: &str) -> String {
-        if self.precision != Precision::F16 {
-            return self.node("MatMul", &[a, b], vec![]);
-        }
-        let (a, b) = (self.cast(a, tensor_proto::DataType::Float16), self.cast(b, tensor_proto::DataType::Float16));
-        let product = self.node("MatMul", &[&a, &b], vec![]);
-        self.cast(&product, tensor_proto::DataType::Float)
+        self.node("MatMul", &[a, b], vec![])
     }
 
+    /// A scalar constant in the activations' type.
     fn constant_f32(&mut self, value: f32) -> String {
         let name = format!("const_f32_{}", self.initializers.len());
-        self.initializers.push(f32_tensor(&name, &[], &[value]));
+        let tensor = if self.half { f16_tensor } else { f32_tensor };
+        self.initializers.push(tensor(&name, &[], &[value]));
         name
     }
 
@@ -322,14 +331,6 @@ impl Graph<'_> {
 
     fn linear(&mut self, input: &str, prefix: &str) -> Result<String> {
         let shared = prefix.starts_with(LAYER);
-        if shared && self.precision == Precision::F16 {
-            let weight = self.stored_transposed_as(&format!("{prefix}.weight"), true)?;
-            let bias = self.stored_f16(&format!("{prefix}.bias"))?;
-            let half = self.cast(input, tensor_proto::DataType::Float16);
-            let product = self.node("MatMul", &[&half, &weight], vec![]);
-            let sum = self.node("Add", &[&product, &bias], vec![]);
-            return Ok(self.cast(&sum, tensor_proto::DataType::Float));
-        }
         let bias = self.stored(&format!("{prefix}.bias"))?;
         let product = if shared && self.precision == Precision::Int8 {
             self.quantized_matmul(input, &format!("{prefix}.weight"))?
@@ -419,11 +420,13 @@ impl Graph<'_> {
     fn layer_norm(&mut self, input: &str, prefix: &str, eps: f32) -> Result<String> {
         let scale = self.stored(&format!("{prefix}.weight"))?;
         let bias = self.stored(&format!("{prefix}.bias"))?;
-        Ok(self.node(
-            "LayerNormalization",
-            &[input, &scale, &bias],
-            vec![attr_int("axis", -1), attr_float("epsilon", eps)],
-        ))
+        let mut attributes = vec![attr_int("axis", -1), attr_float("epsilon", eps)];
+        if self.half {
+            // stash_type 1 (the default, written out): mean and variance in float32 whatever
+            // the input type, so the float16 graph loses nothing here.
+            attributes.push(attr_int("stash_type", 1));
+        }
+        Ok(self.node("LayerNormalization", &[input, &scale, &bias], attributes))
     }
 
     fn activation(&mut self, input: &str, kind: &str) -> String {
@@ -513,8 +516,15 @@ pub fn build_model_as(config: &AlbertConfig, weights: &Weights, precision: Preci
     let eps = config.layer_norm_eps as f32;
     let heads = config.num_attention_heads;
     let head_dim = config.hidden_size / heads;
-    let mut g =
-        Graph { weights, precision, nodes: Vec::new(), initializers: Vec::new(), stored: BTreeSet::new(), next: 0 };
+    let mut g = Graph {
+        weights,
+        precision,
+        half: precision == Precision::F16,
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+        stored: BTreeSet::new(),
+        next: 0,
+    };
 
     // Embeddings: word + position + token type, LayerNorm, projection to the hidden size.
     let word_table = g.stored("albert.embeddings.word_embeddings.weight")?;
@@ -530,13 +540,15 @@ pub fn build_model_as(config: &AlbertConfig, weights: &Weights, precision: Preci
     let embedded = g.layer_norm(&sum, "albert.embeddings.LayerNorm", eps)?;
     let mut hidden = g.linear(&embedded, "albert.encoder.embedding_hidden_mapping_in")?;
 
-    // Padding mask as an additive bias [batch, 1, 1, sequence]: 0 to keep, float min to drop.
-    let mask = g.node("Cast", &["attention_mask"], vec![attr_int("to", tensor_proto::DataType::Float as i64)]);
+    // Padding mask as an additive bias [batch, 1, 1, sequence]: 0 to keep, float min to drop
+    // (-10000 in float16, whose lowest value times 0 or plus a score would overflow).
+    let float = g.float();
+    let mask = g.cast("attention_mask", float);
     let axes = g.constant_i64(&[1, 2]);
     let mask = g.node("Unsqueeze", &[&mask, &axes], vec![]);
     let one = g.constant_f32(1.0);
     let inverted = g.node("Sub", &[&one, &mask], vec![]);
-    let minimum = g.constant_f32(f32::MIN);
+    let minimum = g.constant_f32(if g.half { -10_000.0 } else { f32::MIN });
     let mask_bias = g.node("Mul", &[&inverted, &minimum], vec![]);
 
     let split_shape = g.constant_i64(&[0, 0, heads as i64, head_dim as i64]);
@@ -575,7 +587,12 @@ pub fn build_model_as(config: &AlbertConfig, weights: &Weights, precision: Preci
         g.initializers.push(i64_tensor(&name, &[], &[0]));
         name
     };
-    let first = g.node("Gather", &[&hidden, &first_index], vec![attr_int("axis", 1)]);
+    let mut first = g.node("Gather", &[&hidden, &first_index], vec![attr_int("axis", 1)]);
+    if g.half {
+        // One vector per pair from here on: float32 costs nothing and keeps the logits exact.
+        first = g.cast(&first, tensor_proto::DataType::Float);
+        g.half = false;
+    }
     let pooled = g.linear(&first, "albert.pooler")?;
     let pooled = g.node("Tanh", &[&pooled], vec![]);
     let logits = g.linear(&pooled, "classifier")?;

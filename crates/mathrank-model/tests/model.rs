@@ -471,7 +471,7 @@ fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
 }
 
 #[test]
-fn fp16_conversion_keeps_scores_close_float32_where_needed_and_the_shared_layer_once() {
+fn fp16_conversion_keeps_scores_close_casts_twice_and_stores_the_shared_layer_once() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("checkpoint");
     std::fs::create_dir(&checkpoint).unwrap();
@@ -502,21 +502,27 @@ fn fp16_conversion_keeps_scores_close_float32_where_needed_and_the_shared_layer_
     let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
     let graph = model.graph.unwrap();
     // The shared layer's six weight matrices and six biases, once, in float16 (type 10)...
-    let halves: Vec<&mathrank_model::onnx::TensorProto> =
-        graph.initializer.iter().filter(|t| t.data_type == Some(10)).collect();
-    assert_eq!(halves.iter().filter(|t| t.dims.len() == 2).count(), 6);
-    assert_eq!(halves.iter().filter(|t| t.dims.len() == 1).count(), 6);
-    // ... while the embeddings, LayerNorms, pooler and classifier stay float32 (type 1).
-    for name in ["albert.embeddings.word_embeddings.weight", "classifier.bias"] {
-        let tensor = graph.initializer.iter().find(|t| t.name.as_deref() == Some(name)).unwrap();
-        assert_eq!(tensor.data_type, Some(1), "{name}");
+    let shared_halves = graph
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == Some(10) && t.name.as_deref().is_some_and(|n| n.contains("albert_layer_groups")))
+        .collect::<Vec<_>>();
+    assert_eq!(shared_halves.iter().filter(|t| t.dims.len() == 2).count(), 6);
+    assert_eq!(shared_halves.iter().filter(|t| t.dims.len() == 1).count(), 6 + 4, "six biases, two LayerNorms");
+    // ... the embeddings too, while only the pooler and the classifier stay float32 (type 1).
+    for tensor in &graph.initializer {
+        let name = tensor.name.as_deref().unwrap_or_default();
+        if tensor.data_type == Some(1) {
+            assert!(name.starts_with("albert.pooler") || name.starts_with("classifier"), "{name} is float32");
+        }
     }
-    let softmax_inputs: Vec<&String> =
-        graph.node.iter().filter(|n| n.op_type.as_deref() == Some("Softmax")).flat_map(|n| &n.input).collect();
-    assert!(!softmax_inputs.is_empty());
+    let words =
+        graph.initializer.iter().find(|t| t.name.as_deref() == Some("albert.embeddings.word_embeddings.weight.f16"));
+    assert_eq!(words.and_then(|t| t.data_type), Some(10));
+    // Two casts in all (the mask in, the first token out): none around each product, which
+    // made the graph slower than float32 on a GPU.
     let casts = graph.node.iter().filter(|n| n.op_type.as_deref() == Some("Cast")).count();
-    // Per layer: six linears (in and out) and two attention products (two in, one out).
-    assert!(casts >= 3 * (6 * 2 + 2 * 3), "{casts} casts");
+    assert_eq!(casts, 2);
 }
 
 #[test]

@@ -50,6 +50,9 @@ pub struct RerankerOptions {
     /// How long an inference thread waits for more jobs when fewer than `max_batch` pairs wait.
     pub max_wait: Duration,
     pub provider: Provider,
+    /// When `provider` cannot start (no GPU, no provider library), run on the CPU instead of
+    /// failing. Off by default: a GPU deployment silently on the CPU is a hundred times slower.
+    pub cpu_fallback: bool,
     /// The GPU to run on, with [`Provider::Cuda`].
     pub device_id: i32,
     /// ONNX Runtime graph optimisation level, 0 (off) to 3 (all).
@@ -91,6 +94,7 @@ impl RerankerOptions {
             queue_capacity: 256,
             max_wait: Duration::from_millis(2),
             provider,
+            cpu_fallback: false,
             device_id: 0,
             optimization_level: 3,
             planning: Planning::Cost,
@@ -714,15 +718,26 @@ impl Reranker {
             counters: Counters::default(),
         });
         let mut threads = Vec::new();
+        let mut provider = options.provider;
         for index in 0..options.inference_threads.max(1) {
-            let model = OnnxModel::load(
-                &dir.join("model.onnx"),
-                options.provider,
-                options.device_id,
-                intra_threads,
-                optimization(options.optimization_level),
-                options.ort_library.as_deref(),
-            )?;
+            let load = |provider| {
+                OnnxModel::load(
+                    &dir.join("model.onnx"),
+                    provider,
+                    options.device_id,
+                    intra_threads,
+                    optimization(options.optimization_level),
+                    options.ort_library.as_deref(),
+                )
+            };
+            let model = match load(provider) {
+                Err(err) if options.cpu_fallback && provider != Provider::Cpu => {
+                    tracing::warn!(error = %err, requested = provider.name(), "the execution provider did not start; running on the CPU as --cpu-fallback asks (batch sizes stay as configured)");
+                    provider = Provider::Cpu;
+                    load(provider)?
+                }
+                other => other?,
+            };
             let worker = Worker {
                 model,
                 scheduler: Arc::clone(&scheduler),
@@ -748,7 +763,7 @@ impl Reranker {
             path: dir.to_path_buf(),
             max_length: options.max_length,
             max_position_embeddings: config.max_position_embeddings,
-            provider: options.provider,
+            provider,
             intra_threads,
             ort_library: runtime.library.clone(),
             batch_tokens: scheduler.planner.batch_tokens,

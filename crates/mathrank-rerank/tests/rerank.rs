@@ -169,6 +169,16 @@ fn the_cuda_provider_fails_clearly_and_never_falls_back_to_the_cpu() {
 }
 
 #[test]
+fn the_cpu_fallback_runs_only_when_asked_and_reports_the_cpu() {
+    let options =
+        RerankerOptions { provider: mathrank_rerank::Provider::Cuda, device_id: 3, cpu_fallback: true, ..options() };
+    let reranker = Reranker::load(&fixture(), &options).unwrap();
+    assert_eq!(reranker.info().provider, mathrank_rerank::Provider::Cpu);
+    let report = reranker.score_blocking("a question", &["an answer"]).unwrap();
+    assert_eq!(report.scores.len(), 1);
+}
+
+#[test]
 fn a_full_queue_is_overload_not_unbounded_memory() {
     let reranker = Reranker::load(
         &fixture(),
