@@ -7,7 +7,8 @@
 # MODEL_DIR is fp32; the int8 model is converted from its model.safetensors into a temporary
 # directory. Flood: 48 calls, rerank depth 30, with a 60 s gRPC deadline, then with none (the
 # caller gives up after 60 s, as grpcurl --max-time does). FLOOD=0 skips the flood;
-# SECONDS_PER_LEVEL [60] sets the latency runs' length. Not part of CI.
+# SECONDS_PER_LEVEL [60] sets the latency runs' length, CONCURRENCIES [1 4 16] their levels and
+# LOAD_DEPTH their rerank depth [the server's default]. Not part of CI.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 new_index="$1" model="$2" topics="$3" old_bin="${4:-}" old_index="${5:-}"
@@ -50,13 +51,13 @@ done
 "$mathrank" --log error model convert --from "$model" --out "$work/int8" --quantize int8 >&2
 for variant in fp32 int8; do
   dir="$model"; [[ $variant == int8 ]] && dir="$work/int8"
-  for concurrency in 1 4 16; do
+  for concurrency in ${CONCURRENCIES:-1 4 16}; do
     # A fresh server: the first pass finds the cache empty and fills it; the second asks the
     # same topics in the same order.
     start "$mathrank" "$new_index" "$dir"
     for cache in cold warm; do
       "$mathrank" --log warn bench load --addr "http://$addr" --topics "$topics" --concurrency "$concurrency" \
-        --seconds "$seconds" | grep '^{' | label "{'model': '$variant', 'cache': '$cache'}"
+        --seconds "$seconds" ${LOAD_DEPTH:+--rerank-depth "$LOAD_DEPTH"} | grep '^{' | label "{'model': '$variant', 'cache': '$cache'}"
     done
     curl -s "http://$addr/metrics" | grep -E '^mathrank_score_cache_(hits|misses|evictions)_total' \
       | python3 -c "import json,sys; print(json.dumps({'model': '$variant', 'concurrency': $concurrency, 'metrics': dict(l.split() for l in sys.stdin)}))"

@@ -31,11 +31,11 @@ impl CostModel {
     /// The absolute scale is learned at run time.
     pub const CPU: CostModel = CostModel { per_batch: 10.0, attention: 0.00034 };
 
-    /// A GPU runs a small batch in about the time of a large one: the per-batch overhead
-    /// dominates until thousands of tokens. An estimate (the CPU's attention weight, and a
-    /// per-run cost of 4096 tokens), not measured: no GPU was available to this project yet.
-    /// `--cost-model` overrides it; `mathrank bench cost-model` fits it on the GPU.
-    pub const GPU: CostModel = CostModel { per_batch: 4096.0, attention: 0.00034 };
+    /// Fitted on an H200 (fp16 graph, `scripts/gpu-run.sh`, 2026-11-27): a micro-batch costs
+    /// about 1 ms whatever its size (1,650 tokens' worth at 0.61 us a token) plus, per pair,
+    /// 0.61 us x (W + 0.0011 W^2) for W padded tokens. Attention weighs three times more than on
+    /// the CPU, since the products are that much faster there.
+    pub const GPU: CostModel = CostModel { per_batch: 1650.0, attention: 0.0011 };
 
     /// Cost of one micro-batch.
     pub fn batch_cost(&self, size: usize, width: usize) -> f64 {

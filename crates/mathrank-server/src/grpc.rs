@@ -22,8 +22,18 @@ pub fn status_of(err: &EngineError) -> Status {
         EngineError::Cancelled => Code::Cancelled,
         EngineError::Internal(_) => Code::Internal,
     };
+    if code == Code::ResourceExhausted {
+        // gRPC's retry-policy hint (gRFC A6): clients with a retry policy wait this long
+        // before trying again; HTTP's 429 carries the same second as `Retry-After`.
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert(RETRY_PUSHBACK, tonic::metadata::MetadataValue::from_static("1000"));
+        return Status::with_metadata(code, err.to_string(), metadata);
+    }
     Status::new(code, err.to_string())
 }
+
+/// The metadata key of the retry hint on `RESOURCE_EXHAUSTED`, in milliseconds.
+pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
 
 /// Parses the `grpc-timeout` header (`100m`, `5S`, ...) of the gRPC HTTP/2 protocol.
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
@@ -164,8 +174,12 @@ mod tests {
             (EngineError::Internal("x".into()), Code::Internal),
         ];
         for (err, code) in cases {
-            assert_eq!(status_of(&err).code(), code, "{err}");
+            let status = status_of(&err);
+            assert_eq!(status.code(), code, "{err}");
+            let pushback = status.metadata().get(RETRY_PUSHBACK).map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(pushback.is_some(), code == Code::ResourceExhausted, "{err}");
         }
+        assert_eq!(status_of(&EngineError::Overloaded("x".into())).metadata().get(RETRY_PUSHBACK).unwrap(), "1000");
         assert!(
             status_of(&EngineError::InvalidArgument { field: "top_k", message: "x".into() })
                 .message()
