@@ -523,6 +523,20 @@ fn fp16_conversion_keeps_scores_close_casts_twice_and_stores_the_shared_layer_on
     // made the graph slower than float32 on a GPU.
     let casts = graph.node.iter().filter(|n| n.op_type.as_deref() == Some("Cast")).count();
     assert_eq!(casts, 2);
+    // Every LayerNorm's input and output has a declared [batch, sequence, width] shape, which
+    // is what lets ONNX Runtime fuse the residual Adds into SkipLayerNormalization.
+    for node in graph.node.iter().filter(|n| n.op_type.as_deref() == Some("LayerNormalization")) {
+        for name in [&node.input[0], &node.output[0]] {
+            let info = graph.value_info.iter().find(|v| v.name.as_ref() == Some(name));
+            let Some(mathrank_model::onnx::type_proto::Value::TensorType(tensor)) =
+                info.and_then(|v| v.r#type.as_ref()).and_then(|t| t.value.as_ref())
+            else {
+                panic!("{name} has no declared shape");
+            };
+            assert_eq!(tensor.elem_type, Some(10), "{name}");
+            assert_eq!(tensor.shape.as_ref().map(|s| s.dim.len()), Some(3), "{name}");
+        }
+    }
 }
 
 #[test]
