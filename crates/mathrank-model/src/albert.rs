@@ -208,22 +208,16 @@ fn attr_float(name: &str, value: f32) -> AttributeProto {
     }
 }
 
-fn f32_tensor(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
-    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+/// A float tensor, stored as float16 when `half`, else float32.
+fn float_tensor(name: &str, shape: &[usize], data: &[f32], half: bool) -> TensorProto {
+    let (raw, data_type): (Vec<u8>, _) = if half {
+        (data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(), tensor_proto::DataType::Float16)
+    } else {
+        (data.iter().flat_map(|v| v.to_le_bytes()).collect(), tensor_proto::DataType::Float)
+    };
     TensorProto {
         dims: shape.iter().map(|&d| d as i64).collect(),
-        data_type: Some(tensor_proto::DataType::Float as i32),
-        name: Some(name.into()),
-        raw_data: Some(raw),
-        ..Default::default()
-    }
-}
-
-fn f16_tensor(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
-    let raw: Vec<u8> = data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
-    TensorProto {
-        dims: shape.iter().map(|&d| d as i64).collect(),
-        data_type: Some(tensor_proto::DataType::Float16 as i32),
+        data_type: Some(data_type as i32),
         name: Some(name.into()),
         raw_data: Some(raw),
         ..Default::default()
@@ -252,34 +246,19 @@ impl Graph<'_> {
 
     /// Stores a checkpoint tensor once, in the activations' type, and returns its name.
     fn stored(&mut self, name: &str) -> Result<String> {
-        if self.half {
-            return self.stored_f16(name);
-        }
-        if self.stored.insert(name.to_owned()) {
-            let tensor = self.weight(name)?.clone();
-            self.initializers.push(f32_tensor(name, &tensor.shape, &tensor.data));
-        }
-        Ok(name.to_owned())
-    }
-
-    /// Stores a checkpoint tensor once in float16 and returns its name.
-    fn stored_f16(&mut self, name: &str) -> Result<String> {
-        let stored_name = format!("{name}.f16");
+        let stored_name = if self.half { format!("{name}.f16") } else { name.to_owned() };
         if self.stored.insert(stored_name.clone()) {
-            let tensor = self.weight(name)?.clone();
-            self.initializers.push(f16_tensor(&stored_name, &tensor.shape, &tensor.data));
+            let tensor = self.weight(name)?;
+            let initializer = float_tensor(&stored_name, &tensor.shape, &tensor.data, self.half);
+            self.initializers.push(initializer);
         }
         Ok(stored_name)
     }
 
-    /// Stores a Linear weight `[out, in]` transposed to `[in, out]` for MatMul, once.
+    /// Stores a Linear weight `[out, in]` transposed to `[in, out]` for MatMul, once, in the
+    /// activations' type.
     fn stored_transposed(&mut self, name: &str) -> Result<String> {
-        self.stored_transposed_as(name, self.half)
-    }
-
-    /// [`stored_transposed`](Self::stored_transposed), in float16 when `f16`.
-    fn stored_transposed_as(&mut self, name: &str, f16: bool) -> Result<String> {
-        let stored_name = if f16 { format!("{name}.T.f16") } else { format!("{name}.T") };
+        let stored_name = if self.half { format!("{name}.T.f16") } else { format!("{name}.T") };
         if self.stored.insert(stored_name.clone()) {
             let tensor = self.weight(name)?;
             let [rows, cols] = tensor.shape[..] else {
@@ -291,8 +270,7 @@ impl Graph<'_> {
                     transposed[c * rows + r] = tensor.data[r * cols + c];
                 }
             }
-            let tensor = if f16 { f16_tensor } else { f32_tensor };
-            self.initializers.push(tensor(&stored_name, &[cols, rows], &transposed));
+            self.initializers.push(float_tensor(&stored_name, &[cols, rows], &transposed, self.half));
         }
         Ok(stored_name)
     }
@@ -301,16 +279,10 @@ impl Graph<'_> {
         self.node("Cast", &[input], vec![attr_int("to", to as i64)])
     }
 
-    /// A product of two activations.
-    fn product(&mut self, a: &str, b: &str) -> String {
-        self.node("MatMul", &[a, b], vec![])
-    }
-
     /// A scalar constant in the activations' type.
     fn constant_f32(&mut self, value: f32) -> String {
         let name = format!("const_f32_{}", self.initializers.len());
-        let tensor = if self.half { f16_tensor } else { f32_tensor };
-        self.initializers.push(tensor(&name, &[], &[value]));
+        self.initializers.push(float_tensor(&name, &[], &[value], self.half));
         name
     }
 
@@ -355,22 +327,8 @@ impl Graph<'_> {
 
     /// Declares `name` a `[batch, sequence, width]` activation (see `value_info`).
     fn per_token(&mut self, name: &str, width: usize) {
-        let dim = |value| tensor_shape_proto::Dimension { value: Some(value) };
-        let dims = vec![
-            dim(tensor_shape_proto::dimension::Value::DimParam("batch".into())),
-            dim(tensor_shape_proto::dimension::Value::DimParam("sequence".into())),
-            dim(tensor_shape_proto::dimension::Value::DimValue(width as i64)),
-        ];
-        let elem_type = Some(self.float() as i32);
-        self.value_info.push(ValueInfoProto {
-            name: Some(name.into()),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type,
-                    shape: Some(TensorShapeProto { dim: dims }),
-                })),
-            }),
-        });
+        let info = tensor_info(name, self.float(), &[Dim::Param("batch"), Dim::Param("sequence"), Dim::Value(width)]);
+        self.value_info.push(info);
     }
 
     /// Stores a Linear weight transposed and quantised to int8 (symmetric, per tensor), once;
@@ -398,7 +356,7 @@ impl Graph<'_> {
                 raw_data: Some(quantized),
                 ..Default::default()
             });
-            self.initializers.push(f32_tensor(&scale_name, &[], &[scale]));
+            self.initializers.push(float_tensor(&scale_name, &[], &[scale], false));
         }
         Ok((q, scale_name))
     }
@@ -495,38 +453,40 @@ impl Graph<'_> {
     }
 }
 
-fn int64_input(name: &str) -> ValueInfoProto {
-    let dims = ["batch", "sequence"]
+/// One dimension of a declared tensor shape: named (symbolic) or fixed.
+enum Dim {
+    Param(&'static str),
+    Value(usize),
+}
+
+/// The declared type and shape of a graph input, output or intermediate tensor.
+fn tensor_info(name: &str, elem_type: tensor_proto::DataType, dims: &[Dim]) -> ValueInfoProto {
+    let dim = dims
         .iter()
-        .map(|p| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimParam((*p).into())),
+        .map(|d| tensor_shape_proto::Dimension {
+            value: Some(match d {
+                Dim::Param(p) => tensor_shape_proto::dimension::Value::DimParam((*p).into()),
+                Dim::Value(v) => tensor_shape_proto::dimension::Value::DimValue(*v as i64),
+            }),
         })
         .collect();
     ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(tensor_proto::DataType::Int64 as i32),
-                shape: Some(TensorShapeProto { dim: dims }),
+                elem_type: Some(elem_type as i32),
+                shape: Some(TensorShapeProto { dim }),
             })),
         }),
     }
 }
 
+fn int64_input(name: &str) -> ValueInfoProto {
+    tensor_info(name, tensor_proto::DataType::Int64, &[Dim::Param("batch"), Dim::Param("sequence")])
+}
+
 fn logits_output(labels: usize) -> ValueInfoProto {
-    let dims = vec![
-        tensor_shape_proto::Dimension { value: Some(tensor_shape_proto::dimension::Value::DimParam("batch".into())) },
-        tensor_shape_proto::Dimension { value: Some(tensor_shape_proto::dimension::Value::DimValue(labels as i64)) },
-    ];
-    ValueInfoProto {
-        name: Some("logits".into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(tensor_proto::DataType::Float as i32),
-                shape: Some(TensorShapeProto { dim: dims }),
-            })),
-        }),
-    }
+    tensor_info("logits", tensor_proto::DataType::Float, &[Dim::Param("batch"), Dim::Value(labels)])
 }
 
 /// Builds the ONNX model of an ALBERT sequence classifier (float32).
@@ -601,11 +561,11 @@ pub fn build_model_as(config: &AlbertConfig, weights: &Weights, precision: Preci
         let key = g.node("Transpose", &[&key], vec![attr_ints("perm", &[0, 2, 3, 1])]);
         let value = g.node("Reshape", &[&value, &split_shape], vec![]);
         let value = g.node("Transpose", &[&value], vec![attr_ints("perm", &[0, 2, 1, 3])]);
-        let scores = g.product(&query, &key);
+        let scores = g.node("MatMul", &[&query, &key], vec![]);
         let scores = g.node("Mul", &[&scores, &scale], vec![]);
         let scores = g.node("Add", &[&scores, &mask_bias], vec![]);
         let probabilities = g.node("Softmax", &[&scores], vec![attr_int("axis", -1)]);
-        let context = g.product(&probabilities, &value);
+        let context = g.node("MatMul", &[&probabilities, &value], vec![]);
         let context = g.node("Transpose", &[&context], vec![attr_ints("perm", &[0, 2, 1, 3])]);
         let context = g.node("Reshape", &[&context, &merged_shape], vec![]);
         g.per_token(&context, config.hidden_size);

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mathrank_rerank::RerankerOptions;
+use mathrank_rerank::{RerankerOptions, ScoreReport};
 
 const QUESTION: &str =
     "Remainder of a power modulo a prime: how do I compute $3^{100} \\bmod 7$ with Fermat's little theorem?";
@@ -433,16 +433,18 @@ fn conformance_convert_albert_base_random() {
     assert_converted_parity("albert-base-random", "model.safetensors", 1e-3);
 }
 
-#[test]
-fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
+/// Converts the test checkpoint to float32 and at `precision`, scores the same three answers
+/// with both, and returns the two reports, the manifest and the graph at `precision`.
+fn convert_beside_fp32(
+    precision: mathrank_model::Precision,
+) -> (ScoreReport, ScoreReport, mathrank_model::Manifest, mathrank_model::onnx::GraphProto) {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("checkpoint");
     std::fs::create_dir(&checkpoint).unwrap();
     convert::write_checkpoint(&checkpoint);
-    let (fp32, int8) = (dir.path().join("fp32"), dir.path().join("int8"));
-    mathrank_model::convert_full(&checkpoint, &fp32, None, false).unwrap();
-    let manifest = mathrank_model::convert_full(&checkpoint, &int8, None, true).unwrap();
-    assert!(manifest.dtype.starts_with("int8"));
+    let (fp32, other) = (dir.path().join("fp32"), dir.path().join("other"));
+    mathrank_model::convert_as(&checkpoint, &fp32, None, mathrank_model::Precision::F32).unwrap();
+    let manifest = mathrank_model::convert_as(&checkpoint, &other, None, precision).unwrap();
     let options = RerankerOptions {
         ort_library: Some(ort_library()),
         intra_threads: 1,
@@ -451,9 +453,18 @@ fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
     };
     let answers =
         ["Use Fermat's little theorem.", "The determinant is the product of the pivots.", "By induction on $n$."];
-    let full = mathrank_rerank::Reranker::load(&fp32, &options).unwrap().score_blocking(QUESTION, &answers).unwrap();
-    let quantized =
-        mathrank_rerank::Reranker::load(&int8, &options).unwrap().score_blocking(QUESTION, &answers).unwrap();
+    let score = |dir: &Path| {
+        mathrank_rerank::Reranker::load(dir, &options).unwrap().score_blocking(QUESTION, &answers).unwrap()
+    };
+    let bytes = std::fs::read(other.join("model.onnx")).unwrap();
+    let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
+    (score(&fp32), score(&other), manifest, model.graph.unwrap())
+}
+
+#[test]
+fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
+    let (full, quantized, manifest, graph) = convert_beside_fp32(mathrank_model::Precision::Int8);
+    assert!(manifest.dtype.starts_with("int8"));
     // Hidden size 16 amplifies quantisation error; on the base-sized model the change is
     // about 0.003 (conformance_int8_albert_base_random_stays_close).
     for (a, b) in full.scores.iter().zip(&quantized.scores) {
@@ -461,9 +472,6 @@ fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
         assert_ne!(a.logits, b.logits, "the int8 graph must really differ");
     }
     // The shared layer's six matrices are stored once in int8, however many layers use them.
-    let bytes = std::fs::read(int8.join("model.onnx")).unwrap();
-    let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
-    let graph = model.graph.unwrap();
     let int8_matrices = graph.initializer.iter().filter(|t| t.data_type == Some(3) && !t.dims.is_empty()).count();
     assert_eq!(int8_matrices, 6);
     let quantized_products = graph.node.iter().filter(|n| n.op_type.as_deref() == Some("MatMulInteger")).count();
@@ -472,35 +480,16 @@ fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
 
 #[test]
 fn fp16_conversion_keeps_scores_close_casts_twice_and_stores_the_shared_layer_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoint = dir.path().join("checkpoint");
-    std::fs::create_dir(&checkpoint).unwrap();
-    convert::write_checkpoint(&checkpoint);
-    let (fp32, fp16) = (dir.path().join("fp32"), dir.path().join("fp16"));
-    mathrank_model::convert_as(&checkpoint, &fp32, None, mathrank_model::Precision::F32).unwrap();
-    let manifest = mathrank_model::convert_as(&checkpoint, &fp16, None, mathrank_model::Precision::F16).unwrap();
-    assert!(manifest.dtype.starts_with("float16"), "{}", manifest.dtype);
-    let options = RerankerOptions {
-        ort_library: Some(ort_library()),
-        intra_threads: 1,
-        max_length: 64,
-        ..RerankerOptions::default()
-    };
-    let answers =
-        ["Use Fermat's little theorem.", "The determinant is the product of the pivots.", "By induction on $n$."];
-    let full = mathrank_rerank::Reranker::load(&fp32, &options).unwrap().score_blocking(QUESTION, &answers).unwrap();
     // ONNX Runtime's CPU provider runs the float16 graph too, so its parity is checked here;
     // its speed is a GPU matter.
-    let half = mathrank_rerank::Reranker::load(&fp16, &options).unwrap().score_blocking(QUESTION, &answers).unwrap();
+    let (full, half, manifest, graph) = convert_beside_fp32(mathrank_model::Precision::F16);
+    assert!(manifest.dtype.starts_with("float16"), "{}", manifest.dtype);
     for (a, b) in full.scores.iter().zip(&half.scores) {
         for c in 0..2 {
             assert!((a.logits[c] - b.logits[c]).abs() < 1e-2, "{a:?} vs {b:?}");
         }
         assert_ne!(a.logits, b.logits, "the float16 graph must really differ");
     }
-    let bytes = std::fs::read(fp16.join("model.onnx")).unwrap();
-    let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
-    let graph = model.graph.unwrap();
     // The shared layer's six weight matrices and six biases, once, in float16 (type 10)...
     let shared_halves = graph
         .initializer

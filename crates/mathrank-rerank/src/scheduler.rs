@@ -201,20 +201,22 @@ impl JobShared {
         (shared, receiver)
     }
 
-    fn end(state: &mut JobState, ending: Ending) {
+    /// Ends the job (`state` is its locked state) and wakes its waiters, async and blocking.
+    fn end(&self, state: &mut JobState, ending: Ending) {
         if state.ending.is_none() {
             state.ending = Some(ending);
             if let Some(notify) = state.notify.take() {
                 let _ = notify.send(());
             }
+            self.ended.notify_all();
         }
     }
 
     /// Ends the job once every pair is resolved.
-    fn settle(state: &mut JobState) {
+    fn settle(&self, state: &mut JobState) {
         if state.resolved >= state.scores.len() {
             let ending = if state.skipped == 0 { Ending::Complete } else { Ending::Expired };
-            Self::end(state, ending);
+            self.end(state, ending);
         }
     }
 
@@ -232,19 +234,15 @@ impl JobShared {
         let mut state = lock(&self.state);
         state.resolved += count;
         state.skipped += count;
-        Self::settle(&mut state);
-        drop(state);
-        self.ended.notify_all();
+        self.settle(&mut state);
     }
 
     fn fail(&self, message: String) {
-        Self::end(&mut lock(&self.state), Ending::Failed(message));
-        self.ended.notify_all();
+        self.end(&mut lock(&self.state), Ending::Failed(message));
     }
 
     fn cancel_ended(&self) {
-        Self::end(&mut lock(&self.state), Ending::Cancelled);
-        self.ended.notify_all();
+        self.end(&mut lock(&self.state), Ending::Cancelled);
     }
 
     /// Blocks until the job has ended.
@@ -825,7 +823,7 @@ impl Reranker {
         let (shared, done) = JobShared::new(pairs.len());
         let handle = JobHandle { shared: Arc::clone(&shared), done };
         if pairs.is_empty() {
-            JobShared::settle(&mut lock(&shared.state));
+            shared.settle(&mut lock(&shared.state));
             return Ok(handle);
         }
         let mut queue = lock(&self.scheduler.queue);
@@ -985,9 +983,7 @@ impl Worker {
             }
             state.resolved += mine.len();
             state.infer += took;
-            JobShared::settle(&mut state);
-            drop(state);
-            job.shared.ended.notify_all();
+            job.shared.settle(&mut state);
         }
     }
 

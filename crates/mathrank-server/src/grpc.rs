@@ -24,9 +24,9 @@ pub fn status_of(err: &EngineError) -> Status {
     };
     if code == Code::ResourceExhausted {
         // gRPC's retry-policy hint (gRFC A6): clients with a retry policy wait this long
-        // before trying again; HTTP's 429 carries the same second as `Retry-After`.
+        // before trying again.
         let mut metadata = tonic::metadata::MetadataMap::new();
-        metadata.insert(RETRY_PUSHBACK, tonic::metadata::MetadataValue::from_static("1000"));
+        metadata.insert(RETRY_PUSHBACK, tonic::metadata::MetadataValue::from(crate::RETRY_AFTER_SECS * 1000));
         return Status::with_metadata(code, err.to_string(), metadata);
     }
     Status::new(code, err.to_string())

@@ -105,7 +105,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, axum::Json(serde_json::json!({ "error": error }))).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::RETRY_AFTER_SECS));
         }
         response
     }

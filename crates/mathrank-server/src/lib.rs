@@ -26,6 +26,10 @@ mod metrics;
 mod serve;
 mod state;
 
+/// How long a caller refused for overload should wait before retrying: HTTP's `Retry-After`
+/// and gRPC's `grpc-retry-pushback-ms` both say this.
+const RETRY_AFTER_SECS: u64 = 1;
+
 pub use auth::BearerToken;
 pub use grpc::{AnswerSearchService, parse_grpc_timeout, status_of};
 pub use http::{PARTIAL_HEADER, TIMEOUT_HEADER, http_status_of};
