@@ -45,7 +45,9 @@ use tantivy::{IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 pub use build::{BuildOptions, BuildProgress, build_index, sibling_work_dirs};
 pub use schema::{Fields, SCHEMA_VERSION};
-pub use search::{DEFAULT_MAX_TERMS, FieldWeights, Filters, Hit, SearchRequest, delimit_bare_latex, snippet};
+pub use search::{
+    DEFAULT_MAX_TERMS, FieldWeights, Filters, Hit, SearchRequest, SearchStats, delimit_bare_latex, snippet,
+};
 
 /// The on-disk format version: schema and analyzers together. Opening an index with another
 /// version is an error that says to rebuild.
@@ -244,7 +246,21 @@ impl AnswerIndex {
 
     /// BM25 top-k for a question.
     pub fn search(&self, request: &SearchRequest) -> Result<Vec<Hit>> {
-        search::run_search(&self.reader.searcher(), &self.fields, request)
+        self.search_with_stats(request).map(|(hits, _)| hits)
+    }
+
+    /// [`AnswerIndex::search`], also saying how many posting lists the query read and how
+    /// long they were (logged at debug level too).
+    pub fn search_with_stats(&self, request: &SearchRequest) -> Result<(Vec<Hit>, SearchStats)> {
+        let mut stats = SearchStats::default();
+        let hits = search::run_search(&self.reader.searcher(), &self.fields, request, &mut stats)?;
+        tracing::debug!(
+            clauses = stats.clauses,
+            summed_doc_freq = stats.summed_doc_freq,
+            hits = hits.len(),
+            "first stage"
+        );
+        Ok((hits, stats))
     }
 
     /// One answer by id, with its full text.

@@ -154,11 +154,27 @@ pub fn snippet(text: &str, max_chars: usize) -> String {
     format!("{}…", &folded[..cut])
 }
 
-pub(crate) fn run_search(searcher: &Searcher, fields: &Fields, request: &SearchRequest) -> Result<Vec<Hit>> {
+/// What one first-stage query cost: how many posting lists it read and how long they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SearchStats {
+    /// Term clauses of the query (one posting list each).
+    pub clauses: usize,
+    /// Document frequencies of those posting lists, summed: the postings an exhaustive union
+    /// would score.
+    pub summed_doc_freq: u64,
+}
+
+pub(crate) fn run_search(
+    searcher: &Searcher,
+    fields: &Fields,
+    request: &SearchRequest,
+    stats: &mut SearchStats,
+) -> Result<Vec<Hit>> {
     if request.top_k == 0 {
         return Ok(Vec::new());
     }
-    let Some(text_query) = text_query(searcher, fields, &request.text, request.max_terms, &request.weights)? else {
+    let Some(text_query) = text_query(searcher, fields, &request.text, request.max_terms, &request.weights, stats)?
+    else {
         return Ok(Vec::new());
     };
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text_query)];
@@ -206,19 +222,20 @@ fn weighted_terms(
     terms: Vec<String>,
     fields: &[tantivy::schema::Field],
     max_terms: Option<usize>,
-) -> Result<Vec<(String, f32)>> {
+) -> Result<Vec<(String, f32, Vec<u64>)>> {
     let mut counts: HashMap<String, u32> = HashMap::new();
     for term in terms {
         *counts.entry(term).or_default() += 1;
     }
-    let mut weighted: Vec<(String, u32, u64)> = Vec::with_capacity(counts.len());
+    let mut weighted: Vec<(String, u32, u64, Vec<u64>)> = Vec::with_capacity(counts.len());
     for (term, count) in counts {
-        let mut doc_freq = 0;
+        let mut per_field = Vec::with_capacity(fields.len());
         for &field in fields {
-            doc_freq += searcher.doc_freq(&Term::from_field_text(field, &term))?;
+            per_field.push(searcher.doc_freq(&Term::from_field_text(field, &term))?);
         }
+        let doc_freq = per_field.iter().sum();
         if doc_freq > 0 {
-            weighted.push((term, count, doc_freq));
+            weighted.push((term, count, doc_freq, per_field));
         }
     }
     // Rarest first; ties by text so that the same query always gives the same terms.
@@ -226,7 +243,7 @@ fn weighted_terms(
     if let Some(max) = max_terms {
         weighted.truncate(max);
     }
-    Ok(weighted.into_iter().map(|(term, count, _)| (term, 1.0 + (count as f32).ln())).collect())
+    Ok(weighted.into_iter().map(|(term, count, _, per_field)| (term, 1.0 + (count as f32).ln(), per_field)).collect())
 }
 
 fn text_query(
@@ -235,6 +252,7 @@ fn text_query(
     text: &str,
     max_terms: Option<usize>,
     weights: &FieldWeights,
+    stats: &mut SearchStats,
 ) -> Result<Option<Box<dyn Query>>> {
     // The analyzers registered on the index: building them (stop-word set, stemmer) per query
     // would be work on the hot path.
@@ -247,10 +265,12 @@ fn text_query(
     let math_fields = [fields.body_math, fields.title_math, fields.question_math];
     let math = weighted_terms(searcher, analyze(&mut math_analyzer, &text), &math_fields, max_terms)?;
     let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    let mut add = |field, term: &str, weight: f32| {
-        if weight <= 0.0 {
+    let mut add = |field, term: &str, weight: f32, doc_freq: u64| {
+        if weight <= 0.0 || doc_freq == 0 {
             return;
         }
+        stats.clauses += 1;
+        stats.summed_doc_freq += doc_freq;
         let query = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
         let boxed: Box<dyn Query> = if (weight - 1.0).abs() < f32::EPSILON {
             Box::new(query)
@@ -259,16 +279,17 @@ fn text_query(
         };
         should.push((Occur::Should, boxed));
     };
-    for (term, weight) in &prose {
-        add(fields.body, term, weights.body * weight);
-        add(fields.title, term, weights.title * weight);
-        add(fields.tags_text, term, weights.tags * weight);
-        add(fields.question, term, weights.question * weight);
+    let prose_weights = [weights.body, weights.title, weights.tags, weights.question];
+    for (term, weight, doc_freqs) in &prose {
+        for ((field, field_weight), doc_freq) in prose_fields.iter().zip(prose_weights).zip(doc_freqs) {
+            add(*field, term, field_weight * weight, *doc_freq);
+        }
     }
-    for (term, weight) in &math {
-        add(fields.body_math, term, weights.body_math * weight);
-        add(fields.title_math, term, weights.title_math * weight);
-        add(fields.question_math, term, weights.question_math * weight);
+    let math_weights = [weights.body_math, weights.title_math, weights.question_math];
+    for (term, weight, doc_freqs) in &math {
+        for ((field, field_weight), doc_freq) in math_fields.iter().zip(math_weights).zip(doc_freqs) {
+            add(*field, term, field_weight * weight, *doc_freq);
+        }
     }
     if should.is_empty() {
         return Ok(None);
