@@ -228,6 +228,10 @@ pub struct LatencyBenchArgs {
     /// First-stage field weights (see `mathrank eval --help`); a weight of 0 drops the field.
     #[arg(long)]
     pub field_weights: Option<mathrank_index::FieldWeights>,
+    /// Also write one JSON line per topic: its clause count, the summed document frequency of
+    /// its posting lists and its median latency over the timed passes.
+    #[arg(long)]
+    pub per_query: Option<PathBuf>,
 }
 
 fn latency(args: LatencyBenchArgs) -> anyhow::Result<()> {
@@ -235,25 +239,42 @@ fn latency(args: LatencyBenchArgs) -> anyhow::Result<()> {
     let mut queries = Vec::new();
     for path in &args.topics {
         for topic in mathrank_eval::read_topics(path)? {
-            queries.push(mathrank_dump::question_text(&topic.title, &topic.question));
+            queries.push((topic.number.clone(), mathrank_dump::question_text(&topic.title, &topic.question)));
         }
     }
     anyhow::ensure!(!queries.is_empty(), "no queries: pass --topics FILE");
     let mut times = Vec::new();
+    let mut per_query: Vec<(mathrank_index::SearchStats, Vec<Duration>)> = vec![Default::default(); queries.len()];
     for pass in 0..args.passes.max(2) {
-        for query in &queries {
+        for ((_, query), (stats, query_times)) in queries.iter().zip(&mut per_query) {
             let mut request = mathrank_index::SearchRequest::new(query.clone(), args.top_k);
             request.max_terms = (args.max_terms > 0).then_some(args.max_terms);
             if let Some(weights) = args.field_weights {
                 request.weights = weights;
             }
             let started = Instant::now();
-            let hits = index.search(&request)?;
+            let (hits, query_stats) = index.search_with_stats(&request)?;
             if pass > 0 {
                 times.push(started.elapsed());
+                query_times.push(started.elapsed());
             }
+            *stats = query_stats;
             std::hint::black_box(hits);
         }
+    }
+    if let Some(path) = &args.per_query {
+        let mut out = String::new();
+        for ((topic, _), (stats, query_times)) in queries.iter().zip(&mut per_query) {
+            query_times.sort();
+            let line = serde_json::json!({
+                "topic": topic,
+                "clauses": stats.clauses,
+                "summed_doc_freq": stats.summed_doc_freq,
+                "median_ms": percentile(query_times, 50.0).as_secs_f64() * 1000.0,
+            });
+            out.push_str(&format!("{line}\n"));
+        }
+        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
     }
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
