@@ -9,9 +9,14 @@
 //! `\text{...}`, `\mathrm{...}`, `\operatorname{...}` and their kin are words: whole tokens in
 //! the math analysis, and prose words too. Function names count whole whether or not they are
 //! written as commands: `sin x`, `sinx` and `\sin x` all give `\sin`.
+//!
+//! At index time a text may count several times (the question's words weigh more than the
+//! answer's, BM25F-style): [`repeated`] marks it, and both analyzers then give each of its terms
+//! that many times, which multiplies their term frequencies and the field's length alike.
 
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
+    Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenFilter, TokenStream,
+    Tokenizer,
 };
 
 /// Name under which the prose analyzer is registered.
@@ -24,6 +29,36 @@ pub const ANALYZER_VERSION: u32 = 3;
 
 /// Joins the two symbols of a structure bigram; not a character LaTeX source uses.
 const BIGRAM_JOINER: char = '\u{b7}';
+
+/// The first of 256 private-use characters that, leading a text, say how many times its terms
+/// count (see [`repeated`]).
+const REPEAT_MARK: u32 = 0xF_0000;
+
+/// `text` marked so that both analyzers give each of its terms `times` times (at most 255): how a
+/// document's title or question body gets more weight than its answer within one field.
+/// Terms of a text without the mark count once.
+pub fn repeated(text: &str, times: u8) -> String {
+    let mark = char::from_u32(REPEAT_MARK + u32::from(times)).unwrap_or('\u{F0001}');
+    let mut marked = String::with_capacity(text.len() + mark.len_utf8());
+    marked.push(mark);
+    marked.push_str(text);
+    marked
+}
+
+/// `text` without a leading repeat mark (a query means its words once).
+pub fn strip_repeat_mark(text: &str) -> &str {
+    split_repeats(text).1
+}
+
+/// How many times the terms of `text` count, and the text without its mark.
+fn split_repeats(text: &str) -> (usize, &str) {
+    match text.chars().next() {
+        Some(c) if (REPEAT_MARK..REPEAT_MARK + 256).contains(&u32::from(c)) => {
+            ((u32::from(c) - REPEAT_MARK) as usize, &text[c.len_utf8()..])
+        }
+        _ => (1, text),
+    }
+}
 
 /// A piece of text that is either prose or math (delimiters removed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +151,74 @@ impl TokenStream for VecTokenStream {
 fn push_token(tokens: &mut Vec<Token>, text: &str, from: usize, to: usize) {
     let position = tokens.len();
     tokens.push(Token { offset_from: from, offset_to: to, position, text: text.to_owned(), position_length: 1 });
+}
+
+/// Marks every token with the number of times it counts, for [`Repeat`] at the end of the
+/// analyzer (the filters in between keep `position_length`, which mathrank does not index).
+fn tokens_repeated(mut tokens: Vec<Token>, times: usize) -> VecTokenStream {
+    if times != 1 {
+        for token in &mut tokens {
+            token.position_length = times;
+        }
+    }
+    VecTokenStream { tokens, next: 0 }
+}
+
+/// Gives each token `position_length` times (set by the tokenizers from a [`repeated`] text),
+/// then once more never: the last filter of both analyzers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Repeat;
+
+impl TokenFilter for Repeat {
+    type Tokenizer<T: Tokenizer> = RepeatTokenizer<T>;
+
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> RepeatTokenizer<T> {
+        RepeatTokenizer(tokenizer)
+    }
+}
+
+#[derive(Clone)]
+pub struct RepeatTokenizer<T>(T);
+
+impl<T: Tokenizer> Tokenizer for RepeatTokenizer<T> {
+    type TokenStream<'a> = RepeatTokenStream<T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        RepeatTokenStream { tail: self.0.token_stream(text), left: 0 }
+    }
+}
+
+pub struct RepeatTokenStream<T> {
+    tail: T,
+    /// Copies of the current token still to give.
+    left: usize,
+}
+
+impl<T: TokenStream> TokenStream for RepeatTokenStream<T> {
+    fn advance(&mut self) -> bool {
+        if self.left > 0 {
+            self.left -= 1;
+            return true;
+        }
+        loop {
+            if !self.tail.advance() {
+                return false;
+            }
+            let times = self.tail.token().position_length;
+            if times > 0 {
+                self.left = times - 1;
+                return true;
+            }
+        }
+    }
+
+    fn token(&self) -> &Token {
+        self.tail.token()
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.tail.token_mut()
+    }
 }
 
 /// The alphanumeric words of `text` (at byte offset `base` of the whole).
@@ -213,6 +316,7 @@ impl Tokenizer for ProseTokenizer {
     type TokenStream<'a> = VecTokenStream;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> VecTokenStream {
+        let (times, text) = split_repeats(text);
         let mut tokens = Vec::new();
         for segment in segments(text) {
             match segment {
@@ -225,7 +329,7 @@ impl Tokenizer for ProseTokenizer {
                 }
             }
         }
-        VecTokenStream { tokens, next: 0 }
+        tokens_repeated(tokens, times)
     }
 }
 
@@ -391,6 +495,7 @@ impl Tokenizer for MathTokenizer {
     type TokenStream<'a> = VecTokenStream;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> VecTokenStream {
+        let (times, text) = split_repeats(text);
         let mut tokens = Vec::new();
         for segment in segments(text) {
             let Segment::Math(math, base) = segment else { continue };
@@ -403,7 +508,7 @@ impl Tokenizer for MathTokenizer {
                 }
             }
         }
-        VecTokenStream { tokens, next: 0 }
+        tokens_repeated(tokens, times)
     }
 }
 
@@ -414,12 +519,13 @@ pub fn prose_analyzer() -> TextAnalyzer {
         .filter(LowerCaser)
         .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
         .filter(Stemmer::new(Language::English))
+        .filter(Repeat)
         .build()
 }
 
 /// The math analyzer: symbols and symbol bigrams of the LaTeX segments.
 pub fn math_analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(MathTokenizer).filter(RemoveLongFilter::limit(60)).build()
+    TextAnalyzer::builder(MathTokenizer).filter(RemoveLongFilter::limit(60)).filter(Repeat).build()
 }
 
 /// Registers both analyzers; must run on every index open or create.
@@ -528,6 +634,19 @@ mod tests {
         let terms = analyze(&mut math_analyzer(), r"$\int_0^1 x^2 dx$");
         for expected in [r"\int", "\\int·_", "_·0", "x·^", "^·2", "d", "x"] {
             assert!(terms.iter().any(|t| t == expected), "missing {expected} in {terms:?}");
+        }
+    }
+
+    #[test]
+    fn repeated_texts_give_each_term_that_many_times() {
+        let text = r"Integrals of $x^2$";
+        for analyzer in [&mut prose_analyzer(), &mut math_analyzer()] {
+            let once = analyze(analyzer, text);
+            assert!(!once.is_empty());
+            let thrice: Vec<String> = once.iter().flat_map(|t| [t.clone(), t.clone(), t.clone()]).collect();
+            assert_eq!(analyze(analyzer, &repeated(text, 3)), thrice);
+            assert!(analyze(analyzer, &repeated(text, 0)).is_empty(), "a text that counts 0 times gives nothing");
+            assert_eq!(analyze(analyzer, &repeated(text, 1)), once);
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mathrank_dump::{AnswerJoiner, DumpSource, JoinedAnswer, RowEvent};
 use tantivy::IndexWriter;
 
-use crate::schema::Fields;
+use crate::schema::{FieldRepeats, Fields};
 use crate::{Error, FORMAT_VERSION, IndexMeta, Result, SCHEMA_VERSION, analysis, directory_size, io_error};
 
 /// How to build.
@@ -21,12 +21,19 @@ pub struct BuildOptions {
     pub memory_mb: usize,
     /// Set to stop the build early; the target is then left as it was.
     pub cancel: Arc<AtomicBool>,
+    /// How many times each part of a thread counts in the searched fields.
+    pub field_repeats: FieldRepeats,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
-        Self { threads, memory_mb: 512, cancel: Arc::new(AtomicBool::new(false)) }
+        Self {
+            threads,
+            memory_mb: 512,
+            cancel: Arc::new(AtomicBool::new(false)),
+            field_repeats: FieldRepeats::default(),
+        }
     }
 }
 
@@ -108,6 +115,7 @@ fn build_into(
         analyzer_version: analysis::ANALYZER_VERSION,
         mathrank_version: env!("CARGO_PKG_VERSION").into(),
         source: source_name,
+        field_repeats: options.field_repeats,
         ..IndexMeta::default()
     };
     // Question bodies go to a file in the work directory, removed before publishing.
@@ -120,13 +128,14 @@ fn build_into(
     let (sender, receiver) = crossbeam_channel::bounded::<Vec<JoinedAnswer>>(threads * 4);
     let read_outcome: Result<()> = std::thread::scope(|scope| {
         let writer = &writer;
+        let repeats = &options.field_repeats;
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let receiver = receiver.clone();
                 scope.spawn(move || -> Result<()> {
                     for batch in receiver {
                         for answer in &batch {
-                            writer.add_document(fields.document(answer))?;
+                            writer.add_document(fields.document(answer, repeats))?;
                         }
                     }
                     Ok(())

@@ -2,8 +2,10 @@
 //!
 //! Each document is one answer with its question's title, body and tags (the body spilled to a
 //! temporary file during the build, so memory does not grow with it). Text is analysed twice:
-//! as prose (stemmed words) and as math (LaTeX symbols and symbol bigrams, see [`analysis`]).
-//! Queries — usually a whole question — are built from the same analyzers' tokens.
+//! as prose (stemmed words) and as math (LaTeX symbols and symbol bigrams, see [`analysis`]),
+//! into one field each, where the question's parts count more than the answer by repetition
+//! ([`FieldRepeats`]). Queries — usually a whole question — are built from the same
+//! analyzers' tokens, one clause per distinct term, and run by a MaxScore union ([`maxscore`]).
 //!
 //! An index on disk is a directory with `meta.json` (versions, source, counts),
 //! `warnings.jsonl` (skipped rows) and `tantivy/` (the index itself). Builds happen next to the
@@ -32,6 +34,7 @@
 
 pub mod analysis;
 mod build;
+pub mod maxscore;
 mod schema;
 mod search;
 
@@ -44,7 +47,7 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::{IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 pub use build::{BuildOptions, BuildProgress, build_index, sibling_work_dirs};
-pub use schema::{Fields, SCHEMA_VERSION};
+pub use schema::{FieldRepeats, Fields, SCHEMA_VERSION};
 pub use search::{
     DEFAULT_MAX_TERMS, FieldWeights, Filters, Hit, SearchRequest, SearchStats, delimit_bare_latex, snippet,
 };
@@ -120,6 +123,9 @@ pub struct IndexMeta {
     #[serde(default)]
     pub dropped_waiting_answers: u64,
     pub duplicate_ids: u64,
+    /// How many times each part of a thread counts in the searched fields.
+    #[serde(default)]
+    pub field_repeats: FieldRepeats,
     /// Rows of other post types (wiki, tag excerpts, ...) by `PostTypeId`.
     pub other_post_types: std::collections::BTreeMap<u32, u64>,
     /// Unix seconds.
@@ -201,13 +207,21 @@ impl AnswerIndex {
 
     /// Builds an index in RAM from joined answers (tests, small collections).
     pub fn build_in_ram(answers: impl IntoIterator<Item = mathrank_dump::JoinedAnswer>) -> Result<Self> {
+        Self::build_in_ram_with(answers, FieldRepeats::default())
+    }
+
+    /// [`AnswerIndex::build_in_ram`] with other field repeats.
+    pub fn build_in_ram_with(
+        answers: impl IntoIterator<Item = mathrank_dump::JoinedAnswer>,
+        repeats: FieldRepeats,
+    ) -> Result<Self> {
         let (schema, fields) = Fields::schema();
         let index = tantivy::Index::create_in_ram(schema);
         analysis::register(&index);
         let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 50_000_000)?;
         let mut count = 0;
         for answer in answers {
-            writer.add_document(fields.document(&answer))?;
+            writer.add_document(fields.document(&answer, &repeats))?;
             count += 1;
         }
         writer.commit()?;
@@ -218,6 +232,7 @@ impl AnswerIndex {
             mathrank_version: env!("CARGO_PKG_VERSION").into(),
             source: "memory".into(),
             answers: count,
+            field_repeats: repeats,
             ..IndexMeta::default()
         };
         let opened = Self::from_tantivy(index, meta)?;

@@ -5,73 +5,57 @@ use std::collections::HashMap;
 use std::ops::Bound;
 
 use serde::Serialize;
-use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery};
-use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::{DateTime, Searcher, TantivyDocument, Term};
 
-use crate::analysis::{MATH_ANALYZER, PROSE_ANALYZER, analyze, math_analyzer, prose_analyzer};
+use crate::analysis::{MATH_ANALYZER, PROSE_ANALYZER, analyze, math_analyzer, prose_analyzer, strip_repeat_mark};
+use crate::maxscore::{PruningStats, TermUnion, top_k};
 use crate::schema::Fields;
 use crate::{Error, Result};
 
-/// How much each field's BM25 score counts. A new question resembles an existing question
-/// more than any of its answers, so the question's title and body count beside the answer's
-/// own text; that also lets a short answer ("Use induction on $n$.") be found by its thread.
-/// The defaults were tuned on the tuning half of `bench/known-items.jsonl` over the real
-/// threads of `../shared` (BM25 only; a grid of 144 settings, `bench/results-known-items-2026-11-27.txt`):
-/// many settings with the question at 1.0 to 1.5 and the answer at 0.6 tie for the best MRR@10
-/// (0.971); this one sits in the middle of that plateau. On the held-out half it gives MRR@10
-/// 0.949 and Recall@10 1.0.
+/// Query-time weights of the two searched fields: a prose term's BM25 score counts `prose`
+/// times, a math term's `math` times. How much the answer, the question's title, body and tags
+/// count within each field is fixed when the index is built ([`crate::FieldRepeats`]).
+/// The defaults were tuned with those repeats on the tuning half of `bench/known-items.jsonl`
+/// (`bench/results-known-items-2026-11-28.txt`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FieldWeights {
-    pub body: f32,
-    pub title: f32,
-    pub tags: f32,
-    pub question: f32,
-    pub body_math: f32,
-    pub title_math: f32,
-    pub question_math: f32,
+    pub prose: f32,
+    pub math: f32,
 }
 
 impl Default for FieldWeights {
     fn default() -> Self {
-        Self { body: 0.6, title: 0.6, tags: 0.3, question: 1.0, body_math: 0.4, title_math: 0.4, question_math: 0.4 }
+        Self { prose: 1.0, math: 0.5 }
     }
 }
 
-impl FieldWeights {
-    /// The weights before question bodies were searchable (schema 2): no question fields.
-    pub fn answers_only() -> Self {
-        Self { body: 1.0, title: 0.6, tags: 0.3, question: 0.0, body_math: 0.8, title_math: 0.4, question_math: 0.0 }
-    }
-}
+/// Largest accepted weight: scores are summed in fixed point, which bounds them.
+const MAX_WEIGHT: f32 = 1000.0;
 
 impl std::str::FromStr for FieldWeights {
     type Err = String;
 
-    /// `body=1,title=0.6,question=0.5` (fields not named keep their default).
+    /// `prose=1,math=0.5` (fields not named keep their default).
     fn from_str(text: &str) -> Result<Self, String> {
         let mut weights = Self::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part.split_once('=').ok_or_else(|| format!("{part:?} is not FIELD=WEIGHT"))?;
             let value: f32 = value.trim().parse().map_err(|_| format!("{value:?} is not a number"))?;
-            if !value.is_finite() || value < 0.0 {
-                return Err(format!("the weight of {key} must be a finite number >= 0"));
+            if !value.is_finite() || !(0.0..=MAX_WEIGHT).contains(&value) {
+                return Err(format!("the weight of {key} must be a number from 0 to {MAX_WEIGHT}"));
             }
             let slot = match key.trim() {
-                "body" => &mut weights.body,
-                "title" => &mut weights.title,
-                "tags" => &mut weights.tags,
-                "question" => &mut weights.question,
-                "body_math" => &mut weights.body_math,
-                "title_math" => &mut weights.title_math,
-                "question_math" => &mut weights.question_math,
-                other => {
+                "prose" => &mut weights.prose,
+                "math" => &mut weights.math,
+                part @ ("body" | "title" | "tags" | "question" | "body_math" | "title_math" | "question_math") => {
                     return Err(format!(
-                        "unknown field {other:?}; use body, title, tags, question, body_math, title_math, question_math"
+                        "{part} is weighed when the index is built (its field repeats); at query time only prose and math have weights"
                     ));
                 }
+                other => return Err(format!("unknown field {other:?}; use prose or math")),
             };
             *slot = value;
         }
@@ -154,7 +138,8 @@ pub fn snippet(text: &str, max_chars: usize) -> String {
     format!("{}…", &folded[..cut])
 }
 
-/// What one first-stage query cost: how many posting lists it read and how long they are.
+/// What one first-stage query cost: how many posting lists it read, how long they are, and
+/// how much of them pruning skipped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SearchStats {
     /// Term clauses of the query (one posting list each).
@@ -162,6 +147,7 @@ pub struct SearchStats {
     /// Document frequencies of those posting lists, summed: the postings an exhaustive union
     /// would score.
     pub summed_doc_freq: u64,
+    pub pruning: PruningStats,
 }
 
 pub(crate) fn run_search(
@@ -173,17 +159,16 @@ pub(crate) fn run_search(
     if request.top_k == 0 {
         return Ok(Vec::new());
     }
-    let Some(text_query) = text_query(searcher, fields, &request.text, request.max_terms, &request.weights, stats)?
+    let Some(mut query) = text_query(searcher, fields, &request.text, request.max_terms, &request.weights, stats)?
     else {
         return Ok(Vec::new());
     };
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text_query)];
-    clauses.extend(filter_clauses(fields, &request.filters)?.into_iter().map(|filter| {
-        // Filters decide membership only; they must not move BM25 scores.
-        (Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0)) as Box<dyn Query>)
-    }));
-    let query = BooleanQuery::new(clauses);
-    let top = searcher.search(&query, &TopDocs::with_limit(request.top_k).order_by_score())?;
+    let filters = filter_clauses(fields, &request.filters)?;
+    if !filters.is_empty() {
+        let all: Vec<(Occur, Box<dyn Query>)> = filters.into_iter().map(|filter| (Occur::Must, filter)).collect();
+        query = query.with_filter(Box::new(BooleanQuery::new(all)));
+    }
+    let top = top_k(searcher, &query, request.top_k, &mut stats.pruning)?;
     top.into_iter()
         .enumerate()
         .map(|(rank, (score, address))| {
@@ -214,36 +199,32 @@ pub(crate) fn hit_from_doc(fields: &Fields, doc: &TantivyDocument, bm25_score: f
     }
 }
 
-/// Distinct terms with their query frequency, capped to the `max_terms` rarest. A term's
-/// rarity is its document frequency summed over `fields` (the fields it is searched in); a
-/// term no document holds in any of them could only take a place from one that matters.
+/// Distinct terms with their query frequency weight and document frequency, capped to the
+/// `max_terms` rarest. A term no document holds could only take a place from one that matters.
 fn weighted_terms(
     searcher: &Searcher,
     terms: Vec<String>,
-    fields: &[tantivy::schema::Field],
+    field: Field,
     max_terms: Option<usize>,
-) -> Result<Vec<(String, f32, Vec<u64>)>> {
+) -> Result<Vec<(Term, f32, u64)>> {
     let mut counts: HashMap<String, u32> = HashMap::new();
     for term in terms {
         *counts.entry(term).or_default() += 1;
     }
-    let mut weighted: Vec<(String, u32, u64, Vec<u64>)> = Vec::with_capacity(counts.len());
-    for (term, count) in counts {
-        let mut per_field = Vec::with_capacity(fields.len());
-        for &field in fields {
-            per_field.push(searcher.doc_freq(&Term::from_field_text(field, &term))?);
-        }
-        let doc_freq = per_field.iter().sum();
+    let mut weighted: Vec<(Term, u32, u64)> = Vec::with_capacity(counts.len());
+    for (text, count) in counts {
+        let term = Term::from_field_text(field, &text);
+        let doc_freq = searcher.doc_freq(&term)?;
         if doc_freq > 0 {
-            weighted.push((term, count, doc_freq, per_field));
+            weighted.push((term, count, doc_freq));
         }
     }
     // Rarest first; ties by text so that the same query always gives the same terms.
-    weighted.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.cmp(&b.0)));
+    weighted.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.serialized_value_bytes().cmp(b.0.serialized_value_bytes())));
     if let Some(max) = max_terms {
         weighted.truncate(max);
     }
-    Ok(weighted.into_iter().map(|(term, count, _, per_field)| (term, 1.0 + (count as f32).ln(), per_field)).collect())
+    Ok(weighted.into_iter().map(|(term, count, doc_freq)| (term, 1.0 + (count as f32).ln(), doc_freq)).collect())
 }
 
 fn text_query(
@@ -253,48 +234,30 @@ fn text_query(
     max_terms: Option<usize>,
     weights: &FieldWeights,
     stats: &mut SearchStats,
-) -> Result<Option<Box<dyn Query>>> {
+) -> Result<Option<TermUnion>> {
     // The analyzers registered on the index: building them (stop-word set, stemmer) per query
     // would be work on the hot path.
     let tokenizers = searcher.index().tokenizers();
     let mut prose_analyzer = tokenizers.get(PROSE_ANALYZER).unwrap_or_else(prose_analyzer);
     let mut math_analyzer = tokenizers.get(MATH_ANALYZER).unwrap_or_else(math_analyzer);
-    let text = delimit_bare_latex(text);
-    let prose_fields = [fields.body, fields.title, fields.tags_text, fields.question];
-    let prose = weighted_terms(searcher, analyze(&mut prose_analyzer, &text), &prose_fields, max_terms)?;
-    let math_fields = [fields.body_math, fields.title_math, fields.question_math];
-    let math = weighted_terms(searcher, analyze(&mut math_analyzer, &text), &math_fields, max_terms)?;
-    let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    let mut add = |field, term: &str, weight: f32, doc_freq: u64| {
-        if weight <= 0.0 || doc_freq == 0 {
-            return;
+    let text = delimit_bare_latex(strip_repeat_mark(text));
+    let mut clauses = Vec::new();
+    for (analyzer, field, weight) in
+        [(&mut prose_analyzer, fields.prose, weights.prose), (&mut math_analyzer, fields.math, weights.math)]
+    {
+        if weight <= 0.0 {
+            continue;
         }
-        stats.clauses += 1;
-        stats.summed_doc_freq += doc_freq;
-        let query = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
-        let boxed: Box<dyn Query> = if (weight - 1.0).abs() < f32::EPSILON {
-            Box::new(query)
-        } else {
-            Box::new(BoostQuery::new(Box::new(query), weight))
-        };
-        should.push((Occur::Should, boxed));
-    };
-    let prose_weights = [weights.body, weights.title, weights.tags, weights.question];
-    for (term, weight, doc_freqs) in &prose {
-        for ((field, field_weight), doc_freq) in prose_fields.iter().zip(prose_weights).zip(doc_freqs) {
-            add(*field, term, field_weight * weight, *doc_freq);
+        for (term, query_weight, doc_freq) in weighted_terms(searcher, analyze(analyzer, &text), field, max_terms)? {
+            stats.clauses += 1;
+            stats.summed_doc_freq += doc_freq;
+            clauses.push((term, weight * query_weight));
         }
     }
-    let math_weights = [weights.body_math, weights.title_math, weights.question_math];
-    for (term, weight, doc_freqs) in &math {
-        for ((field, field_weight), doc_freq) in math_fields.iter().zip(math_weights).zip(doc_freqs) {
-            add(*field, term, field_weight * weight, *doc_freq);
-        }
-    }
-    if should.is_empty() {
+    if clauses.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Box::new(BooleanQuery::new(should))))
+    Ok(Some(TermUnion::new(clauses)))
 }
 
 /// English words of one or two letters that are never math in a query ("a", "of", "is"):

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use mathrank_dump::{AnswerJoiner, JoinedAnswer, PostKind, PostsReader, RowEvent, SAMPLE_POSTS_XML, question_text};
 
-use crate::{AnswerIndex, FieldWeights, Filters, SearchRequest, delimit_bare_latex};
+use crate::{AnswerIndex, FieldRepeats, Filters, SearchRequest, delimit_bare_latex};
 
 struct Sample {
     index: AnswerIndex,
@@ -154,7 +154,7 @@ fn a_question_body_finds_the_thread_of_a_short_answer() {
         body_html: body.into(),
         question_body_html: question_body.into(),
     };
-    let index = AnswerIndex::build_in_ram(vec![
+    let threads = vec![
         answer(
             2,
             1,
@@ -162,14 +162,16 @@ fn a_question_body_finds_the_thread_of_a_short_answer() {
             "<p>Show that the Fibonacci numbers satisfy Cassini's identity.</p>",
         ),
         answer(4, 3, "<p>Compare with a geometric series.</p>", "<p>Does the harmonic series converge?</p>"),
-    ])
-    .unwrap();
+    ];
+    let index = AnswerIndex::build_in_ram(threads.clone()).unwrap();
     let hits = index.search(&SearchRequest::new("Cassini identity for Fibonacci numbers", 10)).unwrap();
     assert_eq!(hits.first().map(|h| h.answer_id), Some(2), "found through its question's body");
     assert!(!hits[0].body.contains("Cassini"), "the stored body, the model's segment B, is the answer alone");
-    let mut without = SearchRequest::new("Cassini identity for Fibonacci numbers", 10);
-    without.weights = FieldWeights::answers_only();
-    assert!(index.search(&without).unwrap().is_empty(), "without the question field nothing matches");
+    let answers_only =
+        FieldRepeats { question: 0, title: 0, tags: 0, question_math: 0, title_math: 0, ..FieldRepeats::default() };
+    let without = AnswerIndex::build_in_ram_with(threads, answers_only).unwrap();
+    let query = SearchRequest::new("Cassini identity for Fibonacci numbers", 10);
+    assert!(without.search(&query).unwrap().is_empty(), "without the question's words nothing matches");
 }
 
 #[test]
