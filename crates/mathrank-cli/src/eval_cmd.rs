@@ -54,8 +54,8 @@ pub struct EvalArgs {
     /// k of rrf fusion.
     #[arg(long, env = "MATHRANK_RRF_K", default_value_t = mathrank_engine::DEFAULT_RRF_K)]
     pub rrf_k: u32,
-    /// First-stage field weights, `body=0.6,title=0.6,tags=0.3,question=1,body_math=0.4,
-    /// title_math=0.4,question_math=0.4` (fields left out keep these defaults).
+    /// First-stage field weights, `prose=1,math=0.5` (fields left out keep these defaults);
+    /// how the thread's parts count is fixed by the index (`mathrank index --field-repeats`).
     #[arg(long, env = "MATHRANK_FIELD_WEIGHTS")]
     pub field_weights: Option<mathrank_index::FieldWeights>,
     /// Answers per topic in the run.

@@ -27,6 +27,11 @@ pub struct IndexArgs {
     /// Memory budget of the index writer in MiB.
     #[arg(long, env = "MATHRANK_MEMORY_MB", default_value_t = 512)]
     pub memory_mb: usize,
+    /// How many times each part of a thread counts in the searched fields, e.g.
+    /// `question=2,title=2,body=1` (parts left out keep their defaults; 0 leaves a part out):
+    /// body, title, tags, question, body_math, title_math, question_math.
+    #[arg(long, env = "MATHRANK_FIELD_REPEATS")]
+    pub field_repeats: Option<mathrank_index::FieldRepeats>,
 }
 
 #[derive(Args, Debug)]
@@ -50,6 +55,9 @@ fn sample_source() -> DumpSource {
 
 pub fn run_index(args: IndexArgs) -> anyhow::Result<()> {
     let mut options = BuildOptions { memory_mb: args.memory_mb, ..BuildOptions::default() };
+    if let Some(repeats) = args.field_repeats {
+        options.field_repeats = repeats;
+    }
     if let Some(threads) = args.threads {
         options.threads = threads.max(1);
     }
@@ -161,6 +169,7 @@ pub fn run_info(args: InfoArgs) -> anyhow::Result<()> {
         "versions     format {} (schema {}, analyzers {})",
         meta.format_version, meta.schema_version, meta.analyzer_version
     );
+    println!("repeats      {}", meta.field_repeats);
     println!("size         {:.1} MiB in {segments} segments", size as f64 / (1024.0 * 1024.0));
     Ok(())
 }
