@@ -9,11 +9,15 @@
 #      bench/known-items.jsonl, all queries and the held-out (test) half. BM25 only.
 #   2. The synthetic Math SE-sized corpus (1.7M questions, 1.5M answers, `gen-dump`): index
 #      time, peak memory and size; then first-stage latency (p50/p95) of the 298 ARQMath
-#      2020-2022 topics at top 30 and top 1000, on one core and on two (taskset).
+#      2020-2022 topics at top 30 and top 1000, on one core and on two (taskset). For each
+#      topic, mathrank's clause count, the summed document frequency of its posting lists and
+#      its latency go to $WORK/per-query-*.jsonl; how latency follows them is printed.
 #
-# One command, not part of CI; it needs ~15 GB of disk in $WORK and about an hour on two cores.
-# Usage: bench/lucene.sh > bench/results-lucene-DATE.jsonl   (progress goes to stderr)
-# SKIP_FULL=1 runs part 1 only.
+# One command, not part of CI; at full size it needs ~15 GB of disk in $WORK and about an hour
+# on two cores. Usage: bench/lucene.sh > bench/results-lucene-DATE.jsonl   (progress: stderr)
+# SKIP_FULL=1 runs part 1 only. SIZE=ANSWERS,QUESTIONS sets the corpus of part 2 (default
+# 1500000,1700000; SIZE=300000,340000 runs in minutes). The dump is generated once into $DATA
+# (default $WORK) unless given as the first argument.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -57,8 +61,13 @@ timed() { # label, command... : prints {"label", "seconds", "peak_rss_mb"}
   read -r seconds kib < "$work/time.txt"
   echo "{\"what\": \"$label\", \"seconds\": $seconds, \"peak_rss_mb\": $((kib / 1024))}"
 }
-python3 -c 'import json, sys; print(json.dumps({"machine": sys.argv[1], "lucene": sys.argv[2], "java": sys.argv[3]}))' \
-  "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(basename "$jar")" "$("$java" -version 2>&1 | head -n1)"
+size="${SIZE:-1500000,1700000}"
+answers="${size%,*}"
+questions="${size#*,}"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)"
+python3 -c 'import json, sys; print(json.dumps({"machine": sys.argv[1], "lucene": sys.argv[2], "java": sys.argv[3], "commit": sys.argv[4], "answers": int(sys.argv[5]), "questions": int(sys.argv[6])}))' \
+  "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(basename "$jar")" "$("$java" -version 2>&1 | head -n1)" \
+  "$commit" "$answers" "$questions"
 
 # ---- 1. known items on the real threads
 threads_xml="$shared/data/stackexchange/math-threads_Posts.xml"
@@ -111,27 +120,31 @@ print(json.dumps({'what': 'known items', 'engine': 'mathrank bm25', 'split': '$s
 done
 [[ "${SKIP_FULL:-}" == 1 ]] && exit 0
 
-# ---- 2. the synthetic Math SE-sized corpus
-dump="${1:-$work/full.xml}"
+# ---- 2. the synthetic Math SE-sized corpus (or SIZE)
+data="${DATA:-$work}"
+mkdir -p "$data"
+dump="${1:-$data/synth-${answers}a-${questions}q-seed42.xml}"
 if [[ ! -f "$dump" ]]; then
-  log "generating the synthetic dump (1.7M questions, 1.5M answers)"
-  "$mathrank" --log error gen-dump --questions 1700000 --answers 1500000 --seed 42 --out "$dump" >&2
+  log "generating the synthetic dump ($questions questions, $answers answers)"
+  "$mathrank" --log error gen-dump --questions "$questions" --answers "$answers" --seed 42 --out "$dump.part" >&2
+  mv "$dump.part" "$dump"
 fi
-rm -rf "$work/full-mathrank" "$work/full-docs" "$work/full-lucene"
+corpus="$work/synth-${answers}a"
+rm -rf "$corpus-mathrank" "$corpus-docs" "$corpus-lucene"
 log "indexing with mathrank"
 timed "index mathrank (from the XML dump: parse, HTML to text, join, analyse)" \
-  "$mathrank" --log error index --dump "$dump" --index "$work/full-mathrank"
-echo "{\"what\": \"index size mathrank\", \"bytes\": $(du -sb "$work/full-mathrank" | cut -f1)}"
+  "$mathrank" --log error index --dump "$dump" --index "$corpus-mathrank"
+echo "{\"what\": \"index size mathrank\", \"bytes\": $(du -sb "$corpus-mathrank" | cut -f1)}"
 log "exporting documents for Lucene"
-mkdir -p "$work/full-docs"
+mkdir -p "$corpus-docs"
 timed "export texts (XML dump to JSON documents, for Lucene)" \
-  sh -c "'$mathrank' --log error texts --dump '$dump' --documents > '$work/full-docs/docs.jsonl'"
+  sh -c "'$mathrank' --log error texts --dump '$dump' --documents > '$corpus-docs/docs.jsonl'"
 log "indexing with Lucene"
 timed "index lucene (from the exported JSON text, 2 threads)" \
-  "$java" -cp "$jar" io.anserini.index.IndexCollection -collection JsonCollection -input "$work/full-docs" \
-  -index "$work/full-lucene" -generator DefaultLuceneDocumentGenerator -threads 2
-echo "{\"what\": \"index size lucene (no stored text)\", \"bytes\": $(du -sb "$work/full-lucene" | cut -f1)}"
-rm -rf "$work/full-docs"
+  "$java" -cp "$jar" io.anserini.index.IndexCollection -collection JsonCollection -input "$corpus-docs" \
+  -index "$corpus-lucene" -generator DefaultLuceneDocumentGenerator -threads 2
+echo "{\"what\": \"index size lucene (no stored text)\", \"bytes\": $(du -sb "$corpus-lucene" | cut -f1)}"
+rm -rf "$corpus-docs"
 
 # Queries: segment A of the 298 topics, as mathrank reads them.
 topics=("$shared"/data/arqmath/topics.arqmath-2020-task1-origin.xml "$shared"/data/arqmath/topics.arqmath-2021-task1-origin.xml "$shared"/data/arqmath/topics.arqmath-2022-task1-or-task3-origin.xml)
@@ -150,10 +163,12 @@ for t in "${topics[@]}"; do topic_args+=(--topics "$t"); done
 for cores in 0 0,1; do
   for k in 30 1000; do
     for engine in mathrank lucene; do
+      per_query="$corpus-per-query-cores${cores/,/}-k$k.jsonl"
       if [[ $engine == mathrank ]]; then
-        out=$(taskset -c "$cores" "$mathrank" --log error bench latency --index "$work/full-mathrank" "${topic_args[@]}" --top-k "$k" --passes 3 | tail -n1)
+        out=$(taskset -c "$cores" "$mathrank" --log error bench latency --index "$corpus-mathrank" "${topic_args[@]}" \
+          --top-k "$k" --passes 3 --per-query "$per_query" | tail -n1)
       else
-        out=$(taskset -c "$cores" "$java" -cp "$jar:$work/classes" LuceneBench "$work/full-lucene" "$work/topics.tsv" "$k" 3 2>/dev/null)
+        out=$(taskset -c "$cores" "$java" -cp "$jar:$work/classes" LuceneBench "$corpus-lucene" "$work/topics.tsv" "$k" 3 2>/dev/null)
       fi
       echo "$out" | python3 -c "
 import json, sys
@@ -161,5 +176,33 @@ r = json.loads(sys.stdin.read())
 print(json.dumps({'what': 'latency', 'engine': '$engine', 'cores': len('$cores'.split(',')), 'top_k': $k,
                   'p50_ms': round(r['p50_ms'], 2), 'p95_ms': round(r['p95_ms'], 2), 'queries': r['queries']}))"
     done
+    # How mathrank's latency follows the posting lists it reads, topic by topic.
+    python3 - "$corpus-per-query-cores${cores/,/}-k$k.jsonl" "${cores}" "$k" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+def ranks(values):
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    for rank, i in enumerate(order):
+        out[i] = float(rank)
+    return out
+def pearson(x, y):
+    n = len(x); mx = sum(x) / n; my = sum(y) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sxx = sum((a - mx) ** 2 for a in x); syy = sum((b - my) ** 2 for b in y)
+    return sxy / (sxx * syy) ** 0.5 if sxx and syy else 0.0
+ms = [r["median_ms"] for r in rows]
+out = {"what": "mathrank latency against its posting lists, per topic", "cores": len(sys.argv[2].split(",")),
+       "top_k": int(sys.argv[3]), "topics": len(rows)}
+for key in ("clauses", "summed_doc_freq", "scored"):
+    values = [float(r.get(key, 0)) for r in rows]
+    out[key + "_median"] = sorted(values)[len(values) // 2]
+    out["pearson_ms_" + key] = round(pearson(values, ms), 3)
+    out["spearman_ms_" + key] = round(pearson(ranks(values), ranks(ms)), 3)
+# Milliseconds per million postings, the slope through the origin.
+postings = [r["summed_doc_freq"] / 1e6 for r in rows]
+out["ms_per_million_postings"] = round(sum(p * m for p, m in zip(postings, ms)) / sum(p * p for p in postings), 3)
+print(json.dumps(out))
+PY
   done
 done

@@ -229,7 +229,8 @@ pub struct LatencyBenchArgs {
     #[arg(long)]
     pub field_weights: Option<mathrank_index::FieldWeights>,
     /// Also write one JSON line per topic: its clause count, the summed document frequency of
-    /// its posting lists and its median latency over the timed passes.
+    /// its posting lists, the documents pruning let through (`candidates` matched an essential
+    /// clause, `scored` were scored in full) and its median latency over the timed passes.
     #[arg(long)]
     pub per_query: Option<PathBuf>,
 }
@@ -270,6 +271,11 @@ fn latency(args: LatencyBenchArgs) -> anyhow::Result<()> {
                 "topic": topic,
                 "clauses": stats.clauses,
                 "summed_doc_freq": stats.summed_doc_freq,
+                "essential_postings": stats.pruning.essential_postings,
+                "candidates": stats.pruning.candidates,
+                "lookups": stats.pruning.lookups,
+                "scored": stats.pruning.scored,
+                "windows": stats.pruning.windows,
                 "median_ms": percentile(query_times, 50.0).as_secs_f64() * 1000.0,
             });
             out.push_str(&format!("{line}\n"));

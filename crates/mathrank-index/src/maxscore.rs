@@ -168,8 +168,12 @@ pub struct PruningStats {
     pub windows: u64,
     /// Windows skipped whole: no document in them could beat the threshold.
     pub skipped_windows: u64,
+    /// Postings of essential clauses scored into windows.
+    pub essential_postings: u64,
     /// Documents matched by an essential clause.
     pub candidates: u64,
+    /// Non-essential clauses looked up for a candidate.
+    pub lookups: u64,
     /// Documents scored in full and offered to the top k.
     pub scored: u64,
 }
@@ -379,12 +383,9 @@ impl UnionWeight {
         if cursors.is_empty() {
             return Ok(());
         }
-        let mut pruner = Pruner::new(cursors, self.filter_scorer(reader)?, reader, threshold);
+        let mut pruner = Pruner::new(cursors, self.filter_scorer(reader)?, reader, threshold, *stats);
         pruner.run(callback);
-        stats.windows += pruner.windows;
-        stats.skipped_windows += pruner.skipped_windows;
-        stats.candidates += pruner.candidates;
-        stats.scored += pruner.scored;
+        *stats = pruner.stats;
         Ok(())
     }
 }
@@ -504,8 +505,10 @@ impl Cursor {
     }
 
     /// Adds the clause's scores of its documents below `max` (all at or above `min`) to the
-    /// window, and leaves the cursor on its first document at or above `max`.
-    fn accumulate(&mut self, min: DocId, max: DocId, window: &mut Window) {
+    /// window, and leaves the cursor on its first document at or above `max`. Returns how many
+    /// postings it scored.
+    fn accumulate(&mut self, min: DocId, max: DocId, window: &mut Window) -> u64 {
+        let mut scored = 0;
         while self.doc < max {
             let docs = self.postings.docs();
             let mut pos = self.pos;
@@ -518,6 +521,7 @@ impl Cursor {
                 window.add((doc - min) as usize, to_fixed(score));
                 pos += 1;
             }
+            scored += (pos - self.pos) as u64;
             if pos == BLOCK {
                 self.pos = 0;
                 self.postings.advance();
@@ -526,6 +530,7 @@ impl Cursor {
             }
             self.doc = self.postings.doc(self.pos);
         }
+        scored
     }
 }
 
@@ -578,14 +583,17 @@ struct Pruner<'r> {
     window: Window,
     candidates_buffer: Vec<(DocId, i64)>,
     min_window: u32,
-    windows: u64,
-    skipped_windows: u64,
-    candidates: u64,
-    scored: u64,
+    stats: PruningStats,
 }
 
 impl<'r> Pruner<'r> {
-    fn new(cursors: Vec<Cursor>, filter: Option<Box<dyn Scorer>>, reader: &'r SegmentReader, threshold: Score) -> Self {
+    fn new(
+        cursors: Vec<Cursor>,
+        filter: Option<Box<dyn Scorer>>,
+        reader: &'r SegmentReader,
+        threshold: Score,
+        stats: PruningStats,
+    ) -> Self {
         let count = cursors.len();
         Self {
             order: (0..count).collect(),
@@ -600,10 +608,7 @@ impl<'r> Pruner<'r> {
             window: Window::new(),
             candidates_buffer: Vec::new(),
             min_window: 1,
-            windows: 0,
-            skipped_windows: 0,
-            candidates: 0,
-            scored: 0,
+            stats,
         }
     }
 
@@ -622,12 +627,12 @@ impl<'r> Pruner<'r> {
             }
             let mut max = self.outer_window_max(min).min(max_doc);
             loop {
-                self.windows += 1;
+                self.stats.windows += 1;
                 for cursor in &mut self.cursors {
                     cursor.window_max = cursor.bound(max);
                 }
                 if !self.partition() {
-                    self.skipped_windows += 1;
+                    self.stats.skipped_windows += 1;
                     min = max;
                     continue 'outer;
                 }
@@ -670,8 +675,8 @@ impl<'r> Pruner<'r> {
             }
         }
         if self.order.len() - first > 1 {
-            let expected = self.windows.saturating_mul(32 * self.order.len() as u64);
-            self.min_window = if self.candidates < expected { (self.min_window * 2).min(INNER_WINDOW) } else { 1 };
+            let expected = self.stats.windows.saturating_mul(32 * self.order.len() as u64);
+            self.min_window = if self.stats.candidates < expected { (self.min_window * 2).min(INNER_WINDOW) } else { 1 };
             max = max.max(min.saturating_add(self.min_window));
         }
         max
@@ -710,12 +715,12 @@ impl<'r> Pruner<'r> {
 
     fn score_inner_window(&mut self, min: DocId, max: DocId, callback: &mut dyn FnMut(DocId, Score) -> Score) {
         for &i in &self.order[self.first_essential..] {
-            self.cursors[i].accumulate(min, max, &mut self.window);
+            self.stats.essential_postings += self.cursors[i].accumulate(min, max, &mut self.window);
         }
         let mut candidates = std::mem::take(&mut self.candidates_buffer);
         candidates.clear();
         self.window.drain(min, &mut candidates);
-        self.candidates += candidates.len() as u64;
+        self.stats.candidates += candidates.len() as u64;
         let alive = self.reader.alive_bitset();
         let filter = &mut self.filter;
         candidates.retain(|&(doc, _)| {
@@ -730,6 +735,7 @@ impl<'r> Pruner<'r> {
                 break;
             }
             let cursor = &mut self.cursors[self.order[j]];
+            self.stats.lookups += candidates.len() as u64;
             for (doc, sum) in &mut candidates {
                 cursor.seek(*doc);
                 if cursor.doc == *doc {
@@ -739,7 +745,7 @@ impl<'r> Pruner<'r> {
         }
         for &(doc, sum) in &candidates {
             if sum > self.threshold_fixed {
-                self.scored += 1;
+                self.stats.scored += 1;
                 let new_threshold = callback(doc, from_fixed(sum));
                 if new_threshold != self.threshold {
                     self.threshold = new_threshold;

@@ -18,7 +18,8 @@ use crate::{Error, Result};
 /// times, a math term's `math` times. How much the answer, the question's title, body and tags
 /// count within each field is fixed when the index is built ([`crate::FieldRepeats`]).
 /// The defaults were tuned with those repeats on the tuning half of `bench/known-items.jsonl`
-/// (`bench/results-known-items-2026-11-28.txt`).
+/// (`bench/results-known-items-schema4-2026-11-27.txt`): math terms are many per question and
+/// common, so each counts little (0.1 to 0.15 tie for the best MRR@10; 0.25 and up do worse).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FieldWeights {
@@ -28,7 +29,7 @@ pub struct FieldWeights {
 
 impl Default for FieldWeights {
     fn default() -> Self {
-        Self { prose: 1.0, math: 0.5 }
+        Self { prose: 1.0, math: 0.125 }
     }
 }
 
