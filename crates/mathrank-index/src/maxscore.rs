@@ -551,16 +551,23 @@ impl Window {
         self.matched[slot / 64] |= 1 << (slot % 64);
     }
 
-    /// Moves the matches, as (document, sum), into `out`, and clears the window.
-    fn drain(&mut self, min: DocId, out: &mut Vec<(DocId, i64)>) {
+    /// Moves the matches whose sum is above `floor`, as (document, sum), into `out`, clears
+    /// the window, and returns how many documents matched.
+    fn drain(&mut self, min: DocId, floor: i64, out: &mut Vec<(DocId, i64)>) -> u64 {
+        let mut matched = 0;
         for (word_index, word) in self.matched.iter_mut().enumerate() {
             let mut bits = std::mem::take(word);
+            matched += u64::from(bits.count_ones());
             while bits != 0 {
                 let slot = word_index * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                out.push((min + slot as DocId, std::mem::take(&mut self.sums[slot])));
+                let sum = std::mem::take(&mut self.sums[slot]);
+                if sum > floor {
+                    out.push((min + slot as DocId, sum));
+                }
             }
         }
+        matched
     }
 }
 
@@ -676,7 +683,8 @@ impl<'r> Pruner<'r> {
         }
         if self.order.len() - first > 1 {
             let expected = self.stats.windows.saturating_mul(32 * self.order.len() as u64);
-            self.min_window = if self.stats.candidates < expected { (self.min_window * 2).min(INNER_WINDOW) } else { 1 };
+            self.min_window =
+                if self.stats.candidates < expected { (self.min_window * 2).min(INNER_WINDOW) } else { 1 };
             max = max.max(min.saturating_add(self.min_window));
         }
         max
@@ -719,28 +727,41 @@ impl<'r> Pruner<'r> {
         }
         let mut candidates = std::mem::take(&mut self.candidates_buffer);
         candidates.clear();
-        self.window.drain(min, &mut candidates);
-        self.stats.candidates += candidates.len() as u64;
+        // A document whose essential sum cannot beat the threshold even with every
+        // non-essential clause is dropped at once.
+        let non_essential = self.first_essential.checked_sub(1).map_or(0, |last| self.bound_sums[last]);
+        self.stats.candidates += self.window.drain(min, self.threshold_fixed - non_essential, &mut candidates);
         let alive = self.reader.alive_bitset();
-        let filter = &mut self.filter;
-        candidates.retain(|&(doc, _)| {
-            alive.is_none_or(|alive| alive.is_alive(doc))
-                && filter.as_mut().is_none_or(|filter| filter.doc() <= doc && filter.seek(doc) == doc)
-        });
+        if alive.is_some() || self.filter.is_some() {
+            let filter = &mut self.filter;
+            candidates.retain(|&(doc, _)| {
+                alive.is_none_or(|alive| alive.is_alive(doc))
+                    && filter.as_mut().is_none_or(|filter| filter.doc() <= doc && filter.seek(doc) == doc)
+            });
+        }
+        // The non-essential clauses from the highest bound down, each looked up only for the
+        // documents that its bound and those below it could still lift over the threshold.
         for j in (0..self.first_essential).rev() {
             let bound = self.bound_sums[j];
             let threshold = self.threshold_fixed;
-            candidates.retain(|&(_, sum)| sum + bound > threshold);
+            let cursor = &mut self.cursors[self.order[j]];
+            let mut kept = 0;
+            for index in 0..candidates.len() {
+                let (doc, mut sum) = candidates[index];
+                if sum + bound <= threshold {
+                    continue;
+                }
+                self.stats.lookups += 1;
+                cursor.seek(doc);
+                if cursor.doc == doc {
+                    sum += to_fixed(cursor.score());
+                }
+                candidates[kept] = (doc, sum);
+                kept += 1;
+            }
+            candidates.truncate(kept);
             if candidates.is_empty() {
                 break;
-            }
-            let cursor = &mut self.cursors[self.order[j]];
-            self.stats.lookups += candidates.len() as u64;
-            for (doc, sum) in &mut candidates {
-                cursor.seek(*doc);
-                if cursor.doc == *doc {
-                    *sum += to_fixed(cursor.score());
-                }
             }
         }
         for &(doc, sum) in &candidates {

@@ -269,3 +269,25 @@ fn a_union_works_under_tantivys_collectors_too() {
     assert!(weight.explain(searcher.segment_reader(0), 0).unwrap().value() > 0.0);
     assert!(weight.explain(searcher.segment_reader(1), 1).is_err(), "w3 is not in the query");
 }
+
+/// Equal scores everywhere: the pruned top k keeps the first documents in index order, as
+/// exhaustive scoring does, even once the threshold equals every remaining score.
+#[test]
+fn ties_keep_the_first_documents() {
+    let same = |count: usize| (0..count).map(|_| Doc { a: vec![0, 1], b: vec![2], tag: 0 }).collect::<Vec<_>>();
+    let case = Case {
+        segments: vec![same(700), same(300)],
+        deleted: vec![1],
+        clauses: vec![(false, 0, 1.0), (false, 1, 0.5), (true, 2, 2.0)],
+        k: 5,
+        filter: None,
+    };
+    check(&case).unwrap();
+    let built = build(&case.segments, &case.deleted);
+    let mut stats = PruningStats::default();
+    let top = top_k(&built.searcher(), &built.union(&case), case.k, &mut stats).unwrap();
+    let docs: Vec<_> = top.iter().map(|&(_, address)| address).collect();
+    let expected: Vec<_> = [0, 2, 3, 4, 5].into_iter().map(|doc| DocAddress::new(0, doc)).collect();
+    assert_eq!(docs, expected);
+    assert!(top.windows(2).all(|pair| pair[0].0 == pair[1].0), "every score is equal: {top:?}");
+}
