@@ -1,4 +1,4 @@
-//! `mathrank bench load`: a closed-loop load generator against a running server, over gRPC or
+//! `mathrank-bench load`: a closed-loop load generator against a running server, over gRPC or
 //! HTTP/JSON, for `Search` or for reranking given candidates (gRPC `Rerank`, HTTP
 //! `/v1/rerank`), so that the two protocols can be compared on the same server.
 
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use mathrank_proto::v1;
 
-use crate::measure::{peak_rss_mib, percentile};
+use mathrank_bench::measure::{peak_rss_mib, percentile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
