@@ -165,7 +165,7 @@ fn incompatible_or_foreign_directories_are_clear_errors() {
     assert!(err.contains("refusing to replace"), "{err}");
     assert!(precious.join("thesis.tex").is_file());
     let err = mathrank_index::AnswerIndex::open(&precious).unwrap_err().to_string();
-    assert!(err.contains("no mathrank index") && err.contains("mathrank index --dump"), "{err}");
+    assert!(err.contains("no mathrank index") && err.contains("build one from a dump"), "{err}");
 }
 
 #[test]

@@ -687,11 +687,11 @@ mod fetch {
         let hub = start(HashMap::new(), false, false);
         let cache = tempfile::tempdir().unwrap();
         let err = mathrank_model::fetch(&options(&hub, cache.path()), &mut |_| {}).unwrap_err().to_string();
-        assert!(err.contains("no config.json") && err.contains("model convert --from"), "{err}");
+        assert!(err.contains("no config.json") && err.contains("convert the model from there"), "{err}");
         let mut offline = options(&hub, cache.path());
         offline.endpoint = "http://127.0.0.1:9".into();
         let err = mathrank_model::fetch(&offline, &mut |_| {}).unwrap_err().to_string();
-        assert!(err.contains("cannot reach") && err.contains("model convert --from"), "{err}");
+        assert!(err.contains("cannot reach") && err.contains("convert the model from there"), "{err}");
     }
 }
 

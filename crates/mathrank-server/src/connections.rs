@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::metrics::Metrics;
+use crate::metrics::{CloseReason, Metrics};
 
 /// TLS handshakes in progress at once; the other new connections wait (idle, so evictable).
 const MAX_HANDSHAKES: usize = 256;
@@ -84,42 +84,6 @@ pub fn default_max_connections() -> usize {
 fn max_connections_for(fd_limit: u64) -> usize {
     let reserve = (fd_limit / 10).max(64);
     fd_limit.saturating_sub(reserve).clamp(16, 100_000) as usize
-}
-
-/// Why a connection closed, as the metrics label it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CloseReason {
-    /// The client closed it, or asked to (`Connection: close`).
-    Client,
-    /// No call for the idle timeout.
-    Idle,
-    /// Idle the longest when a new connection needed room.
-    Evicted,
-    /// The cap was reached and every open connection had calls in flight.
-    Refused,
-    /// Headers, a body or an HTTP/2 ping did not arrive in time, or the TLS handshake stalled.
-    Timeout,
-    /// A protocol or I/O error.
-    Error,
-    /// The server shut down.
-    Shutdown,
-}
-
-impl CloseReason {
-    pub const ALL: [CloseReason; 7] =
-        [Self::Client, Self::Idle, Self::Evicted, Self::Refused, Self::Timeout, Self::Error, Self::Shutdown];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Client => "client",
-            Self::Idle => "idle",
-            Self::Evicted => "evicted",
-            Self::Refused => "refused",
-            Self::Timeout => "timeout",
-            Self::Error => "error",
-            Self::Shutdown => "shutdown",
-        }
-    }
 }
 
 /// One open connection, as the registry and its serving task share it.
@@ -394,6 +358,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         self.conn.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.registry.metrics.call_started();
         let guard = InFlight { conn: Arc::clone(&self.conn), registry: Arc::clone(&self.registry) };
         let conn = Arc::clone(&self.conn);
         let deadline = tokio::time::Instant::now() + self.body_timeout;
@@ -421,6 +386,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.conn.idle_since.store(self.registry.millis(), Ordering::Relaxed);
         self.conn.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.registry.metrics.call_ended();
     }
 }
 

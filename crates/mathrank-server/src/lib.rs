@@ -31,11 +31,11 @@ mod serve;
 mod state;
 
 pub use auth::BearerToken;
-pub use connections::{BodyTimeout, CloseReason, ConnectionLimits, default_max_connections};
+pub use connections::{BodyTimeout, ConnectionLimits, default_max_connections};
 pub use error::{Result, ServeError};
 pub use grpc::{AnswerSearchService, parse_grpc_timeout, status_of};
 pub use http::{PARTIAL_HEADER, TIMEOUT_HEADER, http_status_of};
 pub use listen::TlsFiles;
-pub use metrics::Metrics;
+pub use metrics::{CloseReason, Metrics};
 pub use serve::{ServeOptions, serve, serve_metrics};
 pub use state::ServerState;

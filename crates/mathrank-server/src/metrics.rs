@@ -15,8 +15,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::connections::CloseReason;
-
 /// Upper bounds (seconds) of the latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -47,6 +45,42 @@ struct RouteStatus {
     status: u16,
 }
 
+/// Why a connection closed, as the metrics label it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The client closed it, or asked to (`Connection: close`).
+    Client,
+    /// No call for the idle timeout.
+    Idle,
+    /// Idle the longest when a new connection needed room.
+    Evicted,
+    /// The cap was reached and every open connection had calls in flight.
+    Refused,
+    /// Headers, a body or an HTTP/2 ping did not arrive in time, or the TLS handshake stalled.
+    Timeout,
+    /// A protocol or I/O error.
+    Error,
+    /// The server shut down.
+    Shutdown,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 7] =
+        [Self::Client, Self::Idle, Self::Evicted, Self::Refused, Self::Timeout, Self::Error, Self::Shutdown];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Idle => "idle",
+            Self::Evicted => "evicted",
+            Self::Refused => "refused",
+            Self::Timeout => "timeout",
+            Self::Error => "error",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -63,6 +97,7 @@ pub struct Metrics {
     windows: Histogram,
     connections_open: Gauge,
     connections_closed: Family<ReasonLabel, Counter>,
+    calls_in_flight: Gauge,
 }
 
 impl Metrics {
@@ -102,6 +137,12 @@ impl Metrics {
             "Client connections closed, by reason (client, idle, evicted, refused, timeout, error, shutdown)",
             connections_closed.clone(),
         );
+        let calls_in_flight = Gauge::default();
+        registry.register(
+            "calls_in_flight",
+            "HTTP requests and gRPC calls whose answer is not sent yet",
+            calls_in_flight.clone(),
+        );
         for reason in CloseReason::ALL {
             let _ = connections_closed.get_or_create(&ReasonLabel { reason: reason.name() });
         }
@@ -116,6 +157,7 @@ impl Metrics {
             windows,
             connections_open,
             connections_closed,
+            calls_in_flight,
         }
     }
 
@@ -155,6 +197,20 @@ impl Metrics {
     /// A connection was closed as soon as accepted: the cap was reached with every connection busy.
     pub(crate) fn connection_refused(&self) {
         self.connections_closed.get_or_create(&ReasonLabel { reason: CloseReason::Refused.name() }).inc();
+    }
+
+    /// A call began on a connection (until its answer is sent, it keeps the connection busy).
+    pub(crate) fn call_started(&self) {
+        self.calls_in_flight.inc();
+    }
+
+    pub(crate) fn call_ended(&self) {
+        self.calls_in_flight.dec();
+    }
+
+    /// Calls in flight now.
+    pub fn calls_in_flight(&self) -> i64 {
+        self.calls_in_flight.get()
     }
 
     /// Connections open now.
