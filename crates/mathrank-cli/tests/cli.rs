@@ -263,10 +263,11 @@ fn serve_configuration_layers_defaults_file_environment_and_flags() {
     let print = |env: &[(&str, &str)], flags: &[&str]| -> String {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mathrank"));
         command.args(["serve", "--print-config", "--config", file.to_str().unwrap()]).args(flags);
+        command.env_remove("MATHRANK_MAX_QUEUED").env_remove("MATHRANK_GRACE_SECONDS");
         for (key, value) in env {
             command.env(key, value);
         }
-        let output = command.env_remove("MATHRANK_MAX_QUEUED").env_remove("MATHRANK_GRACE_SECONDS").output().unwrap();
+        let output = command.output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap()
     };
