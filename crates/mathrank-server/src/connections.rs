@@ -107,6 +107,9 @@ struct Registry {
     epoch: Instant,
     limits: ConnectionLimits,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Of those open, how many were asked to close (kept here: counting them would cost a
+    /// scan of every connection at each accept).
+    closing: AtomicUsize,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
 }
@@ -120,7 +123,7 @@ impl Registry {
     /// reached; `None` when every open connection is busy.
     fn admit(&self) -> Option<Arc<Conn>> {
         let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let closing = open.values().filter(|c| c.closing.load(Ordering::Relaxed)).count();
+        let closing = self.closing.load(Ordering::SeqCst);
         // Connections asked to close still hold their sockets for up to CLOSE_GRACE: the
         // ceiling keeps the file descriptors bounded while they go.
         let ceiling = self.limits.max_connections + self.limits.max_connections / 8 + 16;
@@ -133,6 +136,7 @@ impl Registry {
             match victim {
                 Some(victim) if open.len() < ceiling => {
                     victim.closing.store(true, Ordering::SeqCst);
+                    self.closing.fetch_add(1, Ordering::SeqCst);
                     victim.close.notify_one();
                 }
                 _ => return None,
@@ -153,7 +157,11 @@ impl Registry {
     }
 
     fn remove(&self, conn: &Conn, reason: CloseReason) {
-        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&conn.id);
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if open.remove(&conn.id).is_some() && conn.closing.load(Ordering::SeqCst) {
+            self.closing.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(open);
         self.metrics.connection_closed(reason);
     }
 }
@@ -186,6 +194,7 @@ impl Server {
             epoch: Instant::now(),
             limits,
             open: Mutex::new(HashMap::new()),
+            closing: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             metrics,
         });
@@ -475,6 +484,7 @@ mod tests {
             epoch: Instant::now(),
             limits: ConnectionLimits { max_connections, ..ConnectionLimits::default() },
             open: Mutex::new(HashMap::new()),
+            closing: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             metrics: Arc::new(Metrics::new(crate::metrics::LiveCollector::new(|| None))),
         }
@@ -496,7 +506,9 @@ mod tests {
         conns[2].in_flight.store(1, Ordering::SeqCst);
         fourth.in_flight.store(1, Ordering::SeqCst);
         assert!(registry.admit().is_none());
+        assert_eq!(registry.closing.load(Ordering::SeqCst), 1);
         registry.remove(&conns[1], CloseReason::Evicted);
         assert_eq!(registry.open.lock().unwrap().len(), 3);
+        assert_eq!(registry.closing.load(Ordering::SeqCst), 0);
     }
 }
