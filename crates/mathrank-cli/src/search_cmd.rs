@@ -8,12 +8,10 @@ use clap::Args;
 use mathrank_engine::{Engine, Limits, SearchParams};
 use mathrank_index::{AnswerIndex, Filters, snippet};
 use mathrank_proto::v1;
+use mathrank_server::convert::SNIPPET_CHARS;
 
 use crate::model_args::ModelArgs;
 use crate::output::{HitOut, SearchOut, print};
-
-/// Characters of the snippet printed for each hit.
-const SNIPPET_CHARS: usize = 240;
 
 #[derive(Args, Debug)]
 pub struct SearchArgs {
@@ -163,7 +161,7 @@ async fn remote(args: &SearchArgs, addr: &str) -> anyhow::Result<SearchOut> {
         top_k: args.top_k,
         rerank_depth: args.rerank_depth,
         rerank: Some(!args.no_rerank),
-        filters: Some((&args.filters()).into()),
+        filters: Some(mathrank_server::convert::proto_filters(&args.filters())),
         include_body: true,
         long_answers: args.long_answers.map(|mode| mode.name().to_owned()).unwrap_or_default(),
         fusion: args.fusion.clone(),

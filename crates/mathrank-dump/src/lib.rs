@@ -36,7 +36,6 @@ mod limit;
 mod reader;
 mod sample;
 mod source;
-pub mod synth;
 
 pub use bodies::{QuestionBodies, RECENT_BODY_BYTES};
 pub use html::{html_to_text, looks_like_html, question_text};

@@ -57,7 +57,7 @@ pub enum Error {
     )]
     NoTokenizer { dir: String },
     #[error(
-        "refusing to replace {path}: it exists and is not a mathrank model directory (it holds {entry:?}); choose another --out"
+        "refusing to replace {path}: it exists and is not a mathrank model directory (it holds {entry:?}); choose another output directory"
     )]
     NotModelDir { path: String, entry: String },
     #[error("invalid {what} {value:?}: {reason}")]
