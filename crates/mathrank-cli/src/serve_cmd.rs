@@ -18,7 +18,7 @@ pub struct ServeArgs {
     /// TOML file with any of: addr, metrics_addr, index, model, no_rerank, auth_token,
     /// tls_cert, tls_key, max_concurrent, max_queued, max_message_bytes, grace_seconds,
     /// default_timeout, max_timeout, long_answers, max_windows_per_answer,
-    /// max_windows_per_call, score_cache_mb. Flags and environment variables override it.
+    /// max_windows_per_call, score_cache_mb, site_url. Flags and environment variables override it.
     #[arg(long, env = "MATHRANK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on, for gRPC and HTTP/JSON alike [default: 127.0.0.1:50051].
@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// Seconds in-flight calls may take to finish after SIGINT/SIGTERM [default: 10].
     #[arg(long, env = "MATHRANK_GRACE_SECONDS")]
     pub grace_seconds: Option<u64>,
+    /// The site the index came from: the search page at / links each answer to
+    /// SITE_URL/a/ANSWER_ID [default: https://math.stackexchange.com].
+    #[arg(long, env = "MATHRANK_SITE_URL")]
+    pub site_url: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -105,6 +109,7 @@ struct ConfigFile {
     max_windows_per_answer: Option<u32>,
     max_windows_per_call: Option<u32>,
     score_cache_mb: Option<u64>,
+    site_url: Option<String>,
 }
 
 /// A duration for the timeout flags, in milliseconds: `250ms`, `10s`, `2m`, or bare seconds.
@@ -220,6 +225,15 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         tls,
         max_message_bytes: limits.max_message_bytes as usize,
         grace_period: Duration::from_secs(args.grace_seconds.or(file.grace_seconds).unwrap_or(10)),
+        site_url: mathrank_server::site_url(
+            args.site_url.as_deref().or(file.site_url.as_deref()).unwrap_or(mathrank_server::DEFAULT_SITE_URL),
+        )?,
+    };
+    // The search page's address, as a browser on this machine reaches it.
+    let page = {
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        let host = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+        format!("{scheme}://{host}/")
     };
     if options.auth_token.is_some() && options.tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
@@ -286,7 +300,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             return Err(err);
         }
     }
-    tracing::info!(addr = %addr, "ready: health is SERVING");
+    tracing::info!(addr = %addr, "ready: health is SERVING; the search page is at {page}");
     server.await??;
     tracing::info!("stopped");
     Ok(())

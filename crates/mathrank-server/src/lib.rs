@@ -1,7 +1,7 @@
 //! mathrank's protocol adapters over the transport-free [`Engine`](mathrank_engine::Engine):
 //! gRPC (`mathrank.v1.AnswerSearch`, health, reflection) and HTTP/JSON (the rerank dialects
 //! of Cohere, TEI and Weaviate, plus `/v1/search`, `/v1/answers/{id}`, `/v1/info`, `/health`,
-//! `/metrics`) on one listener, with TLS, bearer-token auth, Prometheus metrics and graceful
+//! `/metrics`) and the search page for people (`/`) on one listener, with TLS, bearer-token auth, Prometheus metrics and graceful
 //! shutdown. Each protocol maps the engine's errors in one function.
 //!
 //! ```no_run
@@ -23,6 +23,7 @@ mod grpc;
 mod http;
 mod listen;
 mod metrics;
+mod page;
 mod serve;
 mod state;
 
@@ -35,6 +36,7 @@ pub use grpc::{AnswerSearchService, parse_grpc_timeout, status_of};
 pub use http::{PARTIAL_HEADER, TIMEOUT_HEADER, http_status_of};
 pub use listen::TlsFiles;
 pub use metrics::Metrics;
+pub use page::{CONTENT_SECURITY_POLICY, DEFAULT_SITE_URL, site_url};
 pub use serve::{ServeOptions, serve, serve_metrics};
 pub use state::ServerState;
 
@@ -53,6 +55,8 @@ pub enum ServeError {
         "the auth token is empty or blank: every call would be accepted; set --auth-token (MATHRANK_AUTH_TOKEN) to a secret, or leave it unset to run without auth"
     )]
     EmptyToken,
+    #[error("site URL {url:?}: {reason}; pass the site the index came from, e.g. https://math.stackexchange.com")]
+    SiteUrl { url: String, reason: &'static str },
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("listener: {0}")]

@@ -28,11 +28,19 @@ pub struct ServeOptions {
     pub max_message_bytes: usize,
     /// After a shutdown signal, how long in-flight calls may take to finish.
     pub grace_period: Duration,
+    /// Where the search page links each answer (`{site_url}/a/{answer_id}`).
+    pub site_url: String,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { auth_token: None, tls: None, max_message_bytes: 16 * 1024 * 1024, grace_period: Duration::from_secs(10) }
+        Self {
+            auth_token: None,
+            tls: None,
+            max_message_bytes: 16 * 1024 * 1024,
+            grace_period: Duration::from_secs(10),
+            site_url: crate::page::DEFAULT_SITE_URL.to_owned(),
+        }
     }
 }
 
@@ -66,11 +74,13 @@ pub async fn serve(
         None => Ok(request),
     });
     let http = crate::http::router(Arc::clone(&state), options.auth_token.clone(), options.max_message_bytes);
+    let page = crate::page::router(&crate::page::site_url(&options.site_url)?, options.auth_token.is_some());
     let router = Routes::new(search)
         .add_service(health_service)
         .add_service(reflection)
         .into_axum_router()
         .merge(http)
+        .merge(page)
         .fallback(crate::http::fallback);
     tracing::debug!(services = ?[AnswerSearchServer::<AnswerSearchService>::NAME], "gRPC services registered");
 
