@@ -131,16 +131,11 @@ pub(crate) fn router(site_url: &str, auth: bool) -> Router {
     })
     .to_string()
     .into();
-    Router::new()
-        .route("/", get(index))
-        .route("/assets/{*path}", get(asset))
-        .route(
-            "/page/config",
-            get(move || {
-                let config = Arc::clone(&config);
-                async move { respond(None, "application/json", "no-store", config.as_bytes().to_vec(), None) }
-            }),
-        )
+    let config = move || {
+        let config = Arc::clone(&config);
+        async move { respond(None, "application/json", "no-store", config.as_bytes().to_vec(), None) }
+    };
+    Router::new().route("/", get(index)).route("/assets/{*path}", get(asset)).route("/page/config", get(config))
 }
 
 async fn index(headers: HeaderMap) -> Response {
@@ -193,8 +188,12 @@ mod tests {
     #[test]
     fn every_font_katex_asks_for_in_woff2_is_embedded() {
         let css = text(ASSETS.iter().find(|a| a.path == "katex/katex.min.css").unwrap().body);
-        let wanted: Vec<&str> =
-            css.split("url(").skip(1).filter_map(|rest| rest.split(')').next()).filter(|u| u.ends_with(".woff2")).collect();
+        let wanted: Vec<&str> = css
+            .split("url(")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+            .filter(|u| u.ends_with(".woff2"))
+            .collect();
         assert_eq!(wanted.len(), 20, "{wanted:?}");
         for font in wanted {
             let path = format!("katex/{font}");
