@@ -11,5 +11,6 @@ mod http;
 mod index;
 mod model;
 mod overload;
+mod page;
 mod readme;
 mod rerank;

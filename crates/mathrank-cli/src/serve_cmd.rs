@@ -109,6 +109,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MATHRANK_GRACE_SECONDS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_seconds: Option<u64>,
+    /// The site the index came from: the search page at / links each answer to
+    /// SITE_URL/a/ANSWER_ID [default: https://math.stackexchange.com].
+    #[arg(long, env = "MATHRANK_SITE_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_url: Option<String>,
     /// Open client connections at most. When a new one would pass it, the connection idle the
     /// longest is closed (HTTP/2 with GOAWAY); one with calls in flight never is. The soft
     /// file-descriptor limit is raised to the hard one at start [default: that limit less a
@@ -173,6 +178,7 @@ pub struct ServeConfig {
     pub idle_timeout: Millis,
     pub http2_keepalive_interval: Millis,
     pub http2_keepalive_timeout: Millis,
+    pub site_url: String,
 }
 
 /// A duration in milliseconds, written `250ms`, `10s`, `2m` or bare seconds, in flags and TOML
@@ -306,6 +312,7 @@ impl ServeConfig {
             },
             max_message_bytes: self.max_message_bytes as usize,
             grace_period: Duration::from_secs(self.grace_seconds),
+            site_url: mathrank_server::site_url(&self.site_url)?,
             connections: self.connections(),
         })
     }
@@ -388,6 +395,12 @@ async fn serve(config: ServeConfig, mut model: ModelArgs) -> anyhow::Result<()> 
     model.model = config.model.clone();
     let options = config.options()?;
     let addr = config.addr;
+    // The search page's address, as a browser on this machine reaches it.
+    let page = {
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        let host = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+        format!("{scheme}://{host}/")
+    };
     if options.auth_token.is_some() && options.tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
             addr = %addr,
@@ -419,7 +432,7 @@ async fn serve(config: ServeConfig, mut model: ModelArgs) -> anyhow::Result<()> 
             return Err(err);
         }
     }
-    tracing::info!(addr = %addr, "ready: health is SERVING");
+    tracing::info!(addr = %addr, "ready: health is SERVING; the search page is at {page}");
     server.await??;
     tracing::info!("stopped");
     Ok(())

@@ -88,7 +88,11 @@ fn search_with_the_model_and_score_pairs() {
     assert_eq!(json["reranked"], 12);
     assert!(hits.iter().all(|h| h["relevance"].is_number()
         && h["rerank_logit"].is_number()
+        && h["relevant_logit"].is_number()
         && h["bm25_rank"].as_u64().unwrap() <= 12));
+    // The hits are in the order of the key they were ranked by, which the JSON shows.
+    let keys: Vec<f64> = hits.iter().map(|h| h["relevant_logit"].as_f64().unwrap()).collect();
+    assert!(keys.windows(2).all(|pair| pair[0] >= pair[1]), "not sorted by relevant_logit: {keys:?}");
 
     let reference: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(model.join("reference.json")).unwrap()).unwrap();

@@ -19,6 +19,8 @@ pub enum ServeError {
         "the auth token is empty or blank: every call would be accepted; use a secret, or no token to run without auth"
     )]
     EmptyToken,
+    #[error("site URL {url:?}: {reason}; give the site the index came from, e.g. https://math.stackexchange.com")]
+    SiteUrl { url: String, reason: &'static str },
     #[error("the gRPC reflection service")]
     Reflection(#[source] tonic_reflection::server::Error),
     #[error("listener")]

@@ -1,7 +1,7 @@
 //! mathrank's protocol adapters over the transport-free [`Engine`](mathrank_engine::Engine):
 //! gRPC (`mathrank.v1.AnswerSearch`, health, reflection) and HTTP/JSON (the rerank dialects
 //! of Cohere, TEI and Weaviate, plus `/v1/search`, `/v1/answers/{id}`, `/v1/info`, `/health`,
-//! `/metrics`) on one listener, with TLS, bearer-token auth, bounded connections (timeouts, a
+//! `/metrics`) and the search page for people (`/`) on one listener, with TLS, bearer-token auth, bounded connections (timeouts, a
 //! cap, the longest-idle connection closed to make room), Prometheus metrics and graceful
 //! shutdown. Each protocol maps the engine's errors in one function.
 //!
@@ -27,6 +27,7 @@ mod grpc;
 mod http;
 mod listen;
 mod metrics;
+mod page;
 mod serve;
 mod state;
 
@@ -37,5 +38,6 @@ pub use grpc::{AnswerSearchService, parse_grpc_timeout, status_of};
 pub use http::{PARTIAL_HEADER, TIMEOUT_HEADER, http_status_of};
 pub use listen::TlsFiles;
 pub use metrics::{CloseReason, Metrics};
+pub use page::{CONTENT_SECURITY_POLICY, DEFAULT_SITE_URL, site_url};
 pub use serve::{ServeOptions, serve, serve_metrics};
 pub use state::ServerState;

@@ -30,6 +30,8 @@ pub struct ServeOptions {
     pub grace_period: Duration,
     /// Timeouts and the cap on open connections.
     pub connections: ConnectionLimits,
+    /// Where the search page links each answer (`{site_url}/a/{answer_id}`).
+    pub site_url: String,
 }
 
 impl Default for ServeOptions {
@@ -40,6 +42,7 @@ impl Default for ServeOptions {
             max_message_bytes: 16 * 1024 * 1024,
             grace_period: Duration::from_secs(10),
             connections: ConnectionLimits::default(),
+            site_url: crate::page::DEFAULT_SITE_URL.to_owned(),
         }
     }
 }
@@ -66,12 +69,14 @@ fn routes(state: &Arc<ServerState>, options: &ServeOptions) -> Result<axum::Rout
         None => Ok(request),
     });
     let http = crate::http::router(Arc::clone(state), options.auth_token.clone(), options.max_message_bytes);
+    let page = crate::page::router(&crate::page::site_url(&options.site_url)?, options.auth_token.is_some());
     tracing::debug!(services = ?[AnswerSearchServer::<AnswerSearchService>::NAME], "gRPC services registered");
     Ok(Routes::new(search)
         .add_service(health_service)
         .add_service(reflection)
         .into_axum_router()
         .merge(http)
+        .merge(page)
         .fallback(crate::http::fallback))
 }
 
