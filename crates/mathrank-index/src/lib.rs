@@ -60,7 +60,7 @@ pub enum Error {
     Incompatible { path: String, reason: String },
     #[error("refusing to replace {path}: it exists and is not a mathrank index; choose another directory")]
     TargetNotIndex { path: String },
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: String,

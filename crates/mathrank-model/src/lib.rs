@@ -35,7 +35,7 @@ pub const DEFAULT_REPO: &str = "AnReu/albert-for-math-ar-base-ft";
 pub enum Error {
     #[error("{0}")]
     NotImplemented(String),
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: String,
