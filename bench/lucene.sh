@@ -8,7 +8,8 @@
 #   1. Known items on the real threads of ../shared: MRR@10 and Recall@10 over
 #      bench/known-items.jsonl, all queries and the held-out (test) half. BM25 only.
 #   2. The synthetic Math SE-sized corpus (1.7M questions, 1.5M answers, `gen-dump`): index
-#      time, peak memory and size; then first-stage latency (p50/p95) of the 298 ARQMath
+#      time, peak memory and size; then first-stage latency (p50/p95/p99, and mathrank over
+#      Lucene) of the 298 ARQMath
 #      2020-2022 topics at top 30 and top 1000, on one core and on two (taskset). For each
 #      topic, mathrank's clause count, the summed document frequency of its posting lists and
 #      its latency go to $WORK/per-query-*.jsonl; how latency follows them is printed.
@@ -17,8 +18,8 @@
 # on two cores. Usage: bench/lucene.sh > bench/results-lucene-DATE.jsonl   (progress: stderr)
 # SKIP_FULL=1 runs part 1 only. SIZE=ANSWERS,QUESTIONS sets the corpus of part 2 (default
 # 1500000,1700000; SIZE=300000,340000 runs in minutes). The dump is generated once into $DATA
-# (default $WORK) unless given as the first argument. MATHRANK=BINARY (with COMMIT=its commit)
-# measures a binary built before instead of building this checkout.
+# (default $WORK) unless given as the first argument. MATHRANK=BINARY and MATHRANK_BENCH=BINARY
+# (with COMMIT=their commit) measure binaries built before instead of building this checkout.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -30,12 +31,14 @@ log() { echo "lucene.sh: $*" >&2; }
 # ---- tools
 ORT_DYLIB_PATH="$(./scripts/setup-ort.sh | tail -n1)"
 export ORT_DYLIB_PATH
-# MATHRANK=path runs a binary built before (so that edits made while this waits for a CPU lock
-# do not get measured); by default this checkout is built.
+# MATHRANK=path (and MATHRANK_BENCH=path) run binaries built before (so that edits made while
+# this waits for a CPU lock do not get measured); by default this checkout is built.
 mathrank="${MATHRANK:-}"
-if [[ -z "$mathrank" ]]; then
-  cargo build --release --locked -p mathrank-cli >&2
-  mathrank="$root/target/release/mathrank"
+mathrank_bench="${MATHRANK_BENCH:-}"
+if [[ -z "$mathrank" || -z "$mathrank_bench" ]]; then
+  cargo build --release --locked -p mathrank-cli -p mathrank-bench >&2
+  mathrank="${mathrank:-$root/target/release/mathrank}"
+  mathrank_bench="${mathrank_bench:-$root/target/release/mathrank-bench}"
 fi
 if [[ ! -x "$work/venv/bin/python" ]]; then
   python3 -m venv "$work/venv"
@@ -132,7 +135,7 @@ mkdir -p "$data"
 dump="${1:-$data/synth-${answers}a-${questions}q-seed42.xml}"
 if [[ ! -f "$dump" ]]; then
   log "generating the synthetic dump ($questions questions, $answers answers)"
-  "$mathrank" --log error gen-dump --questions "$questions" --answers "$answers" --seed 42 --out "$dump.part" >&2
+  "$mathrank_bench" --log error gen-dump --questions "$questions" --answers "$answers" --seed 42 --out "$dump.part" >&2
   mv "$dump.part" "$dump"
 fi
 corpus="$work/synth-${answers}a"
@@ -171,7 +174,7 @@ for cores in 0 0,1; do
     for engine in mathrank lucene; do
       per_query="$corpus-per-query-cores${cores/,/}-k$k.jsonl"
       if [[ $engine == mathrank ]]; then
-        out=$(taskset -c "$cores" "$mathrank" --log error bench latency --index "$corpus-mathrank" "${topic_args[@]}" \
+        out=$(taskset -c "$cores" "$mathrank_bench" --log error latency --index "$corpus-mathrank" "${topic_args[@]}" \
           --top-k "$k" --passes 3 --per-query "$per_query" | tail -n1)
       else
         out=$(taskset -c "$cores" "$java" -cp "$jar:$work/classes" LuceneBench "$corpus-lucene" "$work/topics.tsv" "$k" 3 2>/dev/null)
@@ -180,8 +183,16 @@ for cores in 0 0,1; do
 import json, sys
 r = json.loads(sys.stdin.read())
 print(json.dumps({'what': 'latency', 'engine': '$engine', 'cores': len('$cores'.split(',')), 'top_k': $k,
-                  'p50_ms': round(r['p50_ms'], 2), 'p95_ms': round(r['p95_ms'], 2), 'queries': r['queries']}))"
+                  'p50_ms': round(r['p50_ms'], 2), 'p95_ms': round(r['p95_ms'], 2), 'p99_ms': round(r['p99_ms'], 2),
+                  'queries': r['queries']}))" | tee "$work/latency-$engine.json"
     done
+    # mathrank's latency over Lucene's, from the two lines above.
+    python3 - "$work/latency-mathrank.json" "$work/latency-lucene.json" <<'PY'
+import json, sys
+m, l = (json.load(open(path)) for path in sys.argv[1:3])
+print(json.dumps({"what": "latency ratio mathrank / lucene", "cores": m["cores"], "top_k": m["top_k"],
+                  **{p + "_ratio": round(m[p + "_ms"] / l[p + "_ms"], 3) for p in ("p50", "p95", "p99")}}))
+PY
     # How mathrank's latency follows the posting lists it reads, topic by topic.
     python3 - "$corpus-per-query-cores${cores/,/}-k$k.jsonl" "${cores}" "$k" <<'PY'
 import json, sys
