@@ -27,7 +27,7 @@ pub const SCHEMA_VERSION: u32 = 4;
 /// recorded in its `meta.json`.
 ///
 /// The defaults were chosen on the tuning half of `bench/known-items.jsonl` over the real
-/// threads of `../shared`, with [`crate::FieldWeights`], from a grid of 481 settings
+/// threads of `../shared`, with [`crate::FieldWeights`], from a grid of 480 settings
 /// (`bench/tune-known-items.sh`, `bench/results-known-items-schema4-2026-11-27.txt`): every part
 /// once, the title twice, is in the middle of the plateau of the best MRR@10. Counting the
 /// question's body or the answer twice did worse.
