@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use mathrank_dump::{AnswerJoiner, JoinedAnswer, PostKind, PostsReader, RowEvent, SAMPLE_POSTS_XML, question_text};
 
-use crate::{AnswerIndex, FieldRepeats, Filters, SearchRequest, delimit_bare_latex};
+use crate::{AnswerIndex, FieldRepeats, FieldWeights, Filters, SearchRequest, delimit_bare_latex};
 
 struct Sample {
     index: AnswerIndex,
@@ -172,6 +172,20 @@ fn a_question_body_finds_the_thread_of_a_short_answer() {
     let without = AnswerIndex::build_in_ram_with(threads, answers_only).unwrap();
     let query = SearchRequest::new("Cassini identity for Fibonacci numbers", 10);
     assert!(without.search(&query).unwrap().is_empty(), "without the question's words nothing matches");
+}
+
+/// Query time weighs only the two searched fields; the parts of a thread are weighed by the
+/// index's repeats, and naming one says so.
+#[test]
+fn field_weights_are_prose_and_math_and_name_the_repeats_for_parts() {
+    assert_eq!("math=0.5".parse::<FieldWeights>().unwrap(), FieldWeights { prose: 1.0, math: 0.5 });
+    assert_eq!(" prose = 2 , math=0 ".parse::<FieldWeights>().unwrap(), FieldWeights { prose: 2.0, math: 0.0 });
+    let part = "title=2".parse::<FieldWeights>().unwrap_err();
+    assert!(part.contains("title") && part.contains("field repeats"), "{part}");
+    assert!("mass=1".parse::<FieldWeights>().unwrap_err().contains("prose or math"));
+    assert!("math=-1".parse::<FieldWeights>().is_err());
+    assert!("math=NaN".parse::<FieldWeights>().is_err());
+    assert!("math".parse::<FieldWeights>().is_err());
 }
 
 #[test]
