@@ -71,7 +71,7 @@ fn fixed_threshold(threshold: Score) -> i64 {
         return -1;
     }
     let midpoint = (f64::from(threshold) + f64::from(threshold.next_up())) / 2.0;
-    if !(midpoint * SCALE < 4.0e18) {
+    if midpoint * SCALE >= 4.0e18 {
         return i64::MAX / 2;
     }
     let mut sum = (midpoint * SCALE).floor() as i64;

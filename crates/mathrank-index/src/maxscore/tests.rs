@@ -218,10 +218,33 @@ proptest! {
     }
 }
 
+/// SplitMix64, as mathrank-bench's generator has it: a fixed stream of numbers for the bigger
+/// index below, without a dependency on the benchmark crate or a random crate.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
 /// A bigger index, where pruning must skip most of the work (or it does nothing useful).
 #[test]
 fn pruning_skips_most_documents_and_stays_exact() {
-    let mut rng = mathrank_dump::synth::SplitMix64::new(7);
+    let mut rng = SplitMix64(7);
     let mut segments = Vec::new();
     for length in [30, 8, 60] {
         let docs = (0..6000)
