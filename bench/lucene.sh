@@ -14,7 +14,7 @@
 #      topic, mathrank's clause count, the summed document frequency of its posting lists and
 #      its latency go to $WORK/per-query-*.jsonl; how latency follows them is printed.
 #
-# One command, not part of CI; at full size it needs ~15 GB of disk in $WORK and about an hour
+# One command, not part of CI; at full size it needs ~15 GB of disk in $WORK and about 25 minutes
 # on two cores. Usage: bench/lucene.sh > bench/results-lucene-DATE.jsonl   (progress: stderr)
 # SKIP_FULL=1 runs part 1 only. SIZE=ANSWERS,QUESTIONS sets the corpus of part 2 (default
 # 1500000,1700000; SIZE=300000,340000 runs in minutes). The dump is generated once into $DATA
