@@ -18,7 +18,7 @@ import sys
 
 import cohere
 
-base, documents = sys.argv[1], sys.argv[2:]
+base, markdown_files = sys.argv[1], sys.argv[2:]
 query = "How do I compute $3^{100} \\bmod 7$ with Fermat's little theorem?"
 documents = [
     "By Fermat, $3^6 \\equiv 1 \\pmod 7$, so $3^{100} \\equiv 3^4 \\equiv 4$.",
@@ -66,7 +66,7 @@ print(f"check-http: Cohere SDK {cohere.__version__}: v1 and v2 rerank parsed as 
 # fails here, one that breaks fails below.
 expected = {"README.md": 2, "docs/http-api.md": 9}
 address = base.split("://", 1)[1]
-for path in documents:
+for path in markdown_files:
     text = open(path, encoding="utf-8").read()
     sections = re.findall(r"<!-- http-examples:begin -->(.*?)<!-- http-examples:end -->", text, re.S)
     if not sections:

@@ -299,11 +299,11 @@ fn serve_help_groups_its_flags_under_headings() {
         "Configuration:",
         "Listening:",
         "Index:",
+        "Model and inference:",
         "Security:",
         "Admission and deadlines:",
         "Reranking:",
         "Connections:",
-        "Model and inference:",
     ];
     let mut at = 0;
     for heading in headings {
@@ -312,9 +312,10 @@ fn serve_help_groups_its_flags_under_headings() {
     }
     // Each flag sits under its heading: the next heading comes after it.
     for (flag, heading, next) in [
-        ("--idle-timeout", "Connections:", "Model and inference:"),
+        ("--idle-timeout", "Connections:", "--help"),
         ("--auth-token", "Security:", "Admission and deadlines:"),
-        ("--provider", "Model and inference:", "--help"),
+        ("--no-rerank", "Model and inference:", "Security:"),
+        ("--provider", "Model and inference:", "Security:"),
     ] {
         let section = help.split(heading).nth(1).unwrap().split(next).next().unwrap();
         assert!(section.contains(flag), "{flag} is not under {heading}:\n{help}");
