@@ -11,6 +11,7 @@
 mod albert;
 mod checkpoint;
 mod fetch;
+mod graph;
 mod pickle;
 
 /// The ONNX protobuf messages (generated from this crate's minimal `proto/onnx.proto`).
@@ -23,7 +24,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
-pub use albert::{AlbertConfig, OPSET, Precision, build_model, build_model_as, build_model_with, required_weights};
+pub use albert::{
+    AlbertConfig, Attention, GraphOptions, OPSET, Precision, build_graph, build_model, build_model_as,
+    build_model_with, required_weights,
+};
 pub use checkpoint::{Tensor, Weights, read_pytorch_bin, read_safetensors};
 pub use fetch::{FetchOptions, FetchProgress, fetch};
 
@@ -164,6 +168,9 @@ pub struct Manifest {
     pub converter: String,
     pub opset: i64,
     pub dtype: String,
+    /// How the graph computes attention (empty in manifests written before it was recorded).
+    #[serde(default)]
+    pub attention: String,
     pub onnx_sha256: String,
 }
 
@@ -205,8 +212,13 @@ pub fn convert_full(from: &Path, out: &Path, weights_file: Option<&str>, quantiz
     convert_as(from, out, weights_file, if quantize_int8 { Precision::Int8 } else { Precision::F32 })
 }
 
-/// [`convert_with`] at a [`Precision`] (float32, int8 or float16).
+/// [`convert_with`] at a [`Precision`] (float32, int8 or float16), with fused attention.
 pub fn convert_as(from: &Path, out: &Path, weights_file: Option<&str>, precision: Precision) -> Result<Manifest> {
+    convert_to(from, out, weights_file, &GraphOptions::new(precision))
+}
+
+/// [`convert_with`] with every choice of the graph: precision and form of attention.
+pub fn convert_to(from: &Path, out: &Path, weights_file: Option<&str>, options: &GraphOptions) -> Result<Manifest> {
     let config_path = from.join("config.json");
     let config_text = std::fs::read_to_string(&config_path).map_err(io("reading", &config_path))?;
     let config = AlbertConfig::parse(&config_text)?;
@@ -232,7 +244,7 @@ pub fn convert_as(from: &Path, out: &Path, weights_file: Option<&str>, precision
     for name in weights.keys().filter(|name| !required.contains(*name)) {
         tracing::debug!(name, "ignoring a weight the classifier does not use");
     }
-    let model = build_model_as(&config, &weights, precision)?;
+    let model = build_graph(&config, &weights, options)?;
     let bytes = prost::Message::encode_to_vec(&model);
 
     check_replaceable(out)?;
@@ -263,8 +275,9 @@ pub fn convert_as(from: &Path, out: &Path, weights_file: Option<&str>, precision
         sources,
         weights_file: weights_name,
         converter: format!("mathrank {}", env!("CARGO_PKG_VERSION")),
-        opset: OPSET,
-        dtype: precision.describe().into(),
+        opset: options.attention.opset(),
+        dtype: options.precision.describe().into(),
+        attention: options.attention.describe().into(),
         onnx_sha256: hex(&sha2::Sha256::digest(&bytes)),
     };
     let manifest_path = out.join("manifest.json");
