@@ -6,7 +6,10 @@
 
 use crate::checkpoint::Weights;
 use crate::graph::{Dim, Graph, MS_DOMAIN, attr_int, attr_ints, i64_tensor, tensor_info};
-use crate::onnx::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto, tensor_proto};
+use crate::onnx::{
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, ValueInfoProto, tensor_proto,
+};
+use crate::packed::{self, Packing};
 use crate::{Error, Result};
 
 /// ONNX opset of the written graph, unless its attention needs a later one
@@ -188,11 +191,24 @@ pub enum Attention {
     /// lengths into flash attention, which MultiHeadAttention's masked form cannot use.
     #[default]
     Onnx,
+    /// Padding-free: only the real tokens go through the encoder, and attention is ONNX
+    /// Runtime's `com.microsoft.PackedMultiHeadAttention` (flash attention over variable
+    /// lengths on CUDA). The packing is computed in the graph from `attention_mask`. CUDA only:
+    /// the operator has no CPU kernel. See [`crate::packed`].
+    Packed,
+    /// [`Packed`](Self::Packed), with the packing computed by mathrank on the host and fed as
+    /// four more inputs ([`crate::packed::HOST_INPUTS`]), so that a run never waits for the GPU
+    /// to learn the number of real tokens.
+    PackedHost,
+    /// The packed graph's CPU twin, to test the packing where there is no GPU: the same
+    /// padding-free encoder, with attention computed by MultiHeadAttention on the rows
+    /// scattered back to their padded places. Not for serving (it pays for the scatter).
+    PackedCheck,
 }
 
 impl Attention {
     /// Every form, for `--help` and errors.
-    pub const NAMES: [&'static str; 4] = ["unfused", "mha", "mha-offsets", "onnx"];
+    pub const NAMES: [&'static str; 7] = ["unfused", "mha", "mha-offsets", "onnx", "packed", "packed-host", "packed-check"];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -200,7 +216,20 @@ impl Attention {
             Attention::MultiHead => "mha",
             Attention::MultiHeadOffsets => "mha-offsets",
             Attention::Onnx => "onnx",
+            Attention::Packed => "packed",
+            Attention::PackedHost => "packed-host",
+            Attention::PackedCheck => "packed-check",
         }
+    }
+
+    /// Whether the encoder runs on the real tokens only.
+    pub fn is_packed(self) -> bool {
+        matches!(self, Attention::Packed | Attention::PackedHost | Attention::PackedCheck)
+    }
+
+    /// Whether the graph runs only on CUDA (its attention operator has no CPU kernel).
+    pub fn cuda_only(self) -> bool {
+        matches!(self, Attention::Packed | Attention::PackedHost)
     }
 
     /// The default domain's opset the graph needs.
@@ -217,6 +246,11 @@ impl Attention {
                 "com.microsoft.MultiHeadAttention, key_padding_mask int32 [3 batch + 2] (lengths, query and key offsets)"
             }
             Attention::Onnx => "ONNX Attention (opset 24), nonpad_kv_seqlen",
+            Attention::Packed => "padding-free, com.microsoft.PackedMultiHeadAttention (CUDA only), packing computed in the graph",
+            Attention::PackedHost => {
+                "padding-free, com.microsoft.PackedMultiHeadAttention (CUDA only), packing fed by the host"
+            }
+            Attention::PackedCheck => "padding-free, MultiHeadAttention on re-padded rows (the packed graph's CPU check)",
         }
     }
 }
@@ -236,6 +270,9 @@ impl std::str::FromStr for Attention {
             "mha" => Ok(Attention::MultiHead),
             "mha-offsets" => Ok(Attention::MultiHeadOffsets),
             "onnx" => Ok(Attention::Onnx),
+            "packed" => Ok(Attention::Packed),
+            "packed-host" => Ok(Attention::PackedHost),
+            "packed-check" => Ok(Attention::PackedCheck),
             other => Err(format!("unknown attention {other:?}; use one of {}", Attention::NAMES.join(", "))),
         }
     }
@@ -295,9 +332,15 @@ enum Mask {
     KeyPadding(String),
     /// int64 lengths `[batch]` (ONNX Attention's `nonpad_kv_seqlen`).
     NonPadLengths(String),
+    /// Where the real tokens are, for a padding-free encoder; `check` for the CPU twin.
+    Packed { packing: Packing, check: bool },
 }
 
 fn attention_mask(g: &mut Graph<'_>, attention: Attention) -> Mask {
+    if attention.is_packed() {
+        let packing = packed::packing(g, attention == Attention::PackedHost);
+        return Mask::Packed { packing, check: attention == Attention::PackedCheck };
+    }
     if attention == Attention::Unfused {
         // (-10000 in float16, whose lowest value times 0 or plus a score would overflow).
         let float = g.float();
@@ -360,6 +403,17 @@ fn self_attention(
             g.node("Attention", &inputs, vec![attr_int("q_num_heads", heads), attr_int("kv_num_heads", heads)])
         }
         Mask::Bias(bias) => unfused_attention(g, int8, config, hidden, bias)?,
+        Mask::Packed { packing, check } => {
+            let query = product(g, int8, hidden, &part("query"), true)?;
+            let key = product(g, int8, hidden, &part("key"), true)?;
+            let value = product(g, int8, hidden, &part("value"), true)?;
+            let qkv = [query.as_str(), &key, &value];
+            if *check {
+                packed::attention_check(g, qkv, packing, heads, config.hidden_size)
+            } else {
+                packed::attention(g, qkv, packing, heads, config.hidden_size)
+            }
+        }
     };
     g.per_token(&context, config.hidden_size);
     Ok(context)
@@ -448,34 +502,28 @@ pub fn build_graph(config: &AlbertConfig, weights: &Weights, options: &GraphOpti
     let labels = weights["classifier.weight"].shape.first().copied().unwrap_or(2);
     let opset = options.attention.opset();
     let mut g = Graph::new(weights, opset, options.precision == Precision::F16);
+    g.packed = options.attention.is_packed();
 
-    // Embeddings: word + position + token type, LayerNorm, projection to the hidden size.
-    let word_table = g.stored("albert.embeddings.word_embeddings.weight")?;
-    let position_table = g.stored("albert.embeddings.position_embeddings.weight")?;
-    let type_table = g.stored("albert.embeddings.token_type_embeddings.weight")?;
-    let words = g.node("Gather", &[&word_table, "input_ids"], vec![attr_int("axis", 0)]);
-    let sequence_length = g.node("Shape", &["input_ids"], vec![attr_int("start", 1), attr_int("end", 2)]);
-    let zero = g.constant_i64(&[0]);
-    let positions = g.node("Slice", &[&position_table, &zero, &sequence_length, &zero], vec![]);
-    let types = g.node("Gather", &[&type_table, "token_type_ids"], vec![attr_int("axis", 0)]);
-    let sum = g.node("Add", &[&words, &positions], vec![]);
-    let sum = g.node("Add", &[&sum, &types], vec![]);
-    g.per_token(&sum, config.embedding_size);
-    let embedded = g.layer_norm(&sum, "albert.embeddings.LayerNorm", config.layer_norm_eps as f32)?;
-    let mut hidden = product(&mut g, false, &embedded, "albert.encoder.embedding_hidden_mapping_in", true)?;
-
+    // The padding as attention reads it (for a packed graph, where the real tokens are, which
+    // the embeddings need first).
     let mask = attention_mask(&mut g, options.attention);
+    let mut hidden = embeddings(&mut g, config, &mask)?;
     for _ in 0..config.num_hidden_layers {
         hidden = layer(&mut g, options, config, &hidden, &mask)?;
     }
 
     // Pooler (first token, dense, tanh) and classifier.
-    let first_index = {
-        let name = format!("const_i64_{}", g.initializers.len());
-        g.initializers.push(i64_tensor(&name, &[], &[0]));
-        name
+    let mut first = match &mask {
+        Mask::Packed { packing, .. } => packed::first_tokens(&mut g, &hidden, packing, config.hidden_size),
+        _ => {
+            let first_index = {
+                let name = format!("const_i64_{}", g.initializers.len());
+                g.initializers.push(i64_tensor(&name, &[], &[0]));
+                name
+            };
+            g.node("Gather", &[&hidden, &first_index], vec![attr_int("axis", 1)])
+        }
     };
-    let mut first = g.node("Gather", &[&hidden, &first_index], vec![attr_int("axis", 1)]);
     if g.half {
         // One vector per pair from here on: float32 costs nothing and keeps the logits exact.
         first = g.cast(&first, tensor_proto::DataType::Float);
@@ -491,21 +539,55 @@ pub fn build_graph(config: &AlbertConfig, weights: &Weights, options: &GraphOpti
         op_type: Some("Identity".into()),
         ..Default::default()
     });
+    Ok(model_of(g, options, labels))
+}
 
+/// Word + position + token type embeddings, LayerNorm, and the projection to the hidden size:
+/// `[batch, sequence, hidden]`, or `[1, tokens, hidden]` for a packed graph.
+fn embeddings(g: &mut Graph<'_>, config: &AlbertConfig, mask: &Mask) -> Result<String> {
+    let word_table = g.stored("albert.embeddings.word_embeddings.weight")?;
+    let position_table = g.stored("albert.embeddings.position_embeddings.weight")?;
+    let type_table = g.stored("albert.embeddings.token_type_embeddings.weight")?;
+    let sum = if let Mask::Packed { packing, .. } = mask {
+        let tables = [word_table.as_str(), &position_table, &type_table];
+        packed::embedding_sum(g, packing, tables, config.embedding_size)
+    } else {
+        let words = g.node("Gather", &[&word_table, "input_ids"], vec![attr_int("axis", 0)]);
+        let sequence_length = g.node("Shape", &["input_ids"], vec![attr_int("start", 1), attr_int("end", 2)]);
+        let zero = g.constant_i64(&[0]);
+        let positions = g.node("Slice", &[&position_table, &zero, &sequence_length, &zero], vec![]);
+        let types = g.node("Gather", &[&type_table, "token_type_ids"], vec![attr_int("axis", 0)]);
+        let sum = g.node("Add", &[&words, &positions], vec![]);
+        let sum = g.node("Add", &[&sum, &types], vec![]);
+        g.per_token(&sum, config.embedding_size);
+        sum
+    };
+    let embedded = g.layer_norm(&sum, "albert.embeddings.LayerNorm", config.layer_norm_eps as f32)?;
+    product(g, false, &embedded, "albert.encoder.embedding_hidden_mapping_in", true)
+}
+
+/// The model around the finished graph: inputs, output, opsets, and the form of attention in
+/// the metadata (`mathrank.attention`), where the runtime reads how to feed and batch it.
+fn model_of(g: Graph<'_>, options: &GraphOptions, labels: usize) -> ModelProto {
+    let opset = options.attention.opset();
     let mut opset_import = vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }];
     if g.uses_ms_domain {
         opset_import.push(OperatorSetIdProto { domain: Some(MS_DOMAIN.into()), version: Some(1) });
+    }
+    let mut input = vec![int64_input("input_ids"), int64_input("attention_mask"), int64_input("token_type_ids")];
+    if options.attention == Attention::PackedHost {
+        input.extend(packed::host_inputs());
     }
     let graph = GraphProto {
         node: g.nodes,
         name: Some("albert_for_sequence_classification".into()),
         initializer: g.initializers,
         doc_string: Some(format!("Written by mathrank model convert; attention: {}", options.attention.describe())),
-        input: vec![int64_input("input_ids"), int64_input("attention_mask"), int64_input("token_type_ids")],
+        input,
         output: vec![logits_output(labels)],
         value_info: g.value_info,
     };
-    Ok(ModelProto {
+    ModelProto {
         // Opset 24 needs IR version 11; 17 is read since IR version 8.
         ir_version: Some(if opset >= 23 { 11 } else { 8 }),
         opset_import,
@@ -513,8 +595,15 @@ pub fn build_graph(config: &AlbertConfig, weights: &Weights, options: &GraphOpti
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
         doc_string: None,
         graph: Some(graph),
-    })
+        metadata_props: vec![StringStringEntryProto {
+            key: Some(ATTENTION_METADATA.into()),
+            value: Some(options.attention.name().into()),
+        }],
+    }
 }
+
+/// The model metadata key that names the graph's form of attention ([`Attention::name`]).
+pub const ATTENTION_METADATA: &str = "mathrank.attention";
 
 #[cfg(test)]
 mod tests {

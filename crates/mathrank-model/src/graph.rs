@@ -32,6 +32,17 @@ pub(crate) fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
     }
 }
 
+/// A one-element tensor attribute holding 0 (`ConstantOfShape`'s fill value), float16 when
+/// `half`, else float32.
+pub(crate) fn attr_tensor(name: &str, half: bool) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(attribute_proto::AttributeType::Tensor as i32),
+        t: Some(float_tensor("", &[1], &[0.0], half)),
+        ..Default::default()
+    }
+}
+
 pub(crate) fn attr_float(name: &str, value: f32) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
@@ -120,6 +131,9 @@ pub(crate) struct Graph<'w> {
     pub value_info: Vec<ValueInfoProto>,
     /// Whether a `com.microsoft` operator was written (the model then imports that domain).
     pub uses_ms_domain: bool,
+    /// Whether the encoder's activations are packed (`[1, tokens, width]`, see
+    /// [`crate::packed`]) rather than `[batch, sequence, width]`.
+    pub packed: bool,
     stored: BTreeSet<String>,
     /// Activations already quantised, by name: the query, key and value products read the
     /// same input, which is quantised once.
@@ -137,6 +151,7 @@ impl<'w> Graph<'w> {
             initializers: Vec::new(),
             value_info: Vec::new(),
             uses_ms_domain: false,
+            packed: false,
             stored: BTreeSet::new(),
             quantized: Vec::new(),
             next: 0,
@@ -262,9 +277,15 @@ impl<'w> Graph<'w> {
         }
     }
 
-    /// Declares `name` a `[batch, sequence, width]` activation (see `value_info`).
+    /// Declares `name` a `[batch, sequence, width]` activation, or `[1, tokens, width]` in a
+    /// packed graph (see `value_info`).
     pub fn per_token(&mut self, name: &str, width: usize) {
-        let info = tensor_info(name, self.float(), &[Dim::Param("batch"), Dim::Param("sequence"), Dim::Value(width)]);
+        let dims = if self.packed {
+            [Dim::Value(1), Dim::Param("tokens"), Dim::Value(width)]
+        } else {
+            [Dim::Param("batch"), Dim::Param("sequence"), Dim::Value(width)]
+        };
+        let info = tensor_info(name, self.float(), &dims);
         self.value_info.push(info);
     }
 

@@ -12,6 +12,7 @@ mod albert;
 mod checkpoint;
 mod fetch;
 mod graph;
+pub mod packed;
 mod pickle;
 
 /// The ONNX protobuf messages (generated from this crate's minimal `proto/onnx.proto`).
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 use sha2::Digest;
 
 pub use albert::{
-    AlbertConfig, Attention, GraphOptions, OPSET, Precision, build_graph, build_model, build_model_as,
+    ATTENTION_METADATA, AlbertConfig, Attention, GraphOptions, OPSET, Precision, build_graph, build_model, build_model_as,
     build_model_with, required_weights,
 };
 pub use checkpoint::{Tensor, Weights, read_pytorch_bin, read_safetensors};

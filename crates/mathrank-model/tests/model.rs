@@ -301,8 +301,12 @@ mod convert {
         // attention from safetensors.
         let mut runs: Vec<(&str, mathrank_model::Attention)> =
             vec![("pytorch_model.bin", mathrank_model::Attention::default())];
+        // (The packed forms run on CUDA only; their CPU twin, packed-check, runs the same packing.)
         for name in mathrank_model::Attention::NAMES {
-            runs.push(("model.safetensors", name.parse().unwrap()));
+            let attention: mathrank_model::Attention = name.parse().unwrap();
+            if !attention.cuda_only() {
+                runs.push(("model.safetensors", attention));
+            }
         }
         for (file, attention) in runs {
             let out = dir.path().join(format!("converted-{file}-{attention}"));
@@ -848,4 +852,52 @@ fn an_edited_model_is_refused_at_load() {
     std::fs::write(&onnx, bytes).unwrap();
     let err = mathrank_rerank::Reranker::load(&out, &options).unwrap_err().to_string();
     assert!(err.contains("model.onnx does not match manifest.json"), "{err}");
+}
+
+#[test]
+fn packed_graphs_run_packed_attention_per_layer_and_name_their_form() {
+    // The packed forms run on CUDA only; what can be checked without a GPU is their structure
+    // (their CPU twin, packed-check, is scored against the independent forward pass above).
+    use mathrank_model::{ATTENTION_METADATA, Attention, GraphOptions, Precision, packed::HOST_INPUTS};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    convert::write_checkpoint(&checkpoint);
+    for (attention, precision) in [
+        (Attention::Packed, Precision::F16),
+        (Attention::PackedHost, Precision::F16),
+        (Attention::PackedHost, Precision::F32),
+    ] {
+        let out = dir.path().join(format!("{attention}-{precision:?}"));
+        let options = GraphOptions { precision, attention };
+        mathrank_model::convert_to(&checkpoint, &out, None, &options).unwrap();
+        let bytes = std::fs::read(out.join("model.onnx")).unwrap();
+        let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
+        let metadata: Vec<_> = model.metadata_props.iter().map(|p| (p.key.as_deref(), p.value.as_deref())).collect();
+        assert_eq!(metadata, [(Some(ATTENTION_METADATA), Some(attention.name()))]);
+        let graph = model.graph.unwrap();
+        let count = |op: &str| graph.node.iter().filter(|n| n.op_type.as_deref() == Some(op)).count();
+        assert_eq!(count("PackedMultiHeadAttention"), 3, "{attention}: one per layer, three layers");
+        assert_eq!(count("MultiHeadAttention") + count("Attention") + count("Softmax"), 0);
+        // Packing in the graph waits on NonZero twice; packing on the host needs no NonZero.
+        let inputs: Vec<_> = graph.input.iter().map(|i| i.name.clone().unwrap()).collect();
+        if attention == Attention::PackedHost {
+            assert_eq!(count("NonZero"), 0);
+            assert_eq!(inputs[3..], HOST_INPUTS.map(String::from));
+        } else {
+            assert_eq!(count("NonZero"), 2);
+            assert_eq!(inputs.len(), 3);
+        }
+        // Every per-token activation is declared `[1, tokens, width]`.
+        let per_token = graph.value_info.iter().filter(|v| {
+            let Some(mathrank_model::onnx::type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref())
+            else {
+                return false;
+            };
+            let dims = &t.shape.as_ref().unwrap().dim;
+            dims.len() == 3
+                && matches!(dims[0].value, Some(mathrank_model::onnx::tensor_shape_proto::dimension::Value::DimValue(1)))
+        });
+        assert!(per_token.count() > 20, "{attention}: packed activations declared");
+    }
 }
