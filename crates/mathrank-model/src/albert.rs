@@ -208,7 +208,8 @@ pub enum Attention {
 
 impl Attention {
     /// Every form, for `--help` and errors.
-    pub const NAMES: [&'static str; 7] = ["unfused", "mha", "mha-offsets", "onnx", "packed", "packed-host", "packed-check"];
+    pub const NAMES: [&'static str; 7] =
+        ["unfused", "mha", "mha-offsets", "onnx", "packed", "packed-host", "packed-check"];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -246,11 +247,15 @@ impl Attention {
                 "com.microsoft.MultiHeadAttention, key_padding_mask int32 [3 batch + 2] (lengths, query and key offsets)"
             }
             Attention::Onnx => "ONNX Attention (opset 24), nonpad_kv_seqlen",
-            Attention::Packed => "padding-free, com.microsoft.PackedMultiHeadAttention (CUDA only), packing computed in the graph",
+            Attention::Packed => {
+                "padding-free, com.microsoft.PackedMultiHeadAttention (CUDA only), packing computed in the graph"
+            }
             Attention::PackedHost => {
                 "padding-free, com.microsoft.PackedMultiHeadAttention (CUDA only), packing fed by the host"
             }
-            Attention::PackedCheck => "padding-free, MultiHeadAttention on re-padded rows (the packed graph's CPU check)",
+            Attention::PackedCheck => {
+                "padding-free, MultiHeadAttention on re-padded rows (the packed graph's CPU check)"
+            }
         }
     }
 }

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use sha2::Digest;
 
 pub use albert::{
-    ATTENTION_METADATA, AlbertConfig, Attention, GraphOptions, OPSET, Precision, build_graph, build_model, build_model_as,
-    build_model_with, required_weights,
+    ATTENTION_METADATA, AlbertConfig, Attention, GraphOptions, OPSET, Precision, build_graph, build_model,
+    build_model_as, build_model_with, required_weights,
 };
 pub use checkpoint::{Tensor, Weights, read_pytorch_bin, read_safetensors};
 pub use fetch::{FetchOptions, FetchProgress, fetch};

@@ -890,13 +890,17 @@ fn packed_graphs_run_packed_attention_per_layer_and_name_their_form() {
         }
         // Every per-token activation is declared `[1, tokens, width]`.
         let per_token = graph.value_info.iter().filter(|v| {
-            let Some(mathrank_model::onnx::type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref())
+            let Some(mathrank_model::onnx::type_proto::Value::TensorType(t)) =
+                v.r#type.as_ref().and_then(|t| t.value.as_ref())
             else {
                 return false;
             };
             let dims = &t.shape.as_ref().unwrap().dim;
             dims.len() == 3
-                && matches!(dims[0].value, Some(mathrank_model::onnx::tensor_shape_proto::dimension::Value::DimValue(1)))
+                && matches!(
+                    dims[0].value,
+                    Some(mathrank_model::onnx::tensor_shape_proto::dimension::Value::DimValue(1))
+                )
         });
         assert!(per_token.count() > 20, "{attention}: packed activations declared");
     }

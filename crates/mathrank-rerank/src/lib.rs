@@ -20,17 +20,18 @@
 mod batch;
 mod encode;
 mod model;
-mod runtime;
+pub mod packing;
 mod reranker;
+mod runtime;
 
 pub use batch::{CostModel, MicroBatch, Planner, Planning, plan_by_cost, plan_micro_batches};
 pub use encode::{EncodedPair, PairEncoder};
 pub use model::{ModelConfig, ModelInfo, OnnxModel};
 pub use model::{check_model_dir, verify_manifest};
-pub use runtime::{Provider, RuntimeInfo, find_ort_library, init_runtime};
 pub use reranker::{
     BATCH_BUCKETS, JobHandle, JobOutput, JobProgress, Reranker, RerankerOptions, RerankerStats, ScoreReport, efficiency,
 };
+pub use runtime::{Provider, RuntimeInfo, find_ort_library, init_runtime};
 
 use std::path::PathBuf;
 

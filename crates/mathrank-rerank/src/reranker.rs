@@ -618,9 +618,9 @@ impl Scheduler {
         // The most urgent first; among equals, the batch holding the best-ranked pair.
         batches.sort_by_key(|b| (b.0.is_none(), b.0, b.1));
         let mut spent = Duration::ZERO;
-        for (_, _, width, members) in batches {
-            let estimate = rate
-                .map_or(Duration::ZERO, |rate| Duration::from_secs_f64(rate * cost.batch_cost(members.len(), width)));
+        for (_, _, _, members) in batches {
+            let units = cost.cost_of(members.iter().map(|&m| lengths[m]));
+            let estimate = rate.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(rate * units));
             if round.batches.is_empty() || spent + estimate <= self.max_round {
                 spent += estimate;
                 round.batches.push(members);
@@ -940,7 +940,7 @@ impl Worker {
             self.record(inputs.len(), real, padded, took);
             match outcome {
                 Ok(logits) => {
-                    let units = self.scheduler.planner.cost.batch_cost(inputs.len(), width);
+                    let units = self.scheduler.planner.cost.cost_of(inputs.iter().map(|pair| pair.len()));
                     self.scheduler.learn(took.as_secs_f64(), units);
                     self.publish(&jobs, &live, &logits, width, took);
                 }
