@@ -19,18 +19,22 @@
 
 mod batch;
 mod encode;
+mod jobs;
 mod model;
-mod runtime;
 mod reranker;
+mod rounds;
+mod runtime;
+mod stats;
+mod worker;
 
 pub use batch::{CostModel, MicroBatch, Planner, Planning, plan_by_cost, plan_micro_batches};
 pub use encode::{EncodedPair, PairEncoder};
+pub use jobs::{JobHandle, JobOutput, JobProgress};
 pub use model::{ModelConfig, ModelInfo, OnnxModel};
 pub use model::{check_model_dir, verify_manifest};
+pub use reranker::{Reranker, RerankerOptions, ScoreReport};
 pub use runtime::{Provider, RuntimeInfo, find_ort_library, init_runtime};
-pub use reranker::{
-    BATCH_BUCKETS, JobHandle, JobOutput, JobProgress, Reranker, RerankerOptions, RerankerStats, ScoreReport, efficiency,
-};
+pub use stats::{BATCH_BUCKETS, RerankerStats, efficiency};
 
 use std::path::PathBuf;
 
