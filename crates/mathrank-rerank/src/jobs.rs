@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::{Error, Result, Score};
 
 /// Scores of a finished job, in the order its pairs were submitted, with where the time went.
@@ -60,6 +61,7 @@ pub(crate) struct JobShared {
     pub(crate) ended: Condvar,
     pub(crate) cancelled: AtomicBool,
     pub(crate) enqueued: Instant,
+    clock: Clock,
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the data it guards
@@ -69,7 +71,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl JobShared {
-    pub(crate) fn new(len: usize) -> (Arc<Self>, tokio::sync::oneshot::Receiver<()>) {
+    pub(crate) fn new(len: usize, clock: &Clock) -> (Arc<Self>, tokio::sync::oneshot::Receiver<()>) {
         let (notify, receiver) = tokio::sync::oneshot::channel();
         let state = JobState {
             scores: vec![None; len],
@@ -86,7 +88,8 @@ impl JobShared {
             state: Mutex::new(state),
             ended: Condvar::new(),
             cancelled: AtomicBool::new(false),
-            enqueued: Instant::now(),
+            enqueued: clock.now(),
+            clock: clock.clone(),
         });
         (shared, receiver)
     }
@@ -147,7 +150,7 @@ impl JobShared {
         let state = lock(&self.state);
         JobProgress {
             scores: state.scores.clone(),
-            queued: state.queued.unwrap_or_else(|| self.enqueued.elapsed()),
+            queued: state.queued.unwrap_or_else(|| self.clock.now().saturating_duration_since(self.enqueued)),
             infer: state.infer,
             real_tokens: state.real_tokens,
             padded_tokens: state.padded_tokens,

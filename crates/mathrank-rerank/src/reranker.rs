@@ -1,30 +1,22 @@
-//! The shared inference queue: callers submit encoded pairs with a deadline; dedicated
-//! inference threads (each with its own ONNX Runtime session, since `Session::run` takes
-//! `&mut self`) serve them earliest deadline first.
-//!
-//! Each scheduling round takes, from the jobs in deadline order, the best-ranked pairs that
-//! can still be scored before the earliest deadline among them (estimated with the
-//! [`CostModel`] and a rate learned from the batches already run), plans them into micro-batches
-//! by cost, and publishes every micro-batch's scores at once, so a caller whose deadline comes
-//! first still has the scores of the batches that finished. A job none of whose pairs can be
-//! finished in time is expired at once instead of taking inference from jobs that can be.
-//! Pairs of cancelled jobs and of jobs past their deadline are never run.
+//! The loaded reranker: a tokenizer, a [`Backend`] per inference thread, and the shared queue
+//! they serve. Callers submit encoded pairs with a deadline; the inference threads serve them
+//! earliest deadline first (see `rounds`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ort::session::builder::GraphOptimizationLevel;
-
-use crate::batch::{CostModel, Planner, Planning};
+use crate::backend::{AttentionKernels, Backend, FakeModel, OrtBackend, SessionOptions};
+use crate::batch::{CostModel, Planning};
+use crate::clock::Clock;
 use crate::encode::{EncodedPair, PairEncoder};
 use crate::jobs::{JobHandle, JobShared, lock};
-use crate::model::{ModelInfo, OnnxModel, check_model_dir};
-use crate::rounds::{Queue, Queued, Scheduler};
+use crate::model::{ModelDir, ModelInfo};
+use crate::rounds::Scheduler;
 use crate::runtime::{Provider, init_runtime};
-use crate::stats::{BATCH_BUCKETS, Counters, RerankerStats, efficiency};
+use crate::stats::{BATCH_BUCKETS, RerankerStats, efficiency};
 use crate::worker::Worker;
 use crate::{Error, Result, Score};
 
@@ -58,15 +50,14 @@ pub struct RerankerOptions {
     pub cpu_fallback: bool,
     /// The GPU to run on, with [`Provider::Cuda`].
     pub device_id: i32,
+    /// The attention kernels the CUDA provider may choose from.
+    pub attention_kernels: AttentionKernels,
     /// ONNX Runtime graph optimisation level, 0 (off) to 3 (all).
     pub optimization_level: u8,
     /// How pairs are grouped into micro-batches (other than [`Planning::Cost`] only to measure).
     pub planning: Planning,
     /// The cost model of the planner and of the deadline estimates.
     pub cost_model: CostModel,
-    /// Every micro-batch takes at least this long: a slower model without a bigger one, for
-    /// tests and capacity drills. Zero in service.
-    pub min_batch_time: Duration,
     /// Path of libonnxruntime (else `ORT_DYLIB_PATH`, else next to the executable).
     pub ort_library: Option<PathBuf>,
 }
@@ -83,7 +74,7 @@ impl RerankerOptions {
     /// per-run overhead stops dominating, so its batches and rounds are larger.
     pub fn for_provider(provider: Provider) -> Self {
         let (batch_tokens, max_batch, cost_model) = match provider {
-            Provider::Cpu => (8192, 32, CostModel::CPU),
+            Provider::Cpu | Provider::Fake => (8192, 32, CostModel::CPU),
             Provider::Cuda => (65_536, 256, CostModel::GPU),
         };
         Self {
@@ -99,11 +90,22 @@ impl RerankerOptions {
             provider,
             cpu_fallback: false,
             device_id: 0,
+            attention_kernels: AttentionKernels::DEFAULT,
             optimization_level: 3,
             planning: Planning::Cost,
             cost_model,
-            min_batch_time: Duration::ZERO,
             ort_library: None,
+        }
+    }
+
+    fn session(&self, provider: Provider, intra_threads: usize) -> SessionOptions {
+        SessionOptions {
+            provider,
+            device_id: self.device_id,
+            intra_threads,
+            optimization_level: self.optimization_level,
+            attention_kernels: self.attention_kernels,
+            ort_library: self.ort_library.clone(),
         }
     }
 }
@@ -134,81 +136,37 @@ impl std::fmt::Debug for Reranker {
     }
 }
 
-fn optimization(level: u8) -> GraphOptimizationLevel {
-    match level {
-        0 => GraphOptimizationLevel::Disable,
-        1 => GraphOptimizationLevel::Level1,
-        2 => GraphOptimizationLevel::Level2,
-        _ => GraphOptimizationLevel::All,
-    }
-}
-
 /// sha256 over what decides a pair's score: the graph, the tokenizer and the truncation length.
-fn model_fingerprint(dir: &Path, max_length: usize) -> Result<[u8; 32]> {
+fn fingerprint(parts: &[&[u8]], max_length: usize) -> [u8; 32] {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
-    for file in ["model.onnx", "tokenizer.json"] {
-        let path = dir.join(file);
-        let mut reader = std::fs::File::open(&path)
-            .map_err(|err| Error::InvalidModel { path: path.clone(), reason: format!("cannot read: {err}") })?;
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let read = std::io::Read::read(&mut reader, &mut buffer)
-                .map_err(|err| Error::InvalidModel { path: path.clone(), reason: format!("cannot read: {err}") })?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-        }
+    for part in parts {
+        hasher.update(part);
         hasher.update(b"\0");
     }
     hasher.update((max_length as u64).to_le_bytes());
-    Ok(hasher.finalize().into())
+    hasher.finalize().into()
 }
 
 impl Reranker {
-    /// Loads a model directory and starts the inference threads.
+    /// Loads a model directory on ONNX Runtime and starts the inference threads.
     pub fn load(dir: &Path, options: &RerankerOptions) -> Result<Self> {
-        let config = check_model_dir(dir, options.max_length)?;
+        let model = ModelDir::open(dir, options.max_length)?;
         let runtime = init_runtime(options.ort_library.as_deref())?;
-        let encoder = PairEncoder::from_file(&dir.join("tokenizer.json"), options.max_length, config.vocab_size)?;
-        let fingerprint = model_fingerprint(dir, options.max_length)?;
+        let encoder = PairEncoder::from_file(&dir.join("tokenizer.json"), options.max_length, model.config.vocab_size)?;
         let intra_threads = if options.intra_threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             options.intra_threads
         };
-        let max_batch = options.max_batch.max(1);
-        let scheduler = Arc::new(Scheduler {
-            queue: Mutex::new(Queue::default()),
-            wakeup: Condvar::new(),
-            capacity: options.queue_capacity.max(1),
-            planner: Planner {
-                batch_tokens: options.batch_tokens.max(options.max_length),
-                max_batch,
-                cost: options.cost_model,
-                planning: options.planning,
-            },
-            round_pairs: if options.round_pairs == 0 { 4 * max_batch } else { options.round_pairs.max(max_batch) },
-            max_round: options.max_round,
-            max_wait: options.max_wait,
-            rate: Mutex::new(None),
-            counters: Counters::default(),
-        });
-        let mut threads = Vec::new();
+        let onnx_path = dir.join("model.onnx");
         let mut provider = options.provider;
-        for index in 0..options.inference_threads.max(1) {
+        let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+        for _ in 0..options.inference_threads.max(1) {
             let load = |provider| {
-                OnnxModel::load(
-                    &dir.join("model.onnx"),
-                    provider,
-                    options.device_id,
-                    intra_threads,
-                    optimization(options.optimization_level),
-                    options.ort_library.as_deref(),
-                )
+                OrtBackend::new(&model.onnx, &onnx_path, &options.session(provider, intra_threads), encoder.pad_id())
             };
-            let model = match load(provider) {
+            let backend = match load(provider) {
                 Err(err) if options.cpu_fallback && provider != Provider::Cpu => {
                     tracing::warn!(error = %err, requested = provider.name(), "the execution provider did not start; running on the CPU as --cpu-fallback asks (batch sizes stay as configured)");
                     provider = Provider::Cpu;
@@ -216,43 +174,104 @@ impl Reranker {
                 }
                 other => other?,
             };
-            let worker = Worker {
-                model,
-                scheduler: Arc::clone(&scheduler),
-                pad_id: encoder.pad_id(),
-                min_batch_time: options.min_batch_time,
-            };
+            backends.push(Box::new(backend));
+        }
+        let manifest = model.manifest.as_ref();
+        let name = manifest
+            .map(|manifest| manifest.source_repo.clone())
+            .filter(|repo| !repo.is_empty())
+            .or(model.config.name_or_path.clone().filter(|name| !name.is_empty()))
+            .unwrap_or_else(|| {
+                dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+            });
+        let graph_attention = manifest
+            .map(|manifest| manifest.attention.as_str())
+            .filter(|attention| !attention.is_empty())
+            .unwrap_or("not recorded (no mathrank manifest)");
+        let kernels = match provider {
+            Provider::Cuda => {
+                format!("CUDA kernels {} (sdpa_kernel {})", options.attention_kernels, options.attention_kernels.bits())
+            }
+            Provider::Cpu | Provider::Fake => "the CPU provider's (MLAS)".to_owned(),
+        };
+        let info = ModelInfo {
+            name,
+            path: dir.to_path_buf(),
+            max_length: options.max_length,
+            max_position_embeddings: model.config.max_position_embeddings,
+            provider,
+            intra_threads,
+            ort_library: runtime.library.clone(),
+            batch_tokens: options.batch_tokens.max(options.max_length),
+            max_batch: options.max_batch.max(1),
+            batch_invariant: false,
+            attention: format!("{graph_attention}; {kernels}"),
+        };
+        let fingerprint =
+            fingerprint(&[model.onnx_sha256.as_bytes(), model.tokenizer_sha256.as_bytes()], options.max_length);
+        Self::start(encoder, backends, info, fingerprint, options, Clock::default())
+    }
+
+    /// A reranker on the deterministic [`FakeModel`] (tests): the tokenizer of a model
+    /// directory (or any `tokenizer.json`), no ONNX Runtime.
+    pub fn fake(tokenizer: &Path, model: &FakeModel, options: &RerankerOptions) -> Result<Self> {
+        Self::fake_on(tokenizer, model, options, Clock::default())
+    }
+
+    pub(crate) fn fake_on(
+        tokenizer: &Path,
+        model: &FakeModel,
+        options: &RerankerOptions,
+        clock: Clock,
+    ) -> Result<Self> {
+        let encoder = PairEncoder::from_file(tokenizer, options.max_length, None)?;
+        let model = model.clone().on_clock(clock.clone());
+        let backends = (0..options.inference_threads.max(1)).map(|_| model.backend()).collect();
+        let info = ModelInfo {
+            name: "fake".into(),
+            path: tokenizer.to_path_buf(),
+            max_length: options.max_length,
+            max_position_embeddings: options.max_length,
+            provider: Provider::Fake,
+            intra_threads: 1,
+            ort_library: PathBuf::new(),
+            batch_tokens: options.batch_tokens.max(options.max_length),
+            max_batch: options.max_batch.max(1),
+            batch_invariant: false,
+            attention: "fake".into(),
+        };
+        let tokenizer_bytes = std::fs::read(tokenizer)
+            .map_err(|err| Error::InvalidTokenizer { path: tokenizer.to_path_buf(), reason: err.to_string() })?;
+        let kind: &[u8] = if model.is_batch_dependent() { b"fake, batch-dependent" } else { b"fake" };
+        let fingerprint = fingerprint(&[kind, &tokenizer_bytes], options.max_length);
+        Self::start(encoder, backends, info, fingerprint, options, clock)
+    }
+
+    /// Starts one inference thread per backend over a shared queue, then probes whether
+    /// scores depend on their batch.
+    fn start(
+        encoder: PairEncoder,
+        backends: Vec<Box<dyn Backend>>,
+        info: ModelInfo,
+        fingerprint: [u8; 32],
+        options: &RerankerOptions,
+        clock: Clock,
+    ) -> Result<Self> {
+        let scheduler = Arc::new(Scheduler::new(options, clock));
+        let mut threads = Vec::new();
+        for (index, backend) in backends.into_iter().enumerate() {
+            let worker = Worker { backend, scheduler: Arc::clone(&scheduler) };
             let thread = std::thread::Builder::new()
                 .name(format!("rerank-{index}"))
                 .spawn(move || worker.run())
                 .map_err(|err| Error::Inference(format!("cannot start an inference thread: {err}")))?;
             threads.push(thread);
         }
-        let name = std::fs::read_to_string(dir.join("manifest.json"))
-            .ok()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .and_then(|manifest| manifest.get("source_repo").and_then(|v| v.as_str()).map(str::to_owned))
-            .or(config.name_or_path.clone().filter(|name| !name.is_empty()))
-            .unwrap_or_else(|| {
-                dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
-            });
-        let info = ModelInfo {
-            name,
-            path: dir.to_path_buf(),
-            max_length: options.max_length,
-            max_position_embeddings: config.max_position_embeddings,
-            provider,
-            intra_threads,
-            ort_library: runtime.library.clone(),
-            batch_tokens: scheduler.planner.batch_tokens,
-            max_batch,
-            batch_invariant: false,
-        };
         let mut reranker = Self { encoder, info, fingerprint, scheduler, threads };
         reranker.info.batch_invariant = reranker.probe_batch_invariance()?;
         reranker.scheduler.counters.reset();
         let info = &reranker.info;
-        tracing::info!(model = %info.name, path = %dir.display(), max_length = info.max_length, threads = intra_threads, batch_tokens = info.batch_tokens, max_batch, batch_invariant = info.batch_invariant, "loaded reranker");
+        tracing::info!(model = %info.name, path = %info.path.display(), provider = info.provider.name(), attention = %info.attention, max_length = info.max_length, threads = info.intra_threads, batch_tokens = info.batch_tokens, max_batch = info.max_batch, batch_invariant = info.batch_invariant, "loaded reranker");
         Ok(reranker)
     }
 
@@ -300,7 +319,7 @@ impl Reranker {
     /// Queues encoded pairs, best-ranked first, to be scored by `deadline`: jobs are served
     /// earliest deadline first, and pairs that cannot be scored by it are not run.
     pub fn submit_by(&self, pairs: Vec<EncodedPair>, deadline: Option<Instant>) -> Result<JobHandle> {
-        let (shared, done) = JobShared::new(pairs.len());
+        let (shared, done) = JobShared::new(pairs.len(), &self.scheduler.clock);
         let handle = JobHandle { shared: Arc::clone(&shared), done };
         if pairs.is_empty() {
             shared.settle(&mut lock(&shared.state));
@@ -313,11 +332,7 @@ impl Reranker {
         if queue.jobs.len() >= self.scheduler.capacity {
             return Err(Error::Overloaded { capacity: self.scheduler.capacity });
         }
-        queue.seq += 1;
-        let pending = (0..pairs.len()).collect();
-        let job = Queued { shared, pairs: Arc::new(pairs), pending, deadline, seq: queue.seq };
-        let at = queue.jobs.partition_point(|other| other.key() <= job.key());
-        queue.jobs.insert(at, job);
+        queue.push(shared, pairs, deadline);
         drop(queue);
         self.scheduler.wakeup.notify_all();
         Ok(handle)
@@ -369,5 +384,176 @@ impl Drop for Reranker {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+    }
+}
+
+/// The scheduler on the fake model, in simulated time: every micro-batch takes 50 ms of a
+/// clock that only the fake moves, so deadlines and the learned speed are exact, nothing
+/// sleeps, and no ONNX Runtime is loaded.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::JobProgress;
+
+    fn tokenizer() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/albert-tiny/tokenizer.json")
+    }
+
+    fn simulated(model: &FakeModel, options: RerankerOptions) -> (Reranker, Clock) {
+        let clock = Clock::simulated();
+        let model = model.clone().with_latency(Duration::from_millis(50));
+        let options = RerankerOptions { max_wait: Duration::ZERO, ..options };
+        (Reranker::fake_on(&tokenizer(), &model, &options, clock.clone()).unwrap(), clock)
+    }
+
+    fn one_at_a_time() -> RerankerOptions {
+        RerankerOptions { max_batch: 1, ..RerankerOptions::default() }
+    }
+
+    /// `count` pairs `[CLS] tag [SEP] i [SEP]`, five tokens each: a job's pairs are told apart
+    /// by `tag` in the fake's log.
+    fn pairs(tag: i64, count: usize) -> Vec<EncodedPair> {
+        (0..count as i64)
+            .map(|i| EncodedPair { input_ids: vec![2, tag, 3, 100 + i, 3], token_type_ids: vec![0, 0, 0, 1, 1] })
+            .collect()
+    }
+
+    /// Positions in the fake's log of the batches holding pairs of `tag`.
+    fn ran(model: &FakeModel, tag: i64) -> Vec<usize> {
+        let batches = model.batches();
+        (0..batches.len()).filter(|&b| batches[b].pairs.iter().any(|pair| pair.input_ids[1] == tag)).collect()
+    }
+
+    fn scored(progress: &JobProgress) -> usize {
+        progress.scores.iter().filter(|s| s.is_some()).count()
+    }
+
+    #[test]
+    fn scores_are_the_models_in_submission_order() {
+        let model = FakeModel::new();
+        let (reranker, _) = simulated(&model, RerankerOptions { max_batch: 3, ..RerankerOptions::default() });
+        assert!(reranker.info().batch_invariant);
+        let mut job = pairs(7, 10);
+        job[4].input_ids.extend([11, 12, 3]);
+        job[4].token_type_ids.extend([1, 1, 1]);
+        let output = reranker.submit(job.clone()).unwrap().wait().unwrap();
+        let expected: Vec<[f32; 2]> = job.iter().map(FakeModel::logits).collect();
+        assert_eq!(output.scores.iter().map(|s| s.logits).collect::<Vec<_>>(), expected);
+        assert_eq!(ran(&model, 7).len(), 4, "ten pairs in batches of at most three");
+    }
+
+    #[test]
+    fn the_earliest_deadline_is_served_first() {
+        let model = FakeModel::new();
+        let (reranker, clock) = simulated(&model, one_at_a_time());
+        model.hold();
+        let mut background = reranker.submit(pairs(1, 40)).unwrap();
+        model.wait_until_waiting(1);
+        let urgent = reranker.submit_by(pairs(2, 3), Some(clock.now() + Duration::from_secs(60))).unwrap();
+        model.release_all();
+        assert_eq!(urgent.wait().unwrap().scores.len(), 3);
+        // 40 batches of 50 ms are 2 s of work, in rounds of at most 1 s: the job without a
+        // deadline came first, yet most of it waited behind the urgent one.
+        let (first, second) = (ran(&model, 1), ran(&model, 2));
+        assert!(second.iter().all(|&b| b < first[first.len() - 1]), "{first:?} {second:?}");
+        assert!(first.iter().filter(|&&b| b < second[0]).count() <= 21, "{first:?} {second:?}");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(runtime.block_on(background.output()).unwrap().scores.len(), 40);
+    }
+
+    #[test]
+    fn a_deadline_keeps_what_was_scored_and_skips_the_rest() {
+        let model = FakeModel::new();
+        let (reranker, clock) = simulated(&model, one_at_a_time());
+        let handle = reranker.submit_by(pairs(1, 100), Some(clock.now() + Duration::from_secs(1))).unwrap();
+        let progress = {
+            let shared = Arc::clone(&handle.shared);
+            let err = handle.wait().unwrap_err();
+            let progress = shared.progress();
+            let count = scored(&progress);
+            assert!(matches!(err, Error::Expired { scored, total: 100 } if scored == count), "{err}");
+            assert!(err.to_string().contains("deadline"), "{err}");
+            progress
+        };
+        // 50 ms a pair, 1 s: about 20 scored (the speed is learned as it goes, optimistically).
+        let count = scored(&progress);
+        assert!((15..=22).contains(&count), "{count}");
+        assert!(progress.scores[..count].iter().all(Option::is_some), "the best-ranked pairs first");
+        let stats = reranker.stats();
+        assert_eq!((stats.pairs as usize, stats.skipped_pairs as usize, stats.expired_jobs), (count, 100 - count, 1));
+    }
+
+    #[test]
+    fn a_job_that_cannot_make_its_deadline_is_not_run() {
+        let model = FakeModel::new();
+        let (reranker, clock) = simulated(&model, one_at_a_time());
+        // The load-time probe taught the speed: 50 ms a batch.
+        assert!(reranker.stats().seconds_per_cost_unit > 0.0);
+        let before = model.batches().len();
+        let deadline = clock.now() + Duration::from_millis(20);
+        let err = reranker.submit_by(pairs(1, 5), Some(deadline)).unwrap().wait().unwrap_err();
+        assert!(matches!(err, Error::Expired { scored: 0, total: 5 }), "{err}");
+        assert_eq!(model.batches().len(), before, "no inference for a job that could not use it");
+        assert_eq!(reranker.stats().expired_jobs, 1);
+    }
+
+    #[test]
+    fn a_cancelled_job_is_dropped() {
+        let model = FakeModel::new();
+        let (reranker, _) = simulated(&model, one_at_a_time());
+        model.hold();
+        let handle = reranker.submit(pairs(1, 200)).unwrap();
+        model.release(1);
+        model.wait_until_waiting(1);
+        drop(handle);
+        model.release_all();
+        // A later job is served only after the cancelled one left the queue.
+        reranker.submit(pairs(2, 1)).unwrap().wait().unwrap();
+        let stats = reranker.stats();
+        assert_eq!(stats.cancelled_jobs, 1);
+        assert!(ran(&model, 1).len() <= 2, "the first batch, and the one already at the gate");
+        assert!(stats.skipped_pairs >= 198, "{stats:?}");
+    }
+
+    #[test]
+    fn a_full_queue_is_overload_not_unbounded_memory() {
+        let model = FakeModel::new();
+        let (reranker, _) = simulated(&model, RerankerOptions { queue_capacity: 2, ..one_at_a_time() });
+        model.hold();
+        let mut handles = Vec::new();
+        let mut overloaded = 0;
+        for tag in 0..40 {
+            match reranker.submit(pairs(tag, 64)) {
+                Ok(handle) => handles.push(handle),
+                Err(Error::Overloaded { capacity: 2 }) => overloaded += 1,
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert!(overloaded >= 37, "40 big jobs into a queue of 2 while inference is held: {overloaded}");
+        model.release_all();
+        for handle in handles {
+            assert_eq!(handle.wait().unwrap().scores.len(), 64);
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_fails_its_jobs_only() {
+        let model = FakeModel::new();
+        let (reranker, _) = simulated(&model, RerankerOptions { max_batch: 2, ..RerankerOptions::default() });
+        model.fail_next(1);
+        let err = reranker.submit(pairs(1, 2)).unwrap().wait().unwrap_err();
+        assert!(matches!(&err, Error::Inference(message) if message.contains("told to fail")), "{err}");
+        assert_eq!(reranker.submit(pairs(2, 3)).unwrap().wait().unwrap().scores.len(), 3);
+    }
+
+    #[test]
+    fn the_probe_tells_a_batch_dependent_model() {
+        let (steady, _) = simulated(&FakeModel::new(), RerankerOptions::default());
+        let (moving, _) = simulated(&FakeModel::new().batch_dependent(), RerankerOptions::default());
+        assert!(steady.info().batch_invariant);
+        assert!(!moving.info().batch_invariant);
+        assert_ne!(steady.fingerprint(), moving.fingerprint());
+        let stats = steady.stats();
+        assert_eq!((stats.batches, stats.pairs), (0, 0), "the probe is not counted as service");
     }
 }

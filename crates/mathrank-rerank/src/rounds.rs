@@ -1,13 +1,25 @@
 //! Scheduling rounds: the deadline-ordered queue of jobs, and how each round takes the pairs
 //! that can still be scored in time and plans them into micro-batches.
+//!
+//! Each round takes, from the jobs in deadline order, the best-ranked pairs that can still be
+//! scored before the earliest deadline among them (estimated with the [`CostModel`] and a rate
+//! learned from the batches already run) and plans them into micro-batches by cost; the worker
+//! publishes every micro-batch's scores at once, so a caller whose deadline comes first still
+//! has the scores of the batches that finished. A job none of whose pairs can be finished in
+//! time is expired at once instead of taking inference from jobs that can be. Pairs of
+//! cancelled jobs and of jobs past their deadline are never run.
+//!
+//! [`CostModel`]: crate::CostModel
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::batch::Planner;
+use crate::clock::Clock;
 use crate::encode::EncodedPair;
 use crate::jobs::{JobShared, lock};
+use crate::reranker::RerankerOptions;
 use crate::stats::Counters;
 
 /// Pairs of a round before any batch has taught the speed.
@@ -34,6 +46,17 @@ pub(crate) struct Queue {
     pub(crate) jobs: Vec<Queued>,
     pub(crate) shutdown: bool,
     pub(crate) seq: u64,
+}
+
+impl Queue {
+    /// Queues a job at its place: earliest deadline first, then arrival.
+    pub(crate) fn push(&mut self, shared: Arc<JobShared>, pairs: Vec<EncodedPair>, deadline: Option<Instant>) {
+        self.seq += 1;
+        let pending = (0..pairs.len()).collect();
+        let job = Queued { shared, pairs: Arc::new(pairs), pending, deadline, seq: self.seq };
+        let at = self.jobs.partition_point(|other| other.key() <= job.key());
+        self.jobs.insert(at, job);
+    }
 }
 
 /// A pair in a round: (index into the round's jobs, pair index in that job).
@@ -65,9 +88,31 @@ pub(crate) struct Scheduler {
     /// Seconds per cost unit, learned from the batches run (an exponential moving average).
     pub(crate) rate: Mutex<Option<f64>>,
     pub(crate) counters: Counters,
+    pub(crate) clock: Clock,
 }
 
 impl Scheduler {
+    pub(crate) fn new(options: &RerankerOptions, clock: Clock) -> Self {
+        let max_batch = options.max_batch.max(1);
+        Self {
+            queue: Mutex::new(Queue::default()),
+            wakeup: Condvar::new(),
+            capacity: options.queue_capacity.max(1),
+            planner: Planner {
+                batch_tokens: options.batch_tokens.max(options.max_length),
+                max_batch,
+                cost: options.cost_model,
+                planning: options.planning,
+            },
+            round_pairs: if options.round_pairs == 0 { 4 * max_batch } else { options.round_pairs.max(max_batch) },
+            max_round: options.max_round,
+            max_wait: options.max_wait,
+            rate: Mutex::new(None),
+            counters: Counters::default(),
+            clock,
+        }
+    }
+
     pub(crate) fn rate(&self) -> Option<f64> {
         *lock(&self.rate)
     }
@@ -113,7 +158,7 @@ impl Scheduler {
     pub(crate) fn next_round(&self) -> Option<Round> {
         let mut queue = lock(&self.queue);
         loop {
-            let now = Instant::now();
+            let now = self.clock.now();
             self.prune(&mut queue, now);
             if queue.jobs.is_empty() {
                 if queue.shutdown {
@@ -123,7 +168,8 @@ impl Scheduler {
                 continue;
             }
             let waiting: usize = queue.jobs.iter().map(|job| job.pending.len()).sum();
-            if waiting < self.planner.max_batch && !queue.shutdown {
+            // Simulated time does not pass while waiting: tests run with no wait.
+            if waiting < self.planner.max_batch && !queue.shutdown && !self.clock.is_simulated() {
                 let oldest = queue.jobs.iter().map(|job| job.shared.enqueued).min().unwrap_or(now);
                 let until = oldest + self.max_wait;
                 if now < until {
@@ -264,5 +310,117 @@ impl Scheduler {
         }
         queue.jobs.retain(|job| !job.pending.is_empty());
         Some(round)
+    }
+}
+
+/// Rounds planned at a given instant with a given speed: no threads, no model, no clock.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::Ending;
+
+    /// 1 ms per cost unit; a pair of 20 tokens costs 20 units plus 10 per batch.
+    fn scheduler(max_batch: usize, round_pairs: usize) -> Scheduler {
+        let options = RerankerOptions { max_batch, round_pairs, ..RerankerOptions::default() };
+        let scheduler = Scheduler::new(&options, Clock::simulated());
+        *lock(&scheduler.rate) = Some(0.001);
+        scheduler
+    }
+
+    fn job(queue: &mut Queue, clock: &Clock, count: usize, deadline: Option<Instant>) -> Arc<JobShared> {
+        let pair = EncodedPair { input_ids: vec![5; 20], token_type_ids: vec![0; 20] };
+        let (shared, _) = JobShared::new(count, clock);
+        queue.push(Arc::clone(&shared), vec![pair; count], deadline);
+        shared
+    }
+
+    #[test]
+    fn a_round_serves_the_earliest_deadline_first_and_the_best_ranked_pairs() {
+        let s = scheduler(4, 8);
+        let now = s.clock.now();
+        let mut queue = Queue::default();
+        let relaxed = job(&mut queue, &s.clock, 6, None);
+        let urgent = job(&mut queue, &s.clock, 6, Some(now + Duration::from_secs(10)));
+        let round = s.take_round(&mut queue, now).unwrap();
+        assert!(Arc::ptr_eq(&round.jobs[0].shared, &urgent), "the job with a deadline first");
+        assert!(Arc::ptr_eq(&round.jobs[1].shared, &relaxed));
+        assert_eq!(round.members, vec![(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0), (1, 1)]);
+        assert_eq!(queue.jobs.len(), 1);
+        assert_eq!(queue.jobs[0].pending, vec![2, 3, 4, 5], "the rest waits, best-ranked first");
+    }
+
+    #[test]
+    fn a_job_that_cannot_make_its_deadline_is_expired_at_once() {
+        let s = scheduler(4, 16);
+        let now = s.clock.now();
+        let mut queue = Queue::default();
+        // Its best pair costs 30 ms; it has 20.
+        let late = job(&mut queue, &s.clock, 3, Some(now + Duration::from_millis(20)));
+        let fine = job(&mut queue, &s.clock, 2, None);
+        let round = s.take_round(&mut queue, now).unwrap();
+        assert!(matches!(lock(&late.state).ending, Some(Ending::Expired)));
+        assert_eq!(round.jobs.len(), 1);
+        assert!(Arc::ptr_eq(&round.jobs[0].shared, &fine));
+        assert_eq!(s.counters.expired_jobs.load(Ordering::Relaxed), 1);
+        assert_eq!(s.counters.skipped_pairs.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_round_takes_at_most_a_quarter_of_the_time_left() {
+        let s = scheduler(1, 100);
+        let now = s.clock.now();
+        let mut queue = Queue::default();
+        // 1 s left; a pair costs 20 ms (30 with its batch): about 250 ms of them, 8 pairs.
+        job(&mut queue, &s.clock, 50, Some(now + Duration::from_secs(1)));
+        let round = s.take_round(&mut queue, now).unwrap();
+        assert!((6..=9).contains(&round.members.len()), "{}", round.members.len());
+        assert_eq!(queue.jobs[0].pending.len(), 50 - round.members.len());
+    }
+
+    #[test]
+    fn batches_beyond_the_longest_round_go_back_to_their_job() {
+        let mut s = scheduler(1, 100);
+        s.max_round = Duration::from_millis(100);
+        let now = s.clock.now();
+        let mut queue = Queue::default();
+        job(&mut queue, &s.clock, 10, None);
+        let round = s.take_round(&mut queue, now).unwrap();
+        // Ten batches of 30 ms planned, three run: 90 ms fits 100 ms, 120 would not.
+        assert_eq!(round.batches.len(), 3);
+        assert_eq!(queue.jobs[0].pending, vec![3, 4, 5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn until_the_speed_is_known_a_round_holds_a_few_pairs() {
+        let s = scheduler(8, 64);
+        *lock(&s.rate) = None;
+        let now = s.clock.now();
+        let mut queue = Queue::default();
+        job(&mut queue, &s.clock, 30, Some(now + Duration::from_millis(1)));
+        let round = s.take_round(&mut queue, now).unwrap();
+        assert_eq!(round.members.len(), CALIBRATION_PAIRS);
+    }
+
+    #[test]
+    fn cancelled_and_late_jobs_leave_the_queue_without_running() {
+        let s = scheduler(4, 16);
+        let now = s.clock.now();
+        let mut queue = Queue::default();
+        let cancelled = job(&mut queue, &s.clock, 3, None);
+        cancelled.cancelled.store(true, Ordering::Relaxed);
+        let late = job(&mut queue, &s.clock, 2, Some(now));
+        s.prune(&mut queue, now);
+        assert!(queue.jobs.is_empty());
+        assert!(matches!(lock(&cancelled.state).ending, Some(Ending::Cancelled)));
+        assert!(matches!(lock(&late.state).ending, Some(Ending::Expired)));
+        let c = &s.counters;
+        assert_eq!(
+            (
+                c.cancelled_jobs.load(Ordering::Relaxed),
+                c.expired_jobs.load(Ordering::Relaxed),
+                c.skipped_pairs.load(Ordering::Relaxed)
+            ),
+            (1, 1, 5)
+        );
     }
 }

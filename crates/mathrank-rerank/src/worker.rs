@@ -4,20 +4,18 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::backend::Backend;
 use crate::encode::EncodedPair;
 use crate::jobs::{Ending, lock};
-use crate::model::OnnxModel;
 use crate::rounds::{Member, Round, RoundJob, Scheduler};
 use crate::stats::BATCH_BUCKETS;
 use crate::{Error, Score};
 
 pub(crate) struct Worker {
-    pub(crate) model: OnnxModel,
+    pub(crate) backend: Box<dyn Backend>,
     pub(crate) scheduler: Arc<Scheduler>,
-    pub(crate) pad_id: i64,
-    pub(crate) min_batch_time: Duration,
 }
 
 impl Worker {
@@ -30,7 +28,7 @@ impl Worker {
     fn serve(&mut self, round: Round) {
         let Round { jobs, members, batches } = round;
         for batch in batches {
-            let now = Instant::now();
+            let now = self.scheduler.clock.now();
             // Skip what no one waits for any more: cancelled, failed or past-deadline jobs.
             let (live, dropped): (Vec<Member>, Vec<Member>) = batch.iter().map(|&m| members[m]).partition(|&(j, _)| {
                 let job = &jobs[j];
@@ -46,13 +44,10 @@ impl Worker {
             let width = inputs.iter().map(|pair| pair.len()).max().unwrap_or(0);
             let real: u64 = inputs.iter().map(|pair| pair.len() as u64).sum();
             let padded = (inputs.len() * width) as u64;
-            let started = Instant::now();
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.model.run(&inputs, width, self.pad_id)))
-                .unwrap_or_else(|_| Err(Error::Inference("ONNX Runtime panicked on this batch".into())));
-            if let Some(rest) = self.min_batch_time.checked_sub(started.elapsed()) {
-                std::thread::sleep(rest);
-            }
-            let took = started.elapsed();
+            let started = self.scheduler.clock.now();
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.backend.predict(&inputs, width)))
+                .unwrap_or_else(|_| Err(Error::Inference("the model panicked on this batch".into())));
+            let took = self.scheduler.clock.now().saturating_duration_since(started);
             self.record(inputs.len(), real, padded, took);
             match outcome {
                 Ok(logits) => {
