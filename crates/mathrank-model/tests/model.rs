@@ -443,6 +443,73 @@ fn conformance_convert_albert_base_random() {
     assert_converted_parity("albert-base-random", "model.safetensors", 1e-4);
 }
 
+/// Op types of the graph ONNX Runtime runs for `model.onnx` (after its fusions, CPU provider),
+/// with how many nodes of each.
+fn optimized_ops(onnx: &Path) -> std::collections::BTreeMap<String, usize> {
+    let out = tempfile::tempdir().unwrap();
+    let optimized = out.path().join("optimized.onnx");
+    let options = mathrank_rerank::SessionOptions {
+        provider: mathrank_rerank::Provider::Cpu,
+        device_id: 0,
+        intra_threads: 1,
+        optimization_level: 3,
+        attention_kernels: mathrank_rerank::AttentionKernels::DEFAULT,
+        ort_library: Some(ort_library()),
+    };
+    mathrank_rerank::write_optimized_model(onnx, &optimized, &options).unwrap();
+    let bytes = std::fs::read(&optimized).unwrap();
+    let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
+    let mut ops = std::collections::BTreeMap::new();
+    for node in model.graph.unwrap().node {
+        *ops.entry(node.op_type.unwrap_or_default()).or_insert(0) += 1;
+    }
+    ops
+}
+
+/// In what ONNX Runtime runs: one attention node per layer, no Softmax left, and every
+/// residual Add but the first of each layer fused into SkipLayerNormalization.
+fn assert_fused(ops: &std::collections::BTreeMap<String, usize>, layers: usize, what: &str) {
+    let count = |op: &str| ops.get(op).copied().unwrap_or(0);
+    assert_eq!(count("Attention") + count("MultiHeadAttention"), layers, "{what}: {ops:?}");
+    assert_eq!(count("Softmax"), 0, "{what}: {ops:?}");
+    assert!(count("SkipLayerNormalization") >= 2 * layers - 1, "{what}: {ops:?}");
+}
+
+#[test]
+fn onnx_runtime_runs_one_attention_kernel_per_layer_and_fuses_the_layer_norms() {
+    use mathrank_model::{Attention, GraphOptions, Precision};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    convert::write_checkpoint(&checkpoint);
+    let mut graphs: Vec<GraphOptions> =
+        [Precision::F32, Precision::Int8, Precision::F16].into_iter().map(GraphOptions::new).collect();
+    graphs.push(GraphOptions { precision: Precision::F32, attention: Attention::MultiHead });
+    for graph in graphs {
+        let out = dir.path().join(format!("{:?}-{}", graph.precision, graph.attention));
+        mathrank_model::convert_to(&checkpoint, &out, None, &graph).unwrap();
+        assert_fused(&optimized_ops(&out.join("model.onnx")), 3, &format!("{graph:?}"));
+    }
+    // The unfused graph, kept to measure against, really is unfused.
+    let out = dir.path().join("unfused");
+    let unfused = GraphOptions { precision: Precision::F32, attention: Attention::Unfused };
+    mathrank_model::convert_to(&checkpoint, &out, None, &unfused).unwrap();
+    assert_eq!(optimized_ops(&out.join("model.onnx")).get("Softmax"), Some(&3));
+}
+
+#[test]
+#[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
+fn conformance_base_sized_graphs_run_12_attention_kernels_and_23_skip_layer_norms() {
+    let source = shared_dir().join("models/albert-base-random");
+    for precision in [mathrank_model::Precision::F32, mathrank_model::Precision::Int8, mathrank_model::Precision::F16] {
+        let out = tempfile::tempdir().unwrap();
+        mathrank_model::convert_as(&source, out.path(), Some("model.safetensors"), precision).unwrap();
+        let ops = optimized_ops(&out.path().join("model.onnx"));
+        println!("{precision:?}: {ops:?}");
+        assert_fused(&ops, 12, &format!("{precision:?}"));
+    }
+}
+
 /// Converts the test checkpoint to float32 and at `precision`, scores the same three answers
 /// with both, and returns the two reports, the manifest and the graph at `precision`.
 fn convert_beside_fp32(
