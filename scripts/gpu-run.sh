@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The GPU measurements of the README (issue 14), on a machine with an NVIDIA GPU and the CUDA 13
 # runtime libraries, repeatable by anyone:
-#   1. parity of the CUDA provider on albert-base-random's reference pairs, fp32 and fp16;
+#   1. parity of the CUDA provider on albert-base-random's reference pairs, fp32 and fp16 (the
+#      converter's default fused attention, and every form in EXTRA_ATTENTIONS), and the attention
+#      kernel ONNX Runtime ran for each graph (ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO=1);
 #   2. throughput at 128, 256 and 512 tokens, batches of 32 to 256, mathrank fp32 and fp16
 #      against transformers in float16 on the same GPU, same lengths, same batch (one process
-#      per side, so that start-up is paid once); fp16 also with ONNX Runtime's graph
+#      per side, so that start-up is paid once); fp16 also with every form of EXTRA_ATTENTIONS
+#      and every kernel choice of KERNELS (A/B in one run), and with ONNX Runtime's graph
 #      optimisation at level 1, which leaves out its transformer fusions, to see what they add;
 #   3. with INDEX and TOPICS set, Search over gRPC at rerank depth 100, concurrency 1, 16 and 64,
 #      with the mean micro-batch size from the server's metrics (are batches filled across calls).
@@ -22,6 +25,10 @@
 #   PROVIDER      [cuda]; `cpu` runs the same steps on the CPU, to try the script without a GPU
 #   TOKENS, BATCHES  the sweep [128,256,512 and 32,64,128,256]; PARTS  which parts to run [1 2 3];
 #   E2E_DTYPES  the models part 3 serves [fp16 fp32]
+#   EXTRA_ATTENTIONS  forms of attention converted beside the default `onnx` (`mathrank model
+#                 convert --attention`), measured in fp16 [unfused]; e.g. "mha unfused"
+#   KERNELS       space-separated --attention-kernels choices for the fp16 sweep
+#                 [flash,efficient,math]; e.g. "flash,efficient,math cudnn,math efficient,math"
 # Not run by CI: no GPU there. Prints JSON lines; also writes them to $OUT/results.jsonl.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -78,10 +85,18 @@ PY
   echo "{\"gpu\": \"$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -n1)\", \"ort\": \"$ort_lib\", \"cuda_libs\": \"$cuda_libs\"}"
 fi
 
+extra_attentions="${EXTRA_ATTENTIONS-unfused}"
+kernels="${KERNELS:-flash,efficient,math}"
 models="$out/models"
+graphs=()
 for dtype in fp32 fp16; do
-  [[ -f "$models/$dtype/model.onnx" ]] || "$mathrank" --log warn model convert --from "$base" --out "$models/$dtype" --dtype "$dtype" >&2 \
-    || { echo "converting to $dtype failed" >&2; exit 1; }
+  for attention in default $extra_attentions; do
+    graph="$dtype" && [[ $attention == default ]] || graph="$dtype-$attention"
+    flags=(--dtype "$dtype") && [[ $attention == default ]] || flags+=(--attention "$attention")
+    [[ -f "$models/$graph/model.onnx" ]] || "$mathrank" --log warn model convert --from "$base" --out "$models/$graph" "${flags[@]}" >&2 \
+      || { echo "converting to $graph failed" >&2; exit 1; }
+    graphs+=("$graph")
+  done
 done
 
 # 1. Parity on the reference pairs: fp32 within 1e-3 of transformers, fp16 within 1e-2.
@@ -92,12 +107,21 @@ with open('$out/pairs.jsonl', 'w') as f:
     for q, a in ref['pairs']:
         f.write(json.dumps({'query': q, 'answer': a}) + '\n')
 "
-for dtype in fp32 fp16; do
+for dtype in "${graphs[@]}"; do
   [[ $parts == *" 1 "* ]] || break
   if ! "$mathrank" --log warn score --provider "$provider" --model "$models/$dtype" --pairs "$out/pairs.jsonl" > "$out/scores-$dtype.jsonl"; then
     echo "{\"parity\": \"$dtype\", \"provider\": \"$provider\", \"error\": \"mathrank score failed, see above\"}"
     exit 3
   fi
+  # Which attention kernel ONNX Runtime ran per node (its debug print goes to the log file).
+  ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO=1 "$mathrank" --log info score --provider "$provider" --model "$models/$dtype" \
+    --pairs "$out/pairs.jsonl" > "$out/kernels-$dtype.log" 2>&1 || true
+  "$python" - "$out/kernels-$dtype.log" "$dtype" <<'PY'
+import json, re, sys
+lines = [l.strip() for l in open(sys.argv[1], errors="replace")
+         if re.search(r"Attention|attention=", l) and not l.startswith("{")]
+print(json.dumps({"kernels": sys.argv[2], "lines": sorted(set(lines))[:20]}))
+PY
   "$python" - "$base/reference.json" "$out/scores-$dtype.jsonl" "$dtype" "$provider" <<'PY'
 import json, math, sys
 ref = json.load(open(sys.argv[1]))
@@ -105,7 +129,7 @@ got = [json.loads(line) for line in open(sys.argv[2])]
 rel = lambda l: 1 / (1 + math.exp(l[0] - l[1]))
 logit = max(abs(g["logits"][c] - r[c]) for g, r in zip(got, ref["logits"]) for c in range(2))
 relevance = max(abs(g["relevance"] - rel(r)) for g, r in zip(got, ref["logits"]))
-bound = 1e-3 if sys.argv[3] == "fp32" else 1e-2
+bound = 1e-3 if sys.argv[3].startswith("fp32") else 1e-2
 print(json.dumps({"parity": sys.argv[3], "provider": sys.argv[4], "pairs": len(got), "largest_logit_change": logit,
                   "largest_relevance_change": relevance, "bound": bound, "ok": logit <= bound}))
 PY
@@ -119,7 +143,16 @@ for l in sys.stdin:
 if [[ $parts == *" 2 "* ]]; then
 for dtype in fp32 fp16; do
   "$mathrank" --log warn bench rerank --provider "$provider" --model "$models/$dtype" --tokens "$tokens" \
-    --max-batch "$batches" --batches 4 --repeats 3 | tag "dtype='$dtype'"
+    --max-batch "$batches" --batches 4 --repeats 3 | tag "dtype='$dtype', attention='onnx', kernels='flash,efficient,math'"
+done
+for attention in $extra_attentions; do
+  "$mathrank" --log warn bench rerank --provider "$provider" --model "$models/fp16-$attention" --tokens "$tokens" \
+    --max-batch "$batches" --batches 4 --repeats 3 | tag "dtype='fp16', attention='$attention', kernels='flash,efficient,math'"
+done
+for choice in $kernels; do
+  [[ $choice == flash,efficient,math ]] && continue
+  "$mathrank" --log warn bench rerank --provider "$provider" --model "$models/fp16" --tokens "$tokens" \
+    --max-batch "$batches" --batches 4 --repeats 3 --attention-kernels "$choice" | tag "dtype='fp16', attention='onnx', kernels='$choice'"
 done
 "$mathrank" --log warn bench rerank --provider "$provider" --model "$models/fp16" --tokens 256 --max-batch 64,256 \
   --batches 4 --repeats 3 --optimization-level 1 | tag "dtype='fp16', optimization_level=1"

@@ -100,6 +100,9 @@ pub struct RerankBenchArgs {
     /// The GPU, with --provider cuda.
     #[arg(long, default_value_t = 0)]
     pub device_id: i32,
+    /// With --provider cuda: the attention kernels ONNX Runtime may choose from (see `serve --help`).
+    #[arg(long, default_value = "flash,efficient,math")]
+    pub attention_kernels: mathrank_rerank::AttentionKernels,
     /// Timed runs (after one warm-up run).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -177,6 +180,7 @@ fn rerank_one(args: &RerankBenchArgs, tokens: usize, max_batch: usize) -> anyhow
         max_wait: Duration::ZERO,
         ort_library: args.ort_lib.clone(),
         device_id: args.device_id,
+        attention_kernels: args.attention_kernels,
         ..RerankerOptions::for_provider(args.provider)
     };
     let reranker = Reranker::load(&args.model, &options)?;
