@@ -263,7 +263,7 @@ fn with_cuda(
         format!(
             "the CUDA execution provider could not start on device {device_id} ({err}); it needs \
              libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so next to \
-             libonnxruntime.so, CUDA and cuDNN libraries on LD_LIBRARY_PATH, and a GPU; or use --provider cpu"
+             libonnxruntime.so, CUDA and cuDNN libraries on LD_LIBRARY_PATH, and a GPU; or use the cpu provider"
         )
     })
 }
@@ -274,7 +274,7 @@ fn with_cuda(
     _device_id: i32,
     _kernels: AttentionKernels,
 ) -> std::result::Result<SessionBuilder, String> {
-    Err("this mathrank was built without the `cuda` cargo feature; rebuild with `--features cuda` or use --provider cpu".into())
+    Err("this mathrank was built without the `cuda` cargo feature; rebuild with `--features cuda` or use the cpu provider".into())
 }
 
 #[cfg(test)]

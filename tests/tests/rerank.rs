@@ -7,32 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mathrank_rerank::{Error, Reranker, RerankerOptions};
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/albert-tiny")
-}
-
-/// The ONNX Runtime library: ORT_DYLIB_PATH, else the workspace's `.ort/` (setup-ort.sh).
-fn ort_library() -> PathBuf {
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-        return PathBuf::from(path);
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ort");
-    std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "ONNX Runtime not found: run scripts/setup-ort.sh (puts it in {}) or set ORT_DYLIB_PATH",
-                dir.display()
-            )
-        })
-}
+use mathrank_tests::{ort_library, tiny_model as fixture};
 
 fn options() -> RerankerOptions {
     RerankerOptions { ort_library: Some(ort_library()), intra_threads: 1, ..RerankerOptions::default() }
@@ -181,12 +156,7 @@ fn the_cpu_fallback_runs_only_when_asked_and_reports_the_cpu() {
 
 /// `../shared` (or MATHRANK_SHARED_DIR): conformance data that only the CI machine has.
 fn shared_models() -> PathBuf {
-    let dir = std::env::var_os("MATHRANK_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let models = dir.join("models");
-    assert!(models.is_dir(), "conformance data not found at {}; set MATHRANK_SHARED_DIR", models.display());
-    models
+    mathrank_tests::shared_dir().join("models")
 }
 
 #[test]
@@ -251,4 +221,11 @@ fn windows_cover_a_long_answer_and_start_with_the_truncated_pair() {
     assert!(joined.len() > alone_part.len(), "windows see beyond the truncated pair");
     assert_eq!(encoder.encode_windows(question, &answer, 3).unwrap().len(), 3, "the cap holds");
     assert_eq!(encoder.encode_windows(question, "A short answer.", 4).unwrap().len(), 1);
+}
+
+#[test]
+fn sha256_of_a_file_is_sha256_of_its_bytes() {
+    let path = fixture().join("tokenizer.json");
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(mathrank_rerank::sha256_file(&path).unwrap(), mathrank_rerank::sha256_hex(&bytes));
 }
