@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use mathrank_rerank::{CostModel, Provider, Reranker, RerankerOptions};
+use mathrank_rerank::{CostModel, Planning, Provider, Reranker, RerankerOptions};
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -31,14 +31,14 @@ pub struct ModelArgs {
     pub round_pairs: Option<usize>,
     /// The batch planner's cost model, `per_batch=N,attention=A`: a micro-batch of B pairs
     /// padded to W tokens costs per_batch + B*(W + attention*W^2). Fit one for your hardware
-    /// with `mathrank bench cost-model` [default: fitted per provider, see the README].
+    /// with `mathrank-bench cost-model` [default: fitted per provider, see the README].
     #[arg(long, env = "MATHRANK_COST_MODEL")]
     pub cost_model: Option<CostModel>,
     /// How pairs are grouped into micro-batches: `cost` (sorted by length, least estimated
     /// cost); `greedy` (sorted by length, cut at the token budget) and `input-order` (the usual
     /// Python loop) only to measure against.
-    #[arg(long, env = "MATHRANK_PLANNING", value_enum, default_value = "cost")]
-    pub planning: crate::bench_cmd::PlanningArg,
+    #[arg(long, env = "MATHRANK_PLANNING", default_value = "cost")]
+    pub planning: Planning,
     /// ONNX Runtime intra-op threads (0 = all cores).
     #[arg(long = "threads", env = "MATHRANK_INFER_THREADS", default_value_t = 0)]
     pub intra_threads: usize,
@@ -55,6 +55,12 @@ pub struct ModelArgs {
     /// The GPU to use with --provider cuda.
     #[arg(long, env = "MATHRANK_DEVICE_ID", default_value_t = 0)]
     pub device_id: i32,
+    /// With --provider cuda: the attention kernels ONNX Runtime may choose from, in its order
+    /// of preference: `flash`, `cudnn` (cuDNN's SDPA, cuDNN 9.3 or newer), `efficient`
+    /// (cutlass), and `math` (unfused) when none applies. The choice is logged at load;
+    /// ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO=1 prints the kernel of every attention node.
+    #[arg(long, env = "MATHRANK_ATTENTION_KERNELS", default_value = "flash,efficient,math")]
+    pub attention_kernels: mathrank_rerank::AttentionKernels,
     /// ONNX Runtime graph optimisation level: 0 (off) to 3 (all).
     #[arg(long, env = "MATHRANK_OPT_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub optimization_level: u8,
@@ -81,10 +87,11 @@ impl ModelArgs {
             queue_capacity: self.queue_capacity,
             max_wait: std::time::Duration::from_millis(self.max_wait_ms),
             device_id: self.device_id,
+            attention_kernels: self.attention_kernels,
             cpu_fallback: self.cpu_fallback,
             optimization_level: self.optimization_level,
             cost_model: self.cost_model.unwrap_or(defaults.cost_model),
-            planning: self.planning.into(),
+            planning: self.planning,
             ort_library: self.ort_lib.clone(),
             ..defaults
         }

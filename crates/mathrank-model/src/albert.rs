@@ -204,12 +204,15 @@ pub enum Attention {
     /// padding-free encoder, with attention computed by MultiHeadAttention on the rows
     /// scattered back to their padded places. Not for serving (it pays for the scatter).
     PackedCheck,
+    /// [`PackedCheck`](Self::PackedCheck) with the packing fed by the host, as
+    /// [`PackedHost`](Self::PackedHost) takes it: the CPU check of the runtime's packing.
+    PackedCheckHost,
 }
 
 impl Attention {
     /// Every form, for `--help` and errors.
-    pub const NAMES: [&'static str; 7] =
-        ["unfused", "mha", "mha-offsets", "onnx", "packed", "packed-host", "packed-check"];
+    pub const NAMES: [&'static str; 8] =
+        ["unfused", "mha", "mha-offsets", "onnx", "packed", "packed-host", "packed-check", "packed-check-host"];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -220,12 +223,18 @@ impl Attention {
             Attention::Packed => "packed",
             Attention::PackedHost => "packed-host",
             Attention::PackedCheck => "packed-check",
+            Attention::PackedCheckHost => "packed-check-host",
         }
     }
 
     /// Whether the encoder runs on the real tokens only.
     pub fn is_packed(self) -> bool {
-        matches!(self, Attention::Packed | Attention::PackedHost | Attention::PackedCheck)
+        matches!(self, Attention::Packed | Attention::PackedHost | Attention::PackedCheck | Attention::PackedCheckHost)
+    }
+
+    /// Whether the graph takes its packing as inputs ([`crate::packed::HOST_INPUTS`]).
+    pub fn packs_on_host(self) -> bool {
+        matches!(self, Attention::PackedHost | Attention::PackedCheckHost)
     }
 
     /// Whether the graph runs only on CUDA (its attention operator has no CPU kernel).
@@ -256,6 +265,9 @@ impl Attention {
             Attention::PackedCheck => {
                 "padding-free, MultiHeadAttention on re-padded rows (the packed graph's CPU check)"
             }
+            Attention::PackedCheckHost => {
+                "padding-free, MultiHeadAttention on re-padded rows, packing fed by the host (packed-host's CPU check)"
+            }
         }
     }
 }
@@ -278,6 +290,7 @@ impl std::str::FromStr for Attention {
             "packed" => Ok(Attention::Packed),
             "packed-host" => Ok(Attention::PackedHost),
             "packed-check" => Ok(Attention::PackedCheck),
+            "packed-check-host" => Ok(Attention::PackedCheckHost),
             other => Err(format!("unknown attention {other:?}; use one of {}", Attention::NAMES.join(", "))),
         }
     }
@@ -343,8 +356,9 @@ enum Mask {
 
 fn attention_mask(g: &mut Graph<'_>, attention: Attention) -> Mask {
     if attention.is_packed() {
-        let packing = packed::packing(g, attention == Attention::PackedHost);
-        return Mask::Packed { packing, check: attention == Attention::PackedCheck };
+        let packing = packed::packing(g, attention.packs_on_host());
+        let check = matches!(attention, Attention::PackedCheck | Attention::PackedCheckHost);
+        return Mask::Packed { packing, check };
     }
     if attention == Attention::Unfused {
         // (-10000 in float16, whose lowest value times 0 or plus a score would overflow).
@@ -580,7 +594,7 @@ fn model_of(g: Graph<'_>, options: &GraphOptions, labels: usize) -> ModelProto {
         opset_import.push(OperatorSetIdProto { domain: Some(MS_DOMAIN.into()), version: Some(1) });
     }
     let mut input = vec![int64_input("input_ids"), int64_input("attention_mask"), int64_input("token_type_ids")];
-    if options.attention == Attention::PackedHost {
+    if options.attention.packs_on_host() {
         input.extend(packed::host_inputs());
     }
     let graph = GraphProto {
@@ -607,8 +621,8 @@ fn model_of(g: Graph<'_>, options: &GraphOptions, labels: usize) -> ModelProto {
     }
 }
 
-/// The model metadata key that names the graph's form of attention ([`Attention::name`]).
-pub const ATTENTION_METADATA: &str = "mathrank.attention";
+/// The metadata key naming the graph's attention form (defined with the runtime that reads it).
+pub use mathrank_rerank::packing::ATTENTION_METADATA;
 
 #[cfg(test)]
 mod tests {

@@ -23,14 +23,14 @@ pub mod onnx {
 
 use std::path::{Path, PathBuf};
 
-use sha2::Digest;
-
 pub use albert::{
     ATTENTION_METADATA, AlbertConfig, Attention, GraphOptions, OPSET, Precision, build_graph, build_model,
     build_model_as, build_model_with, required_weights,
 };
 pub use checkpoint::{Tensor, Weights, read_pytorch_bin, read_safetensors};
 pub use fetch::{FetchOptions, FetchProgress, fetch};
+/// `manifest.json`: one type, shared with the reranker that checks it at load.
+pub use mathrank_rerank::{Manifest, SourceFile};
 
 /// The model mathrank is made for.
 pub const DEFAULT_REPO: &str = "AnReu/albert-for-math-ar-base-ft";
@@ -40,7 +40,7 @@ pub const DEFAULT_REPO: &str = "AnReu/albert-for-math-ar-base-ft";
 pub enum Error {
     #[error("{0}")]
     NotImplemented(String),
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: String,
@@ -62,7 +62,7 @@ pub enum Error {
     )]
     NoTokenizer { dir: String },
     #[error(
-        "refusing to replace {path}: it exists and is not a mathrank model directory (it holds {entry:?}); choose another --out"
+        "refusing to replace {path}: it exists and is not a mathrank model directory (it holds {entry:?}); choose another output directory"
     )]
     NotModelDir { path: String, entry: String },
     #[error("invalid {what} {value:?}: {reason}")]
@@ -157,39 +157,14 @@ pub fn find_cached_default() -> Option<PathBuf> {
     ["model.onnx", "tokenizer.json", "config.json"].iter().all(|f| dir.join(f).is_file()).then_some(dir)
 }
 
-/// What a conversion wrote, saved as `manifest.json` next to the model.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Manifest {
-    /// Hub repository, when known (`fetch`); else empty.
-    #[serde(default)]
-    pub source_repo: String,
-    /// Source files and their sha256.
-    pub sources: Vec<SourceFile>,
-    pub weights_file: String,
-    pub converter: String,
-    pub opset: i64,
-    pub dtype: String,
-    /// How the graph computes attention (empty in manifests written before it was recorded).
-    #[serde(default)]
-    pub attention: String,
-    pub onnx_sha256: String,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct SourceFile {
-    pub name: String,
-    pub sha256: String,
-    pub bytes: u64,
-}
-
 pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
     let path = path.display().to_string();
     move |source| Error::Io { action, path, source }
 }
 
 fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let bytes = std::fs::read(path).map_err(io("reading", path))?;
-    Ok((hex(&sha2::Sha256::digest(&bytes)), bytes.len() as u64))
+    let bytes = std::fs::metadata(path).map_err(io("reading", path))?.len();
+    Ok((mathrank_rerank::sha256_file(path).map_err(io("reading", path))?, bytes))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -279,7 +254,7 @@ pub fn convert_to(from: &Path, out: &Path, weights_file: Option<&str>, options: 
         opset: options.attention.opset(),
         dtype: options.precision.describe().into(),
         attention: options.attention.describe().into(),
-        onnx_sha256: hex(&sha2::Sha256::digest(&bytes)),
+        onnx_sha256: mathrank_rerank::sha256_hex(&bytes),
     };
     let manifest_path = out.join("manifest.json");
     let text = serde_json::to_string_pretty(&manifest)

@@ -22,11 +22,8 @@
 use crate::graph::{Dim, Graph, attr_int, attr_tensor, tensor_info};
 use crate::onnx::{ValueInfoProto, tensor_proto};
 
-/// The extra inputs of a graph packed on the host, in order: flat positions of the real tokens
-/// (int64 `[tokens]`), each row's first packed token (int64 `[batch]`), the operator's
-/// `token_offset` (int32 `[batch, sequence]`) and `cumulative_sequence_length` (int32
-/// `[batch + 1]`).
-pub const HOST_INPUTS: [&str; 4] = ["packed_index", "row_start", "token_offset", "cumulative_sequence_length"];
+/// The extra inputs of a graph packed on the host (defined with the runtime that feeds them).
+pub use mathrank_rerank::packing::HOST_INPUTS;
 
 /// Where the real tokens are, as the packed graph reads it.
 pub(crate) struct Packing {

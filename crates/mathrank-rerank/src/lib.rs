@@ -1,5 +1,8 @@
 //! ALBERT cross-encoder reranking on ONNX Runtime.
 //!
+//! The model runs behind a [`Backend`]: [`OrtBackend`] (ONNX Runtime's CPU or CUDA execution
+//! provider) in service, the deterministic [`FakeModel`] in tests.
+//!
 //! A model directory holds `model.onnx` (inputs `input_ids`, `attention_mask`,
 //! `token_type_ids`, int64 `[batch, sequence]`; output `logits` float32 `[batch, 2]`),
 //! `tokenizer.json` and `config.json`. Pairs are encoded exactly as the model was trained —
@@ -17,21 +20,29 @@
 //! # Ok::<(), mathrank_rerank::Error>(())
 //! ```
 
+mod backend;
 mod batch;
+mod clock;
 mod encode;
+mod jobs;
+mod manifest;
 mod model;
 pub mod packing;
 mod reranker;
+mod rounds;
 mod runtime;
+mod stats;
+mod worker;
 
+pub use backend::{AttentionKernels, Backend, FakeBatch, FakeModel, OrtBackend, SessionOptions, write_optimized_model};
 pub use batch::{CostModel, MicroBatch, Planner, Planning, plan_by_cost, plan_micro_batches};
 pub use encode::{EncodedPair, PairEncoder};
-pub use model::{ModelConfig, ModelInfo, OnnxModel};
-pub use model::{check_model_dir, verify_manifest};
-pub use reranker::{
-    BATCH_BUCKETS, JobHandle, JobOutput, JobProgress, Reranker, RerankerOptions, RerankerStats, ScoreReport, efficiency,
-};
+pub use jobs::{JobHandle, JobOutput, JobProgress};
+pub use manifest::{Manifest, SourceFile, sha256_file, sha256_hex};
+pub use model::{ModelConfig, ModelInfo, check_model_dir};
+pub use reranker::{Reranker, RerankerOptions, ScoreReport};
 pub use runtime::{Provider, RuntimeInfo, find_ort_library, init_runtime};
+pub use stats::{BATCH_BUCKETS, RerankerStats, efficiency};
 
 use std::path::PathBuf;
 
@@ -39,13 +50,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "ONNX Runtime library not found (looked in: {searched}); pass --ort-lib PATH or set ORT_DYLIB_PATH to libonnxruntime.so from ONNX Runtime >= 1.31 (e.g. `pip download --no-deps onnxruntime` and unzip onnxruntime/capi/libonnxruntime.so.*)"
+        "ONNX Runtime library not found (looked in: {searched}); point ORT_DYLIB_PATH (or the reranker's library path) at libonnxruntime.so from ONNX Runtime >= 1.31 (e.g. `pip download --no-deps onnxruntime` and unzip onnxruntime/capi/libonnxruntime.so.*)"
     )]
     LibraryNotFound { searched: String },
     #[error("cannot load ONNX Runtime from {path}: {reason}")]
     LibraryLoad { path: PathBuf, reason: String },
     #[error(
-        "model directory {path} is missing {file}; a model directory holds model.onnx, tokenizer.json and config.json (get one with `mathrank model fetch`)"
+        "model directory {path} is missing {file}; a model directory holds model.onnx, tokenizer.json and config.json"
     )]
     MissingFile { path: PathBuf, file: &'static str },
     #[error("invalid model {path}: {reason}")]
@@ -53,7 +64,7 @@ pub enum Error {
     #[error("invalid tokenizer {path}: {reason}")]
     InvalidTokenizer { path: PathBuf, reason: String },
     #[error(
-        "max_length {max_length} is longer than the model's max_position_embeddings ({limit}); use --max-length {limit} or less"
+        "max_length {max_length} is longer than the model's max_position_embeddings ({limit}); use a max_length of {limit} or less"
     )]
     TooLong { max_length: usize, limit: usize },
     #[error("tokenizing failed: {0}")]

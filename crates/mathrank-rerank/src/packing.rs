@@ -17,7 +17,24 @@
 //! assert_eq!(packing.cumulative_sequence_length, [0, 2, 5]);
 //! ```
 
-/// The four host inputs of a packed graph, in the order of `mathrank_model::packed::HOST_INPUTS`.
+/// The extra inputs of a graph packed on the host, in order: flat positions of the real tokens
+/// (int64 `[tokens]`), each row's first packed token (int64 `[batch]`), the operator's
+/// `token_offset` (int32 `[batch, sequence]`) and `cumulative_sequence_length` (int32
+/// `[batch + 1]`). The converter declares them; the ONNX Runtime backend feeds them.
+pub const HOST_INPUTS: [&str; 4] = ["packed_index", "row_start", "token_offset", "cumulative_sequence_length"];
+
+/// The key of the ONNX model's metadata under which the converter names the graph's attention
+/// form (`onnx`, `mha`, `unfused`, `packed`, `packed-host`, ...).
+pub const ATTENTION_METADATA: &str = "mathrank.attention";
+
+/// Whether an attention form (the value under [`ATTENTION_METADATA`]) is padding-free: the graph
+/// computes on the real tokens only (`packed`, `packed-host` and their CPU checks), so a batch
+/// costs its pairs' own lengths.
+pub fn is_padding_free(attention: &str) -> bool {
+    attention.starts_with("packed")
+}
+
+/// The four host inputs of a packed graph, in the order of [`HOST_INPUTS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPacking {
     /// int64 `[tokens]`: the flat positions (`row * width + t`) of the real tokens, in order.

@@ -1,28 +1,23 @@
-//! The shared inference queue: callers submit encoded pairs with a deadline; dedicated
-//! inference threads (each with its own ONNX Runtime session, since `Session::run` takes
-//! `&mut self`) serve them earliest deadline first.
-//!
-//! Each scheduling round takes, from the jobs in deadline order, the best-ranked pairs that
-//! can still be scored before the earliest deadline among them (estimated with the
-//! [`CostModel`] and a rate learned from the batches already run), plans them into micro-batches
-//! by cost, and publishes every micro-batch's scores at once, so a caller whose deadline comes
-//! first still has the scores of the batches that finished. A job none of whose pairs can be
-//! finished in time is expired at once instead of taking inference from jobs that can be.
-//! Pairs of cancelled jobs and of jobs past their deadline are never run.
+//! The loaded reranker: a tokenizer, a [`Backend`] per inference thread, and the shared queue
+//! they serve. Callers submit encoded pairs with a deadline; the inference threads serve them
+//! earliest deadline first (see `rounds`).
 
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ort::session::builder::GraphOptimizationLevel;
-
-use crate::batch::{CostModel, Planner, Planning};
+use crate::backend::{AttentionKernels, Backend, FakeModel, OrtBackend, SessionOptions};
+use crate::batch::{CostModel, Planning};
+use crate::clock::Clock;
 use crate::encode::{EncodedPair, PairEncoder};
-use crate::model::{ModelInfo, OnnxModel, check_model_dir};
+use crate::jobs::{JobHandle, JobShared, lock};
+use crate::model::{ModelDir, ModelInfo};
+use crate::rounds::Scheduler;
 use crate::runtime::{Provider, init_runtime};
+use crate::stats::{BATCH_BUCKETS, RerankerStats, efficiency};
+use crate::worker::Worker;
 use crate::{Error, Result, Score};
 
 /// How the reranker loads and batches.
@@ -55,15 +50,14 @@ pub struct RerankerOptions {
     pub cpu_fallback: bool,
     /// The GPU to run on, with [`Provider::Cuda`].
     pub device_id: i32,
+    /// The attention kernels the CUDA provider may choose from.
+    pub attention_kernels: AttentionKernels,
     /// ONNX Runtime graph optimisation level, 0 (off) to 3 (all).
     pub optimization_level: u8,
     /// How pairs are grouped into micro-batches (other than [`Planning::Cost`] only to measure).
     pub planning: Planning,
     /// The cost model of the planner and of the deadline estimates.
     pub cost_model: CostModel,
-    /// Every micro-batch takes at least this long: a slower model without a bigger one, for
-    /// tests and capacity drills. Zero in service.
-    pub min_batch_time: Duration,
     /// Path of libonnxruntime (else `ORT_DYLIB_PATH`, else next to the executable).
     pub ort_library: Option<PathBuf>,
 }
@@ -80,7 +74,7 @@ impl RerankerOptions {
     /// per-run overhead stops dominating, so its batches and rounds are larger.
     pub fn for_provider(provider: Provider) -> Self {
         let (batch_tokens, max_batch, cost_model) = match provider {
-            Provider::Cpu => (8192, 32, CostModel::CPU),
+            Provider::Cpu | Provider::Fake => (8192, 32, CostModel::CPU),
             Provider::Cuda => (65_536, 256, CostModel::GPU),
         };
         Self {
@@ -96,35 +90,24 @@ impl RerankerOptions {
             provider,
             cpu_fallback: false,
             device_id: 0,
+            attention_kernels: AttentionKernels::DEFAULT,
             optimization_level: 3,
             planning: Planning::Cost,
             cost_model,
-            min_batch_time: Duration::ZERO,
             ort_library: None,
         }
     }
-}
 
-/// Scores of a finished job, in the order its pairs were submitted, with where the time went.
-#[derive(Debug, Clone, Default)]
-pub struct JobOutput {
-    pub scores: Vec<Score>,
-    /// Time in the queue before an inference thread took the job's first pairs.
-    pub queued: Duration,
-    /// Inference time of the micro-batches that held this job's pairs.
-    pub infer: Duration,
-    pub real_tokens: u64,
-    pub padded_tokens: u64,
-}
-
-/// What a job has so far: a score for each pair already run.
-#[derive(Debug, Clone, Default)]
-pub struct JobProgress {
-    pub scores: Vec<Option<Score>>,
-    pub queued: Duration,
-    pub infer: Duration,
-    pub real_tokens: u64,
-    pub padded_tokens: u64,
+    fn session(&self, provider: Provider, intra_threads: usize) -> SessionOptions {
+        SessionOptions {
+            provider,
+            device_id: self.device_id,
+            intra_threads,
+            optimization_level: self.optimization_level,
+            attention_kernels: self.attention_kernels,
+            ort_library: self.ort_library.clone(),
+        }
+    }
 }
 
 /// Scores of a question against answers, with timings.
@@ -136,507 +119,6 @@ pub struct ScoreReport {
     pub infer: Duration,
     /// Real tokens / padded tokens over the micro-batches used.
     pub padding_efficiency: f64,
-}
-
-/// How a job ended.
-#[derive(Debug, Clone)]
-enum Ending {
-    Complete,
-    /// Some pairs were not run: their deadline came, or could not be met.
-    Expired,
-    Cancelled,
-    Failed(String),
-}
-
-#[derive(Debug)]
-struct JobState {
-    scores: Vec<Option<Score>>,
-    /// Pairs scored or given up.
-    resolved: usize,
-    skipped: usize,
-    queued: Option<Duration>,
-    infer: Duration,
-    real_tokens: u64,
-    padded_tokens: u64,
-    ending: Option<Ending>,
-    notify: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-#[derive(Debug)]
-struct JobShared {
-    state: Mutex<JobState>,
-    /// Signalled when the job ends, for blocking waiters (which may be on any thread, even one
-    /// that drives an async runtime, where tokio's blocking receive would panic).
-    ended: Condvar,
-    cancelled: AtomicBool,
-    enqueued: Instant,
-}
-
-/// A poisoned lock only means another thread panicked while holding it; the data it guards
-/// (scores, counters) stays valid, so it is used as is rather than spreading the panic.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl JobShared {
-    fn new(len: usize) -> (Arc<Self>, tokio::sync::oneshot::Receiver<()>) {
-        let (notify, receiver) = tokio::sync::oneshot::channel();
-        let state = JobState {
-            scores: vec![None; len],
-            resolved: 0,
-            skipped: 0,
-            queued: None,
-            infer: Duration::ZERO,
-            real_tokens: 0,
-            padded_tokens: 0,
-            ending: None,
-            notify: Some(notify),
-        };
-        let shared = Arc::new(Self {
-            state: Mutex::new(state),
-            ended: Condvar::new(),
-            cancelled: AtomicBool::new(false),
-            enqueued: Instant::now(),
-        });
-        (shared, receiver)
-    }
-
-    /// Ends the job (`state` is its locked state) and wakes its waiters, async and blocking.
-    fn end(&self, state: &mut JobState, ending: Ending) {
-        if state.ending.is_none() {
-            state.ending = Some(ending);
-            if let Some(notify) = state.notify.take() {
-                let _ = notify.send(());
-            }
-            self.ended.notify_all();
-        }
-    }
-
-    /// Ends the job once every pair is resolved.
-    fn settle(&self, state: &mut JobState) {
-        if state.resolved >= state.scores.len() {
-            let ending = if state.skipped == 0 { Ending::Complete } else { Ending::Expired };
-            self.end(state, ending);
-        }
-    }
-
-    fn started(&self, at: Instant) {
-        let mut state = lock(&self.state);
-        if state.queued.is_none() {
-            state.queued = Some(at.saturating_duration_since(self.enqueued));
-        }
-    }
-
-    fn skip(&self, count: usize) {
-        if count == 0 {
-            return;
-        }
-        let mut state = lock(&self.state);
-        state.resolved += count;
-        state.skipped += count;
-        self.settle(&mut state);
-    }
-
-    fn fail(&self, message: String) {
-        self.end(&mut lock(&self.state), Ending::Failed(message));
-    }
-
-    fn cancel_ended(&self) {
-        self.end(&mut lock(&self.state), Ending::Cancelled);
-    }
-
-    /// Blocks until the job has ended.
-    fn wait_ended(&self) {
-        let mut state = lock(&self.state);
-        while state.ending.is_none() {
-            state = self.ended.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-
-    fn progress(&self) -> JobProgress {
-        let state = lock(&self.state);
-        JobProgress {
-            scores: state.scores.clone(),
-            queued: state.queued.unwrap_or_else(|| self.enqueued.elapsed()),
-            infer: state.infer,
-            real_tokens: state.real_tokens,
-            padded_tokens: state.padded_tokens,
-        }
-    }
-
-    fn output(&self) -> Result<JobOutput> {
-        let state = lock(&self.state);
-        match &state.ending {
-            Some(Ending::Complete) => Ok(JobOutput {
-                scores: state.scores.iter().map(|s| s.unwrap_or(Score::from_logits([0.0, 0.0]))).collect(),
-                queued: state.queued.unwrap_or_default(),
-                infer: state.infer,
-                real_tokens: state.real_tokens,
-                padded_tokens: state.padded_tokens,
-            }),
-            Some(Ending::Expired) => {
-                Err(Error::Expired { scored: state.resolved - state.skipped, total: state.scores.len() })
-            }
-            Some(Ending::Cancelled) => Err(Error::Cancelled),
-            Some(Ending::Failed(message)) => Err(Error::Inference(message.clone())),
-            None => Err(Error::ShutDown),
-        }
-    }
-}
-
-/// A submitted job. Dropping it cancels the work that has not started yet.
-#[derive(Debug)]
-pub struct JobHandle {
-    shared: Arc<JobShared>,
-    done: tokio::sync::oneshot::Receiver<()>,
-}
-
-impl JobHandle {
-    /// Waits for the scores (blocking; do not call on an async worker). A job whose deadline
-    /// came first is [`Error::Expired`]; [`progress`](Self::progress) still has what was scored.
-    pub fn wait(self) -> Result<JobOutput> {
-        self.shared.wait_ended();
-        self.shared.output()
-    }
-
-    /// Waits for the scores (async); see [`wait`](Self::wait).
-    pub async fn output(&mut self) -> Result<JobOutput> {
-        (&mut self.done).await.map_err(|_| Error::ShutDown)?;
-        self.shared.output()
-    }
-
-    /// The scores so far (all of them once the job is complete).
-    pub fn progress(&self) -> JobProgress {
-        self.shared.progress()
-    }
-
-    /// Stops the job: its pairs that have not run are never run.
-    pub fn cancel(&self) {
-        self.shared.cancelled.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Drop for JobHandle {
-    fn drop(&mut self) {
-        self.cancel();
-    }
-}
-
-/// Counters for metrics.
-#[derive(Debug, Default)]
-struct Counters {
-    batches: AtomicU64,
-    pairs: AtomicU64,
-    real_tokens: AtomicU64,
-    padded_tokens: AtomicU64,
-    infer_nanos: AtomicU64,
-    cancelled_jobs: AtomicU64,
-    expired_jobs: AtomicU64,
-    skipped_pairs: AtomicU64,
-    batch_size_buckets: [AtomicU64; BATCH_BUCKETS.len()],
-}
-
-impl Counters {
-    /// Back to zero (after the load-time probe, which is not service).
-    fn reset(&self) {
-        for counter in [
-            &self.batches,
-            &self.pairs,
-            &self.real_tokens,
-            &self.padded_tokens,
-            &self.infer_nanos,
-            &self.cancelled_jobs,
-            &self.expired_jobs,
-            &self.skipped_pairs,
-        ]
-        .into_iter()
-        .chain(&self.batch_size_buckets)
-        {
-            counter.store(0, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Upper bounds of the batch-size histogram buckets (the last is +Inf).
-pub const BATCH_BUCKETS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, u64::MAX];
-
-/// A snapshot of the reranker's counters.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct RerankerStats {
-    /// Jobs waiting (wholly or partly) for an inference thread.
-    pub queue_depth: u64,
-    pub batches: u64,
-    pub pairs: u64,
-    pub real_tokens: u64,
-    pub padded_tokens: u64,
-    pub infer_seconds: f64,
-    /// Jobs dropped because their caller left.
-    pub cancelled_jobs: u64,
-    /// Jobs that ended with pairs unscored because their deadline came or could not be met.
-    pub expired_jobs: u64,
-    /// Pairs never run because their job was cancelled or expired.
-    pub skipped_pairs: u64,
-    /// The learned speed: seconds per unit of the cost model (0 until a batch has run).
-    pub seconds_per_cost_unit: f64,
-    /// Cumulative counts per bucket of [`BATCH_BUCKETS`] (Prometheus style).
-    pub batch_size_cumulative: Vec<u64>,
-}
-
-/// Pairs of a round before any batch has taught the speed.
-const CALIBRATION_PAIRS: usize = 4;
-
-/// A job in the queue, with the indices of its pairs not taken yet, best-ranked first.
-struct Queued {
-    shared: Arc<JobShared>,
-    pairs: Arc<Vec<EncodedPair>>,
-    pending: Vec<usize>,
-    deadline: Option<Instant>,
-    seq: u64,
-}
-
-impl Queued {
-    /// Queue order: earliest deadline first, jobs without one last, then arrival.
-    fn key(&self) -> (bool, Option<Instant>, u64) {
-        (self.deadline.is_none(), self.deadline, self.seq)
-    }
-}
-
-#[derive(Default)]
-struct Queue {
-    jobs: Vec<Queued>,
-    shutdown: bool,
-    seq: u64,
-}
-
-/// A pair in a round: (index into the round's jobs, pair index in that job).
-type Member = (usize, usize);
-
-/// What a worker runs in one round: the pairs taken, planned into micro-batches.
-struct Round {
-    jobs: Vec<RoundJob>,
-    members: Vec<Member>,
-    /// Micro-batches over `members`, in running order.
-    batches: Vec<Vec<usize>>,
-}
-
-struct RoundJob {
-    shared: Arc<JobShared>,
-    pairs: Arc<Vec<EncodedPair>>,
-    deadline: Option<Instant>,
-}
-
-/// Work of all inference threads: the queue, the planner and the learned speed.
-struct Scheduler {
-    queue: Mutex<Queue>,
-    wakeup: Condvar,
-    capacity: usize,
-    planner: Planner,
-    round_pairs: usize,
-    max_round: Duration,
-    max_wait: Duration,
-    /// Seconds per cost unit, learned from the batches run (an exponential moving average).
-    rate: Mutex<Option<f64>>,
-    counters: Counters,
-}
-
-impl Scheduler {
-    fn rate(&self) -> Option<f64> {
-        *lock(&self.rate)
-    }
-
-    fn learn(&self, seconds: f64, units: f64) {
-        if units <= 0.0 || seconds <= 0.0 {
-            return;
-        }
-        let sample = seconds / units;
-        let mut rate = lock(&self.rate);
-        *rate = Some(match *rate {
-            None => sample,
-            Some(old) => 0.8 * old + 0.2 * sample,
-        });
-    }
-
-    /// Drops cancelled jobs and jobs past their deadline from the queue.
-    fn prune(&self, queue: &mut Queue, now: Instant) {
-        queue.jobs.retain(|job| {
-            let cancelled = job.shared.cancelled.load(Ordering::Relaxed);
-            let late = job.deadline.is_some_and(|deadline| deadline <= now);
-            // A job that failed in an earlier batch has its answer already.
-            let ended = lock(&job.shared.state).ending.is_some();
-            if !(cancelled || late || ended) {
-                return true;
-            }
-            let untaken = job.pending.len();
-            self.counters.skipped_pairs.fetch_add(untaken as u64, Ordering::Relaxed);
-            if ended {
-                job.shared.skip(untaken);
-            } else if cancelled {
-                self.counters.cancelled_jobs.fetch_add(1, Ordering::Relaxed);
-                job.shared.cancel_ended();
-            } else {
-                self.counters.expired_jobs.fetch_add(1, Ordering::Relaxed);
-                job.shared.skip(untaken);
-            }
-            false
-        });
-    }
-
-    /// Waits for work and takes the next round; `None` once shut down and drained.
-    fn next_round(&self) -> Option<Round> {
-        let mut queue = lock(&self.queue);
-        loop {
-            let now = Instant::now();
-            self.prune(&mut queue, now);
-            if queue.jobs.is_empty() {
-                if queue.shutdown {
-                    return None;
-                }
-                queue = self.wakeup.wait(queue).unwrap_or_else(std::sync::PoisonError::into_inner);
-                continue;
-            }
-            let waiting: usize = queue.jobs.iter().map(|job| job.pending.len()).sum();
-            if waiting < self.planner.max_batch && !queue.shutdown {
-                let oldest = queue.jobs.iter().map(|job| job.shared.enqueued).min().unwrap_or(now);
-                let until = oldest + self.max_wait;
-                if now < until {
-                    queue = self
-                        .wakeup
-                        .wait_timeout(queue, until - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                    continue;
-                }
-            }
-            if let Some(round) = self.take_round(&mut queue, now) {
-                return Some(round);
-            }
-        }
-    }
-
-    /// Takes the best-ranked pairs of the jobs in deadline order, as many as fit the round and
-    /// can be scored before the earliest deadline among them, and plans them into micro-batches
-    /// by cost. It then keeps the batches that fit `max_round` (the most urgent and best-ranked
-    /// first) and hands the other pairs back to their jobs: planning over more pairs than one
-    /// round runs groups lengths better, and a short round lets an urgent call in soon. `None`
-    /// when every waiting job was expired instead.
-    fn take_round(&self, queue: &mut Queue, now: Instant) -> Option<Round> {
-        let cost = &self.planner.cost;
-        let rate = self.rate();
-        let max_batch = self.planner.max_batch.max(1);
-        let round_tokens = self.planner.batch_tokens.saturating_mul(self.round_pairs.div_ceil(max_batch));
-        let mut round = Round { jobs: Vec::new(), members: Vec::new(), batches: Vec::new() };
-        // For each job of the round, its index in the queue (valid until the queue is tidied).
-        let mut sources: Vec<usize> = Vec::new();
-        let mut lengths: Vec<usize> = Vec::new();
-        let (mut units, mut tokens) = (0.0f64, 0usize);
-        let mut earliest: Option<Instant> = None;
-        let mut index = 0;
-        'jobs: while index < queue.jobs.len() {
-            let job = &mut queue.jobs[index];
-            let limit = match (earliest, job.deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let mut taken = 0;
-            let mut stop = false;
-            while taken < job.pending.len() && round.members.len() < self.round_pairs && tokens < round_tokens {
-                let length = job.pairs[job.pending[taken]].len();
-                let added = units + cost.pair_cost(length);
-                match rate {
-                    // Until a batch has taught the speed, rounds are small, so that the
-                    // estimate exists before much is at stake.
-                    None if round.members.len() >= CALIBRATION_PAIRS.min(max_batch) => {
-                        stop = true;
-                        break;
-                    }
-                    None => {}
-                    Some(rate) => {
-                        // A lower bound on the pool's cost with 10% for padding: optimistic by
-                        // design, since a round that overruns only loses the late pairs' scores.
-                        let batches = (round.members.len() + 1).div_ceil(max_batch) as f64;
-                        let estimate = Duration::from_secs_f64(rate * 1.1 * (added + batches * cost.per_batch));
-                        if let Some(remaining) = limit.map(|limit| limit.saturating_duration_since(now)) {
-                            if estimate > remaining {
-                                if round.members.is_empty() && taken == 0 {
-                                    // Not even its best pair can be scored in time: give the
-                                    // job its answer now instead of inference it cannot use.
-                                    let expired = queue.jobs.remove(index);
-                                    let untaken = expired.pending.len();
-                                    self.counters.expired_jobs.fetch_add(1, Ordering::Relaxed);
-                                    self.counters.skipped_pairs.fetch_add(untaken as u64, Ordering::Relaxed);
-                                    expired.shared.skip(untaken);
-                                    continue 'jobs;
-                                }
-                                // More would delay the earliest job in the round past its deadline.
-                                stop = true;
-                                break;
-                            }
-                            // Pools of at most a quarter of the time left: a deadline then cuts
-                            // after the best-ranked pairs.
-                            if estimate > remaining / 4 && !round.members.is_empty() {
-                                stop = true;
-                                break;
-                            }
-                        }
-                    }
-                }
-                units = added;
-                tokens += length;
-                lengths.push(length);
-                round.members.push((round.jobs.len(), job.pending[taken]));
-                taken += 1;
-            }
-            if taken > 0 {
-                job.pending.drain(..taken);
-                job.shared.started(now);
-                earliest = limit;
-                sources.push(index);
-                round.jobs.push(RoundJob {
-                    shared: Arc::clone(&job.shared),
-                    pairs: Arc::clone(&job.pairs),
-                    deadline: job.deadline,
-                });
-            }
-            if stop || round.members.len() >= self.round_pairs || tokens >= round_tokens {
-                break;
-            }
-            index += 1;
-        }
-        if round.members.is_empty() {
-            queue.jobs.retain(|job| !job.pending.is_empty());
-            return None;
-        }
-        let plan = self.planner.plan(&lengths);
-        let mut batches: Vec<(Option<Instant>, usize, usize, Vec<usize>)> = plan
-            .into_iter()
-            .map(|batch| {
-                let due = batch.members.iter().filter_map(|&m| round.jobs[round.members[m].0].deadline).min();
-                let best = batch.members.iter().map(|&m| round.members[m].1).min().unwrap_or(usize::MAX);
-                (due, best, batch.width, batch.members)
-            })
-            .collect();
-        // The most urgent first; among equals, the batch holding the best-ranked pair.
-        batches.sort_by_key(|b| (b.0.is_none(), b.0, b.1));
-        let mut spent = Duration::ZERO;
-        for (_, _, _, members) in batches {
-            let units = cost.cost_of(members.iter().map(|&m| lengths[m]));
-            let estimate = rate.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(rate * units));
-            if round.batches.is_empty() || spent + estimate <= self.max_round {
-                spent += estimate;
-                round.batches.push(members);
-            } else {
-                // Not this round: back to the job, in rank order.
-                for m in members {
-                    let (j, pair) = round.members[m];
-                    let pending = &mut queue.jobs[sources[j]].pending;
-                    let at = pending.partition_point(|&p| p < pair);
-                    pending.insert(at, pair);
-                }
-            }
-        }
-        queue.jobs.retain(|job| !job.pending.is_empty());
-        Some(round)
-    }
 }
 
 /// The cross-encoder behind a shared, deadline-ordered queue.
@@ -654,81 +136,49 @@ impl std::fmt::Debug for Reranker {
     }
 }
 
-fn optimization(level: u8) -> GraphOptimizationLevel {
-    match level {
-        0 => GraphOptimizationLevel::Disable,
-        1 => GraphOptimizationLevel::Level1,
-        2 => GraphOptimizationLevel::Level2,
-        _ => GraphOptimizationLevel::All,
-    }
-}
-
 /// sha256 over what decides a pair's score: the graph, the tokenizer and the truncation length.
-fn model_fingerprint(dir: &Path, max_length: usize) -> Result<[u8; 32]> {
+fn fingerprint(parts: &[&[u8]], max_length: usize) -> [u8; 32] {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
-    for file in ["model.onnx", "tokenizer.json"] {
-        let path = dir.join(file);
-        let mut reader = std::fs::File::open(&path)
-            .map_err(|err| Error::InvalidModel { path: path.clone(), reason: format!("cannot read: {err}") })?;
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let read = std::io::Read::read(&mut reader, &mut buffer)
-                .map_err(|err| Error::InvalidModel { path: path.clone(), reason: format!("cannot read: {err}") })?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-        }
+    for part in parts {
+        hasher.update(part);
         hasher.update(b"\0");
     }
     hasher.update((max_length as u64).to_le_bytes());
-    Ok(hasher.finalize().into())
+    hasher.finalize().into()
+}
+
+/// The options, with the planner's cost model made packed when the graph is padding-free (the
+/// CUDA default becomes [`CostModel::GPU_PACKED`], one given explicitly keeps its numbers).
+fn with_padding_free_costs(options: &RerankerOptions, padding_free: bool) -> RerankerOptions {
+    let mut options = options.clone();
+    if padding_free && !options.cost_model.packed {
+        options.cost_model =
+            if options.cost_model == CostModel::GPU { CostModel::GPU_PACKED } else { options.cost_model.packed() };
+        tracing::info!(cost_model = ?options.cost_model, "padding-free graph: batches cost their real tokens");
+    }
+    options
 }
 
 impl Reranker {
-    /// Loads a model directory and starts the inference threads.
+    /// Loads a model directory on ONNX Runtime and starts the inference threads.
     pub fn load(dir: &Path, options: &RerankerOptions) -> Result<Self> {
-        let config = check_model_dir(dir, options.max_length)?;
+        let model = ModelDir::open(dir, options.max_length)?;
         let runtime = init_runtime(options.ort_library.as_deref())?;
-        let encoder = PairEncoder::from_file(&dir.join("tokenizer.json"), options.max_length, config.vocab_size)?;
-        let fingerprint = model_fingerprint(dir, options.max_length)?;
+        let encoder = PairEncoder::from_file(&dir.join("tokenizer.json"), options.max_length, model.config.vocab_size)?;
         let intra_threads = if options.intra_threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             options.intra_threads
         };
-        let max_batch = options.max_batch.max(1);
-        let scheduler = Arc::new(Scheduler {
-            queue: Mutex::new(Queue::default()),
-            wakeup: Condvar::new(),
-            capacity: options.queue_capacity.max(1),
-            planner: Planner {
-                batch_tokens: options.batch_tokens.max(options.max_length),
-                max_batch,
-                cost: options.cost_model,
-                planning: options.planning,
-            },
-            round_pairs: if options.round_pairs == 0 { 4 * max_batch } else { options.round_pairs.max(max_batch) },
-            max_round: options.max_round,
-            max_wait: options.max_wait,
-            rate: Mutex::new(None),
-            counters: Counters::default(),
-        });
-        let mut threads = Vec::new();
+        let onnx_path = dir.join("model.onnx");
         let mut provider = options.provider;
-        for index in 0..options.inference_threads.max(1) {
+        let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+        for _ in 0..options.inference_threads.max(1) {
             let load = |provider| {
-                OnnxModel::load(
-                    &dir.join("model.onnx"),
-                    provider,
-                    options.device_id,
-                    intra_threads,
-                    optimization(options.optimization_level),
-                    options.ort_library.as_deref(),
-                )
+                OrtBackend::new(&model.onnx, &onnx_path, &options.session(provider, intra_threads), encoder.pad_id())
             };
-            let model = match load(provider) {
+            let backend = match load(provider) {
                 Err(err) if options.cpu_fallback && provider != Provider::Cpu => {
                     tracing::warn!(error = %err, requested = provider.name(), "the execution provider did not start; running on the CPU as --cpu-fallback asks (batch sizes stay as configured)");
                     provider = Provider::Cpu;
@@ -736,43 +186,105 @@ impl Reranker {
                 }
                 other => other?,
             };
-            let worker = Worker {
-                model,
-                scheduler: Arc::clone(&scheduler),
-                pad_id: encoder.pad_id(),
-                min_batch_time: options.min_batch_time,
-            };
+            backends.push(Box::new(backend));
+        }
+        let manifest = model.manifest.as_ref();
+        let name = manifest
+            .map(|manifest| manifest.source_repo.clone())
+            .filter(|repo| !repo.is_empty())
+            .or(model.config.name_or_path.clone().filter(|name| !name.is_empty()))
+            .unwrap_or_else(|| {
+                dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+            });
+        let graph_attention = manifest
+            .map(|manifest| manifest.attention.as_str())
+            .filter(|attention| !attention.is_empty())
+            .unwrap_or("not recorded (no mathrank manifest)");
+        let kernels = match provider {
+            Provider::Cuda => {
+                format!("CUDA kernels {} (sdpa_kernel {})", options.attention_kernels, options.attention_kernels.bits())
+            }
+            Provider::Cpu | Provider::Fake => "the CPU provider's (MLAS)".to_owned(),
+        };
+        let info = ModelInfo {
+            name,
+            path: dir.to_path_buf(),
+            max_length: options.max_length,
+            max_position_embeddings: model.config.max_position_embeddings,
+            provider,
+            intra_threads,
+            ort_library: runtime.library.clone(),
+            batch_tokens: options.batch_tokens.max(options.max_length),
+            max_batch: options.max_batch.max(1),
+            batch_invariant: false,
+            attention: format!("{graph_attention}; {kernels}"),
+        };
+        let fingerprint =
+            fingerprint(&[model.onnx_sha256.as_bytes(), model.tokenizer_sha256.as_bytes()], options.max_length);
+        let options = with_padding_free_costs(options, backends.first().is_some_and(|backend| backend.padding_free()));
+        Self::start(encoder, backends, info, fingerprint, &options, Clock::default())
+    }
+
+    /// A reranker on the deterministic [`FakeModel`] (tests): the tokenizer of a model
+    /// directory (or any `tokenizer.json`), no ONNX Runtime.
+    pub fn fake(tokenizer: &Path, model: &FakeModel, options: &RerankerOptions) -> Result<Self> {
+        Self::fake_on(tokenizer, model, options, Clock::default())
+    }
+
+    pub(crate) fn fake_on(
+        tokenizer: &Path,
+        model: &FakeModel,
+        options: &RerankerOptions,
+        clock: Clock,
+    ) -> Result<Self> {
+        let encoder = PairEncoder::from_file(tokenizer, options.max_length, None)?;
+        let model = model.clone().on_clock(clock.clone());
+        let backends = (0..options.inference_threads.max(1)).map(|_| model.backend()).collect();
+        let info = ModelInfo {
+            name: "fake".into(),
+            path: tokenizer.to_path_buf(),
+            max_length: options.max_length,
+            max_position_embeddings: options.max_length,
+            provider: Provider::Fake,
+            intra_threads: 1,
+            ort_library: PathBuf::new(),
+            batch_tokens: options.batch_tokens.max(options.max_length),
+            max_batch: options.max_batch.max(1),
+            batch_invariant: false,
+            attention: "fake".into(),
+        };
+        let tokenizer_bytes = std::fs::read(tokenizer)
+            .map_err(|err| Error::InvalidTokenizer { path: tokenizer.to_path_buf(), reason: err.to_string() })?;
+        let kind: &[u8] = if model.is_batch_dependent() { b"fake, batch-dependent" } else { b"fake" };
+        let fingerprint = fingerprint(&[kind, &tokenizer_bytes], options.max_length);
+        Self::start(encoder, backends, info, fingerprint, options, clock)
+    }
+
+    /// Starts one inference thread per backend over a shared queue, then probes whether
+    /// scores depend on their batch.
+    fn start(
+        encoder: PairEncoder,
+        backends: Vec<Box<dyn Backend>>,
+        info: ModelInfo,
+        fingerprint: [u8; 32],
+        options: &RerankerOptions,
+        clock: Clock,
+    ) -> Result<Self> {
+        let scheduler = Arc::new(Scheduler::new(options, clock));
+        let mut threads = Vec::new();
+        for (index, backend) in backends.into_iter().enumerate() {
+            let worker = Worker { backend, scheduler: Arc::clone(&scheduler) };
             let thread = std::thread::Builder::new()
                 .name(format!("rerank-{index}"))
                 .spawn(move || worker.run())
                 .map_err(|err| Error::Inference(format!("cannot start an inference thread: {err}")))?;
             threads.push(thread);
         }
-        let name = std::fs::read_to_string(dir.join("manifest.json"))
-            .ok()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .and_then(|manifest| manifest.get("source_repo").and_then(|v| v.as_str()).map(str::to_owned))
-            .or(config.name_or_path.clone().filter(|name| !name.is_empty()))
-            .unwrap_or_else(|| {
-                dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
-            });
-        let info = ModelInfo {
-            name,
-            path: dir.to_path_buf(),
-            max_length: options.max_length,
-            max_position_embeddings: config.max_position_embeddings,
-            provider,
-            intra_threads,
-            ort_library: runtime.library.clone(),
-            batch_tokens: scheduler.planner.batch_tokens,
-            max_batch,
-            batch_invariant: false,
-        };
         let mut reranker = Self { encoder, info, fingerprint, scheduler, threads };
         reranker.info.batch_invariant = reranker.probe_batch_invariance()?;
         reranker.scheduler.counters.reset();
         let info = &reranker.info;
-        tracing::info!(model = %info.name, path = %dir.display(), max_length = info.max_length, threads = intra_threads, batch_tokens = info.batch_tokens, max_batch, batch_invariant = info.batch_invariant, "loaded reranker");
+        tracing::info!(model = %info.name, path = %info.path.display(), provider = info.provider.name(), attention = %info.attention, max_length = info.max_length, threads = info.intra_threads, batch_tokens = info.batch_tokens, max_batch = info.max_batch, batch_invariant = info.batch_invariant, "loaded reranker");
         Ok(reranker)
     }
 
@@ -820,7 +332,7 @@ impl Reranker {
     /// Queues encoded pairs, best-ranked first, to be scored by `deadline`: jobs are served
     /// earliest deadline first, and pairs that cannot be scored by it are not run.
     pub fn submit_by(&self, pairs: Vec<EncodedPair>, deadline: Option<Instant>) -> Result<JobHandle> {
-        let (shared, done) = JobShared::new(pairs.len());
+        let (shared, done) = JobShared::new(pairs.len(), &self.scheduler.clock);
         let handle = JobHandle { shared: Arc::clone(&shared), done };
         if pairs.is_empty() {
             shared.settle(&mut lock(&shared.state));
@@ -833,11 +345,7 @@ impl Reranker {
         if queue.jobs.len() >= self.scheduler.capacity {
             return Err(Error::Overloaded { capacity: self.scheduler.capacity });
         }
-        queue.seq += 1;
-        let pending = (0..pairs.len()).collect();
-        let job = Queued { shared, pairs: Arc::new(pairs), pending, deadline, seq: queue.seq };
-        let at = queue.jobs.partition_point(|other| other.key() <= job.key());
-        queue.jobs.insert(at, job);
+        queue.push(shared, pairs, deadline);
         drop(queue);
         self.scheduler.wakeup.notify_all();
         Ok(handle)
@@ -892,109 +400,186 @@ impl Drop for Reranker {
     }
 }
 
-/// Real tokens / padded tokens (1.0 when nothing ran).
-pub fn efficiency(real: u64, padded: u64) -> f64 {
-    if padded == 0 { 1.0 } else { real as f64 / padded as f64 }
-}
+/// The scheduler on the fake model, in simulated time: every micro-batch takes 50 ms of a
+/// clock that only the fake moves, so deadlines and the learned speed are exact, nothing
+/// sleeps, and no ONNX Runtime is loaded.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::JobProgress;
 
-struct Worker {
-    model: OnnxModel,
-    scheduler: Arc<Scheduler>,
-    pad_id: i64,
-    min_batch_time: Duration,
-}
+    #[test]
+    fn a_padding_free_graph_makes_the_costs_packed() {
+        let cuda = RerankerOptions::for_provider(Provider::Cuda);
+        assert_eq!(with_padding_free_costs(&cuda, true).cost_model, CostModel::GPU_PACKED);
+        assert_eq!(with_padding_free_costs(&cuda, false).cost_model, CostModel::GPU);
+        // A cost model given explicitly keeps its numbers.
+        let own = RerankerOptions { cost_model: CostModel { per_batch: 5.0, attention: 0.1, packed: false }, ..cuda };
+        assert_eq!(
+            with_padding_free_costs(&own, true).cost_model,
+            CostModel { per_batch: 5.0, attention: 0.1, packed: true }
+        );
+    }
 
-impl Worker {
-    fn run(mut self) {
-        while let Some(round) = self.scheduler.next_round() {
-            self.serve(round);
+    fn tokenizer() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/albert-tiny/tokenizer.json")
+    }
+
+    fn simulated(model: &FakeModel, options: RerankerOptions) -> (Reranker, Clock) {
+        let clock = Clock::simulated();
+        let model = model.clone().with_latency(Duration::from_millis(50));
+        let options = RerankerOptions { max_wait: Duration::ZERO, ..options };
+        (Reranker::fake_on(&tokenizer(), &model, &options, clock.clone()).unwrap(), clock)
+    }
+
+    fn one_at_a_time() -> RerankerOptions {
+        RerankerOptions { max_batch: 1, ..RerankerOptions::default() }
+    }
+
+    /// `count` pairs `[CLS] tag [SEP] i [SEP]`, five tokens each: a job's pairs are told apart
+    /// by `tag` in the fake's log.
+    fn pairs(tag: i64, count: usize) -> Vec<EncodedPair> {
+        (0..count as i64)
+            .map(|i| EncodedPair { input_ids: vec![2, tag, 3, 100 + i, 3], token_type_ids: vec![0, 0, 0, 1, 1] })
+            .collect()
+    }
+
+    /// Positions in the fake's log of the batches holding pairs of `tag`.
+    fn ran(model: &FakeModel, tag: i64) -> Vec<usize> {
+        let batches = model.batches();
+        (0..batches.len()).filter(|&b| batches[b].pairs.iter().any(|pair| pair.input_ids[1] == tag)).collect()
+    }
+
+    fn scored(progress: &JobProgress) -> usize {
+        progress.scores.iter().filter(|s| s.is_some()).count()
+    }
+
+    #[test]
+    fn scores_are_the_models_in_submission_order() {
+        let model = FakeModel::new();
+        let (reranker, _) = simulated(&model, RerankerOptions { max_batch: 3, ..RerankerOptions::default() });
+        assert!(reranker.info().batch_invariant);
+        let mut job = pairs(7, 10);
+        job[4].input_ids.extend([11, 12, 3]);
+        job[4].token_type_ids.extend([1, 1, 1]);
+        let output = reranker.submit(job.clone()).unwrap().wait().unwrap();
+        let expected: Vec<[f32; 2]> = job.iter().map(FakeModel::logits).collect();
+        assert_eq!(output.scores.iter().map(|s| s.logits).collect::<Vec<_>>(), expected);
+        assert_eq!(ran(&model, 7).len(), 4, "ten pairs in batches of at most three");
+    }
+
+    #[test]
+    fn the_earliest_deadline_is_served_first() {
+        let model = FakeModel::new();
+        let (reranker, clock) = simulated(&model, one_at_a_time());
+        model.hold();
+        let mut background = reranker.submit(pairs(1, 40)).unwrap();
+        model.wait_until_waiting(1);
+        let urgent = reranker.submit_by(pairs(2, 3), Some(clock.now() + Duration::from_secs(60))).unwrap();
+        model.release_all();
+        assert_eq!(urgent.wait().unwrap().scores.len(), 3);
+        // 40 batches of 50 ms are 2 s of work, in rounds of at most 1 s: the job without a
+        // deadline came first, yet most of it waited behind the urgent one.
+        let (first, second) = (ran(&model, 1), ran(&model, 2));
+        assert!(second.iter().all(|&b| b < first[first.len() - 1]), "{first:?} {second:?}");
+        assert!(first.iter().filter(|&&b| b < second[0]).count() <= 21, "{first:?} {second:?}");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(runtime.block_on(background.output()).unwrap().scores.len(), 40);
+    }
+
+    #[test]
+    fn a_deadline_keeps_what_was_scored_and_skips_the_rest() {
+        let model = FakeModel::new();
+        let (reranker, clock) = simulated(&model, one_at_a_time());
+        let handle = reranker.submit_by(pairs(1, 100), Some(clock.now() + Duration::from_secs(1))).unwrap();
+        let progress = {
+            let shared = Arc::clone(&handle.shared);
+            let err = handle.wait().unwrap_err();
+            let progress = shared.progress();
+            let count = scored(&progress);
+            assert!(matches!(err, Error::Expired { scored, total: 100 } if scored == count), "{err}");
+            assert!(err.to_string().contains("deadline"), "{err}");
+            progress
+        };
+        // 50 ms a pair, 1 s: about 20 scored (the speed is learned as it goes, optimistically).
+        let count = scored(&progress);
+        assert!((15..=22).contains(&count), "{count}");
+        assert!(progress.scores[..count].iter().all(Option::is_some), "the best-ranked pairs first");
+        let stats = reranker.stats();
+        assert_eq!((stats.pairs as usize, stats.skipped_pairs as usize, stats.expired_jobs), (count, 100 - count, 1));
+    }
+
+    #[test]
+    fn a_job_that_cannot_make_its_deadline_is_not_run() {
+        let model = FakeModel::new();
+        let (reranker, clock) = simulated(&model, one_at_a_time());
+        // The load-time probe taught the speed: 50 ms a batch.
+        assert!(reranker.stats().seconds_per_cost_unit > 0.0);
+        let before = model.batches().len();
+        let deadline = clock.now() + Duration::from_millis(20);
+        let err = reranker.submit_by(pairs(1, 5), Some(deadline)).unwrap().wait().unwrap_err();
+        assert!(matches!(err, Error::Expired { scored: 0, total: 5 }), "{err}");
+        assert_eq!(model.batches().len(), before, "no inference for a job that could not use it");
+        assert_eq!(reranker.stats().expired_jobs, 1);
+    }
+
+    #[test]
+    fn a_cancelled_job_is_dropped() {
+        let model = FakeModel::new();
+        let (reranker, _) = simulated(&model, one_at_a_time());
+        model.hold();
+        let handle = reranker.submit(pairs(1, 200)).unwrap();
+        model.release(1);
+        model.wait_until_waiting(1);
+        drop(handle);
+        model.release_all();
+        // A later job is served only after the cancelled one left the queue.
+        reranker.submit(pairs(2, 1)).unwrap().wait().unwrap();
+        let stats = reranker.stats();
+        assert_eq!(stats.cancelled_jobs, 1);
+        assert!(ran(&model, 1).len() <= 2, "the first batch, and the one already at the gate");
+        assert!(stats.skipped_pairs >= 198, "{stats:?}");
+    }
+
+    #[test]
+    fn a_full_queue_is_overload_not_unbounded_memory() {
+        let model = FakeModel::new();
+        let (reranker, _) = simulated(&model, RerankerOptions { queue_capacity: 2, ..one_at_a_time() });
+        model.hold();
+        let mut handles = Vec::new();
+        let mut overloaded = 0;
+        for tag in 0..40 {
+            match reranker.submit(pairs(tag, 64)) {
+                Ok(handle) => handles.push(handle),
+                Err(Error::Overloaded { capacity: 2 }) => overloaded += 1,
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert!(overloaded >= 37, "40 big jobs into a queue of 2 while inference is held: {overloaded}");
+        model.release_all();
+        for handle in handles {
+            assert_eq!(handle.wait().unwrap().scores.len(), 64);
         }
     }
 
-    fn serve(&mut self, round: Round) {
-        let Round { jobs, members, batches } = round;
-        for batch in batches {
-            let now = Instant::now();
-            // Skip what no one waits for any more: cancelled, failed or past-deadline jobs.
-            let (live, dropped): (Vec<Member>, Vec<Member>) = batch.iter().map(|&m| members[m]).partition(|&(j, _)| {
-                let job = &jobs[j];
-                !job.shared.cancelled.load(Ordering::Relaxed)
-                    && job.deadline.is_none_or(|deadline| deadline > now)
-                    && !matches!(lock(&job.shared.state).ending, Some(Ending::Failed(_)))
-            });
-            self.skip(&jobs, &dropped);
-            if live.is_empty() {
-                continue;
-            }
-            let inputs: Vec<&EncodedPair> = live.iter().map(|&(j, p)| &jobs[j].pairs[p]).collect();
-            let width = inputs.iter().map(|pair| pair.len()).max().unwrap_or(0);
-            let real: u64 = inputs.iter().map(|pair| pair.len() as u64).sum();
-            let padded = (inputs.len() * width) as u64;
-            let started = Instant::now();
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.model.run(&inputs, width, self.pad_id)))
-                .unwrap_or_else(|_| Err(Error::Inference("ONNX Runtime panicked on this batch".into())));
-            if let Some(rest) = self.min_batch_time.checked_sub(started.elapsed()) {
-                std::thread::sleep(rest);
-            }
-            let took = started.elapsed();
-            self.record(inputs.len(), real, padded, took);
-            match outcome {
-                Ok(logits) => {
-                    let units = self.scheduler.planner.cost.cost_of(inputs.iter().map(|pair| pair.len()));
-                    self.scheduler.learn(took.as_secs_f64(), units);
-                    self.publish(&jobs, &live, &logits, width, took);
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, batch = inputs.len(), width, "inference failed");
-                    let mut failed: Vec<usize> = live.iter().map(|&(j, _)| j).collect();
-                    failed.dedup();
-                    for j in failed {
-                        jobs[j].shared.fail(err.to_string());
-                    }
-                }
-            }
-        }
+    #[test]
+    fn a_failed_batch_fails_its_jobs_only() {
+        let model = FakeModel::new();
+        let (reranker, _) = simulated(&model, RerankerOptions { max_batch: 2, ..RerankerOptions::default() });
+        model.fail_next(1);
+        let err = reranker.submit(pairs(1, 2)).unwrap().wait().unwrap_err();
+        assert!(matches!(&err, Error::Inference(message) if message.contains("told to fail")), "{err}");
+        assert_eq!(reranker.submit(pairs(2, 3)).unwrap().wait().unwrap().scores.len(), 3);
     }
 
-    fn skip(&self, jobs: &[RoundJob], dropped: &[Member]) {
-        if dropped.is_empty() {
-            return;
-        }
-        self.scheduler.counters.skipped_pairs.fetch_add(dropped.len() as u64, Ordering::Relaxed);
-        for (j, job) in jobs.iter().enumerate() {
-            job.shared.skip(dropped.iter().filter(|&&(k, _)| k == j).count());
-        }
-    }
-
-    /// Hands each job its scores from this batch at once, so a caller cut off by its deadline
-    /// keeps them.
-    fn publish(&self, jobs: &[RoundJob], live: &[Member], logits: &[[f32; 2]], width: usize, took: Duration) {
-        for (j, job) in jobs.iter().enumerate() {
-            let mine: Vec<(usize, [f32; 2])> =
-                live.iter().zip(logits).filter(|((k, _), _)| *k == j).map(|(&(_, p), &l)| (p, l)).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let mut state = lock(&job.shared.state);
-            for &(p, logits) in &mine {
-                state.scores[p] = Some(Score::from_logits(logits));
-                state.real_tokens += job.pairs[p].len() as u64;
-                state.padded_tokens += width as u64;
-            }
-            state.resolved += mine.len();
-            state.infer += took;
-            job.shared.settle(&mut state);
-        }
-    }
-
-    fn record(&self, size: usize, real: u64, padded: u64, took: Duration) {
-        let c = &self.scheduler.counters;
-        c.batches.fetch_add(1, Ordering::Relaxed);
-        c.pairs.fetch_add(size as u64, Ordering::Relaxed);
-        c.real_tokens.fetch_add(real, Ordering::Relaxed);
-        c.padded_tokens.fetch_add(padded, Ordering::Relaxed);
-        c.infer_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-        let bucket = BATCH_BUCKETS.iter().position(|&bound| size as u64 <= bound).unwrap_or(BATCH_BUCKETS.len() - 1);
-        c.batch_size_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    #[test]
+    fn the_probe_tells_a_batch_dependent_model() {
+        let (steady, _) = simulated(&FakeModel::new(), RerankerOptions::default());
+        let (moving, _) = simulated(&FakeModel::new().batch_dependent(), RerankerOptions::default());
+        assert!(steady.info().batch_invariant);
+        assert!(!moving.info().batch_invariant);
+        assert_ne!(steady.fingerprint(), moving.fingerprint());
+        let stats = steady.stats();
+        assert_eq!((stats.batches, stats.pairs), (0, 0), "the probe is not counted as service");
     }
 }

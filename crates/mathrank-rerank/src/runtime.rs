@@ -12,6 +12,9 @@ pub enum Provider {
     Cpu,
     /// NVIDIA CUDA; needs the `cuda` cargo feature and a CUDA build of ONNX Runtime.
     Cuda,
+    /// The deterministic test model ([`crate::FakeModel`]), no ONNX Runtime; never parsed from
+    /// a flag.
+    Fake,
 }
 
 impl Provider {
@@ -19,6 +22,7 @@ impl Provider {
         match self {
             Provider::Cpu => "cpu",
             Provider::Cuda => "cuda",
+            Provider::Fake => "fake",
         }
     }
 }
@@ -55,7 +59,7 @@ pub fn find_ort_library(explicit: Option<&Path>) -> Result<PathBuf> {
         if path.is_file() {
             return Ok(path.to_path_buf());
         }
-        searched.push(format!("--ort-lib {}", path.display()));
+        searched.push(format!("the configured path {}", path.display()));
     }
     if let Some(env_path) = std::env::var_os("ORT_DYLIB_PATH") {
         let path = PathBuf::from(env_path);

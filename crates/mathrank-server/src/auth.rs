@@ -2,7 +2,7 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::ServeError;
+use crate::error::ServeError;
 
 /// A non-empty shared secret that callers send as `authorization: Bearer <token>`.
 #[derive(Clone)]

@@ -3,43 +3,13 @@
 //! pass written here too; int8; parity on the `../shared` models (conformance); and fetch
 //! against a local server with the hub's URL layout and headers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mathrank_rerank::{RerankerOptions, ScoreReport};
+use mathrank_tests::{ort_library, shared_dir, tiny_model};
 
 const QUESTION: &str =
     "Remainder of a power modulo a prime: how do I compute $3^{100} \\bmod 7$ with Fermat's little theorem?";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The project's tiny random-weight ALBERT (see crates/mathrank-rerank/tests/fixtures).
-fn tiny_model() -> PathBuf {
-    workspace().join("crates/mathrank-rerank/tests/fixtures/albert-tiny")
-}
-
-/// ONNX Runtime: ORT_DYLIB_PATH, else what `scripts/setup-ort.sh` put in `.ort/`.
-fn ort_library() -> PathBuf {
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-        return PathBuf::from(path);
-    }
-    let dir = workspace().join(".ort");
-    std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|entries| {
-            entries.flatten().map(|e| e.path()).find(|p| p.to_string_lossy().contains("libonnxruntime.so"))
-        })
-        .unwrap_or_else(|| panic!("ONNX Runtime not found in {}: run scripts/setup-ort.sh", dir.display()))
-}
-
-/// `../shared` (or MATHRANK_SHARED_DIR): conformance data that only CI and developers have.
-fn shared_dir() -> PathBuf {
-    let dir =
-        std::env::var_os("MATHRANK_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared"));
-    assert!(dir.join("models").is_dir(), "conformance data not found at {}; set MATHRANK_SHARED_DIR", dir.display());
-    dir
-}
 
 // ---- Model conversion: a random tiny checkpoint written here, converted, run, and checked
 // ---- against an independent forward pass written here too.
@@ -49,7 +19,7 @@ mod convert {
     use std::io::Write;
     use std::path::Path;
 
-    use mathrank_dump::synth::SplitMix64;
+    use mathrank_bench::synth::SplitMix64;
     use mathrank_rerank::{EncodedPair, Reranker, RerankerOptions};
 
     const V: usize = 30_000; // the fixture tokenizer's vocabulary
@@ -447,6 +417,73 @@ fn conformance_convert_albert_base_random() {
     assert_converted_parity("albert-base-random", "model.safetensors", 1e-4);
 }
 
+/// Op types of the graph ONNX Runtime runs for `model.onnx` (after its fusions, CPU provider),
+/// with how many nodes of each.
+fn optimized_ops(onnx: &Path) -> std::collections::BTreeMap<String, usize> {
+    let out = tempfile::tempdir().unwrap();
+    let optimized = out.path().join("optimized.onnx");
+    let options = mathrank_rerank::SessionOptions {
+        provider: mathrank_rerank::Provider::Cpu,
+        device_id: 0,
+        intra_threads: 1,
+        optimization_level: 3,
+        attention_kernels: mathrank_rerank::AttentionKernels::DEFAULT,
+        ort_library: Some(ort_library()),
+    };
+    mathrank_rerank::write_optimized_model(onnx, &optimized, &options).unwrap();
+    let bytes = std::fs::read(&optimized).unwrap();
+    let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
+    let mut ops = std::collections::BTreeMap::new();
+    for node in model.graph.unwrap().node {
+        *ops.entry(node.op_type.unwrap_or_default()).or_insert(0) += 1;
+    }
+    ops
+}
+
+/// In what ONNX Runtime runs: one attention node per layer, no Softmax left, and every
+/// residual Add but the first of each layer fused into SkipLayerNormalization.
+fn assert_fused(ops: &std::collections::BTreeMap<String, usize>, layers: usize, what: &str) {
+    let count = |op: &str| ops.get(op).copied().unwrap_or(0);
+    assert_eq!(count("Attention") + count("MultiHeadAttention"), layers, "{what}: {ops:?}");
+    assert_eq!(count("Softmax"), 0, "{what}: {ops:?}");
+    assert!(count("SkipLayerNormalization") >= 2 * layers - 1, "{what}: {ops:?}");
+}
+
+#[test]
+fn onnx_runtime_runs_one_attention_kernel_per_layer_and_fuses_the_layer_norms() {
+    use mathrank_model::{Attention, GraphOptions, Precision};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    convert::write_checkpoint(&checkpoint);
+    let mut graphs: Vec<GraphOptions> =
+        [Precision::F32, Precision::Int8, Precision::F16].into_iter().map(GraphOptions::new).collect();
+    graphs.push(GraphOptions { precision: Precision::F32, attention: Attention::MultiHead });
+    for graph in graphs {
+        let out = dir.path().join(format!("{:?}-{}", graph.precision, graph.attention));
+        mathrank_model::convert_to(&checkpoint, &out, None, &graph).unwrap();
+        assert_fused(&optimized_ops(&out.join("model.onnx")), 3, &format!("{graph:?}"));
+    }
+    // The unfused graph, kept to measure against, really is unfused.
+    let out = dir.path().join("unfused");
+    let unfused = GraphOptions { precision: Precision::F32, attention: Attention::Unfused };
+    mathrank_model::convert_to(&checkpoint, &out, None, &unfused).unwrap();
+    assert_eq!(optimized_ops(&out.join("model.onnx")).get("Softmax"), Some(&3));
+}
+
+#[test]
+#[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
+fn conformance_base_sized_graphs_run_12_attention_kernels_and_23_skip_layer_norms() {
+    let source = shared_dir().join("models/albert-base-random");
+    for precision in [mathrank_model::Precision::F32, mathrank_model::Precision::Int8, mathrank_model::Precision::F16] {
+        let out = tempfile::tempdir().unwrap();
+        mathrank_model::convert_as(&source, out.path(), Some("model.safetensors"), precision).unwrap();
+        let ops = optimized_ops(&out.path().join("model.onnx"));
+        println!("{precision:?}: {ops:?}");
+        assert_fused(&ops, 12, &format!("{precision:?}"));
+    }
+}
+
 /// Converts the test checkpoint to float32 and at `precision`, scores the same three answers
 /// with both, and returns the two reports, the manifest and the graph at `precision`.
 fn convert_beside_fp32(
@@ -737,11 +774,11 @@ mod fetch {
         let hub = start(HashMap::new(), false, false);
         let cache = tempfile::tempdir().unwrap();
         let err = mathrank_model::fetch(&options(&hub, cache.path()), &mut |_| {}).unwrap_err().to_string();
-        assert!(err.contains("no config.json") && err.contains("model convert --from"), "{err}");
+        assert!(err.contains("no config.json") && err.contains("convert the model from there"), "{err}");
         let mut offline = options(&hub, cache.path());
         offline.endpoint = "http://127.0.0.1:9".into();
         let err = mathrank_model::fetch(&offline, &mut |_| {}).unwrap_err().to_string();
-        assert!(err.contains("cannot reach") && err.contains("model convert --from"), "{err}");
+        assert!(err.contains("cannot reach") && err.contains("convert the model from there"), "{err}");
     }
 }
 
@@ -871,6 +908,14 @@ fn packed_graphs_run_packed_attention_per_layer_and_name_their_form() {
         let out = dir.path().join(format!("{attention}-{precision:?}"));
         let options = GraphOptions { precision, attention };
         mathrank_model::convert_to(&checkpoint, &out, None, &options).unwrap();
+        // On the CPU provider, a clear refusal rather than ONNX Runtime's missing-kernel error.
+        let cpu = mathrank_rerank::RerankerOptions {
+            ort_library: Some(ort_library()),
+            intra_threads: 1,
+            ..mathrank_rerank::RerankerOptions::default()
+        };
+        let err = mathrank_rerank::Reranker::load(&out, &cpu).unwrap_err().to_string();
+        assert!(err.contains("runs on CUDA only"), "{err}");
         let bytes = std::fs::read(out.join("model.onnx")).unwrap();
         let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
         let metadata: Vec<_> = model.metadata_props.iter().map(|p| (p.key.as_deref(), p.value.as_deref())).collect();
