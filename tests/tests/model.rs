@@ -912,6 +912,7 @@ fn packed_graphs_run_packed_attention_per_layer_and_name_their_form() {
         let cpu = mathrank_rerank::RerankerOptions {
             ort_library: Some(ort_library()),
             intra_threads: 1,
+            max_length: 64,
             ..mathrank_rerank::RerankerOptions::default()
         };
         let err = mathrank_rerank::Reranker::load(&out, &cpu).unwrap_err().to_string();

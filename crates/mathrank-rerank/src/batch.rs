@@ -46,9 +46,12 @@ impl CostModel {
     /// the CPU, since the products are that much faster there.
     pub const GPU: CostModel = CostModel { per_batch: 1650.0, attention: 0.0011, packed: false };
 
-    /// A padding-free graph on an H200 (fp16, `--attention packed-host`; see
-    /// `docs/benchmarks.md`, GPU section).
-    pub const GPU_PACKED: CostModel = CostModel { per_batch: 1650.0, attention: 0.0011, packed: true };
+    /// A padding-free graph on an H200 (fp16, `--attention packed-host`), fitted by
+    /// `mathrank-bench cost-model --provider cuda` in `scripts/gpu-run.sh` (widths 32-512,
+    /// batches 4-256, R^2 0.9993; `bench/results-gpu-h200-packed-2026-11-27.jsonl`): a run costs
+    /// about 2,640 tokens' worth, and attention weighs less than in the padded graph, since flash
+    /// attention over each pair's own length does no masked work.
+    pub const GPU_PACKED: CostModel = CostModel { per_batch: 2642.0, attention: 0.000498, packed: true };
 
     /// The same model for a padding-free graph.
     pub fn packed(self) -> CostModel {
