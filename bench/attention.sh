@@ -29,7 +29,7 @@ echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 for round in $(seq "$rounds"); do
   for k in 0 1 2; do
     graph="${graphs[$(( (k + round) % 3 ))]}"
-    "$mathrank_bench" --log error rerank --model "$work/$graph" --tokens "$tokens" --max-batch 4 --batches 2 \
+    "$mathrank_bench" --log error rerank --model "$work/$graph" --tokens "$tokens" --max-batch 4 --batches 1 \
       --threads "$threads" --repeats "$repeats" \
       | python3 -c "import json, sys; r = json.loads(sys.stdin.read()); r.update(graph='$graph', round=$round); print(json.dumps(r))"
   done
