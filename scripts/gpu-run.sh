@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of the README (issue 14), on a machine with an NVIDIA GPU and the CUDA 13
+# The GPU measurements of docs/benchmarks.md (issue 14), on a machine with an NVIDIA GPU and the CUDA 13
 # runtime libraries, repeatable by anyone:
 #   1. parity of the CUDA provider on albert-base-random's reference pairs, fp32 and fp16 (the
 #      converter's default fused attention, and every form in EXTRA_ATTENTIONS), and the attention

@@ -105,7 +105,7 @@ pub(crate) async fn fallback(request: Request) -> Response {
         status: StatusCode::NOT_FOUND,
         code: "NOT_FOUND",
         message: format!(
-            "no route {} {}; see the README for / (the search page), /v1/rerank, /v2/rerank, /rerank, /v1/search, /v1/answers/ID, /v1/info, /health, /metrics",
+            "no route {} {}; see docs/http-api.md for / (the search page), /v1/rerank, /v2/rerank, /rerank, /v1/search, /v1/answers/ID, /v1/info, /health, /metrics",
             request.method(),
             request.uri().path()
         ),
