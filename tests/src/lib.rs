@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use mathrank_engine::{Engine, Limits};
 use mathrank_index::AnswerIndex;
 use mathrank_proto::v1::answer_search_client::AnswerSearchClient;
-use mathrank_rerank::{Reranker, RerankerOptions};
+use mathrank_rerank::{FakeModel, Reranker, RerankerOptions};
 use mathrank_server::{ServeOptions, ServerState};
 use tonic::transport::Channel;
 
@@ -72,6 +72,12 @@ pub fn tiny_reranker(options: RerankerOptions) -> Arc<Reranker> {
     Arc::new(Reranker::load(&tiny_model(), &options).expect("tiny model loads"))
 }
 
+/// The deterministic fake model (no ONNX Runtime) behind the tiny model's tokenizer.
+pub fn fake_reranker(model: &FakeModel, options: RerankerOptions) -> Arc<Reranker> {
+    let tokenizer = tiny_model().join("tokenizer.json");
+    Arc::new(Reranker::fake(&tokenizer, model, &options).expect("the fake model starts"))
+}
+
 /// A server running in this process on 127.0.0.1:0.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -99,6 +105,12 @@ impl TestServer {
     /// The sample index with the tiny model.
     pub async fn with_model(limits: Limits, rerank: RerankerOptions) -> Self {
         let engine = Engine::new(sample_index(), Some(tiny_reranker(rerank)), limits);
+        Self::start(Some(engine), ServeOptions::default()).await
+    }
+
+    /// The sample index with the fake model.
+    pub async fn with_fake(limits: Limits, model: &FakeModel, rerank: RerankerOptions) -> Self {
+        let engine = Engine::new(sample_index(), Some(fake_reranker(model, rerank)), limits);
         Self::start(Some(engine), ServeOptions::default()).await
     }
 
