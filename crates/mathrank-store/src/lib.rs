@@ -43,10 +43,12 @@
 //! ```
 
 pub mod conformance;
+mod delta;
 mod sqlite;
 
 use std::time::Duration;
 
+pub use delta::{DeltaOptions, DeltaProgress, DeltaSummary, apply_dump_delta};
 pub use mathrank_dump::{Post, PostKind};
 pub use sqlite::{BulkLoader, STORE_FILE, SqliteStore};
 
@@ -75,6 +77,9 @@ pub enum Error {
     OutOfRange { what: &'static str, value: u64, max: u64 },
     #[error("the post store is closed")]
     Closed,
+    // Not `#[from]`: the dump error would then be a source too, and be said twice.
+    #[error("reading the dump: {0}")]
+    Dump(mathrank_dump::Error),
 }
 
 /// Result alias of this crate.
