@@ -59,8 +59,8 @@ async fn bulk(server: &TestServer, body: String) -> (u16, Value) {
     (status, response.json().await.unwrap())
 }
 
-fn results(answer: &Value) -> Vec<(Value, String)> {
-    answer["items"]
+fn results(reply: &Value) -> Vec<(Value, String)> {
+    reply["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -76,14 +76,14 @@ async fn get_answer(server: &TestServer, id: u64) -> (u16, Value) {
 async fn search(server: &TestServer, query: &str) -> Vec<u64> {
     let body = json!({"query": query, "topK": 10, "rerank": false});
     let response = client().post(server.url("/v1/search")).bearer_auth(SEARCH).json(&body).send().await.unwrap();
-    let answer: Value = response.json().await.unwrap();
-    answer["hits"].as_array().unwrap().iter().map(|hit| hit["answerId"].as_u64().unwrap()).collect()
+    let reply: Value = response.json().await.unwrap();
+    reply["hits"].as_array().unwrap().iter().map(|hit| hit["answerId"].as_u64().unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_are_searchable_and_a_question_edit_reaches_every_answer() {
     let (_dir, server) = live_server().await;
-    let (status, answer) = bulk(
+    let (status, reply) = bulk(
         &server,
         ndjson(&[
             question(10, "the area under a parabola", 1),
@@ -92,13 +92,13 @@ async fn acknowledged_writes_are_searchable_and_a_question_edit_reaches_every_an
         ]),
     )
     .await;
-    assert_eq!(status, 200, "{answer}");
+    assert_eq!(status, 200, "{reply}");
     assert_eq!(
-        results(&answer),
+        results(&reply),
         [(json!(10), "created".into()), (json!(11), "created".into()), (json!(12), "created".into())]
     );
-    assert_eq!(answer["visible"], true);
-    let seq = answer["seq"].as_u64().unwrap();
+    assert_eq!(reply["visible"], true);
+    let seq = reply["seq"].as_u64().unwrap();
     assert_eq!(seq, 3);
     let info: Value =
         client().get(server.url("/v1/info")).bearer_auth(SEARCH).send().await.unwrap().json().await.unwrap();
@@ -109,8 +109,8 @@ async fn acknowledged_writes_are_searchable_and_a_question_edit_reaches_every_an
     assert_eq!((status, hit["answer"]["title"].as_str()), (200, Some("the area under a parabola")));
 
     // The question's edit rewrites both answers' documents in one commit.
-    let (_, answer) = bulk(&server, ndjson(&[question(10, "the volume of a cone", 2)])).await;
-    assert_eq!(results(&answer), [(json!(10), "updated".into())]);
+    let (_, reply) = bulk(&server, ndjson(&[question(10, "the volume of a cone", 2)])).await;
+    assert_eq!(results(&reply), [(json!(10), "updated".into())]);
     for id in [11, 12] {
         assert_eq!(get_answer(&server, id).await.1["answer"]["title"], "the volume of a cone");
     }
@@ -122,8 +122,8 @@ async fn acknowledged_writes_are_searchable_and_a_question_edit_reaches_every_an
     // Votes and acceptance reach what the filters read.
     let accepted = json!({"upsert": {"Id": 10, "PostTypeId": 1, "Title": "the volume of a cone", "AcceptedAnswerId": 12,
         "Body": "<p>How?</p>", "version": 3}});
-    let (_, answer) = bulk(&server, ndjson(&[accepted, answer(11, 10, "Use x^3/3.", 2)])).await;
-    assert_eq!(answer["visible"], true);
+    let (_, reply) = bulk(&server, ndjson(&[accepted, answer(11, 10, "Use x^3/3.", 2)])).await;
+    assert_eq!(reply["visible"], true);
     let filtered = json!({"query": "volume of a cone", "rerank": false, "filters": {"acceptedOnly": true}});
     let response: Value = client()
         .post(server.url("/v1/search"))
@@ -138,15 +138,15 @@ async fn acknowledged_writes_are_searchable_and_a_question_edit_reaches_every_an
     assert_eq!(response["hits"][0]["answerId"], 12);
     assert_eq!(response["hits"].as_array().unwrap().len(), 1);
 
-    // Deleting the question removes its answers; a deleted answer is 404.
+    // Deleting the question removes its answers; a deleted reply is 404.
     let response =
         client().delete(server.url("/v1/posts/12?version=2&wait=visible")).bearer_auth(WRITE).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let deleted: Value = response.json().await.unwrap();
     assert_eq!(results(&deleted), [(json!(12), "deleted".into())]);
     assert_eq!(get_answer(&server, 12).await.0, 404);
-    let (_, answer) = bulk(&server, ndjson(&[json!({"delete": {"Id": 10, "version": 4}})])).await;
-    assert_eq!(results(&answer), [(json!(10), "deleted".into())]);
+    let (_, reply) = bulk(&server, ndjson(&[json!({"delete": {"Id": 10, "version": 4}})])).await;
+    assert_eq!(results(&reply), [(json!(10), "deleted".into())]);
     assert_eq!(get_answer(&server, 11).await.0, 404);
 }
 
@@ -167,10 +167,10 @@ async fn every_bad_input_gets_its_own_error_naming_the_field_and_spoils_nothing_
         answer(26, 20, "a good answer", 1).to_string(),
     ];
     let body: String = lines.iter().map(|line| format!("{line}\n")).collect();
-    let (status, answer) = bulk(&server, body).await;
+    let (status, reply) = bulk(&server, body).await;
     assert_eq!(status, 200);
-    let items = answer["items"].as_array().unwrap();
-    assert_eq!(items.len(), lines.len(), "{answer}");
+    let items = reply["items"].as_array().unwrap();
+    assert_eq!(items.len(), lines.len(), "{reply}");
     let expected = [
         (json!(20), "created", None),
         (Value::Null, "error", Some(("INVALID_ARGUMENT", "Id"))),
@@ -197,15 +197,15 @@ async fn every_bad_input_gets_its_own_error_naming_the_field_and_spoils_nothing_
         }
     }
     assert!(items[3]["error"]["message"].as_str().unwrap().contains("8388608"), "names the limit: {}", items[3]);
-    assert_eq!(answer["visible"], true);
+    assert_eq!(reply["visible"], true);
     assert_eq!(get_answer(&server, 26).await.1["answer"]["title"], "a good question", "the good ones were written");
 
     // A line far over the limit is answered without being held, and the next line still counts.
     let long =
         format!("{{\"upsert\": {{\"Id\": 27, \"Body\": \"{}\"}}}}", "y".repeat(3 * mathrank_server::MAX_LINE_BYTES));
-    let (_, answer) = bulk(&server, format!("{long}\n{}\n", answer(28, 20, "after the long line", 1))).await;
-    assert_eq!(results(&answer), [(json!(27), "error".into()), (json!(28), "created".into())]);
-    assert_eq!(answer["items"][0]["error"]["field"], "Body");
+    let (_, reply) = bulk(&server, format!("{long}\n{}\n", answer(28, 20, "after the long line", 1))).await;
+    assert_eq!(results(&reply), [(json!(27), "error".into()), (json!(28), "created".into())]);
+    assert_eq!(reply["items"][0]["error"]["field"], "Body");
 
     // PUT names the field the same way.
     let response = client()
@@ -216,9 +216,9 @@ async fn every_bad_input_gets_its_own_error_naming_the_field_and_spoils_nothing_
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    let answer: Value = response.json().await.unwrap();
+    let reply: Value = response.json().await.unwrap();
     assert_eq!(
-        (answer["items"][0]["Id"].as_u64(), answer["items"][0]["error"]["field"].as_str()),
+        (reply["items"][0]["Id"].as_u64(), reply["items"][0]["error"]["field"].as_str()),
         (Some(29), Some("version"))
     );
 }
@@ -232,8 +232,8 @@ async fn retries_are_no_ops_and_stale_writes_conflict_over_put_and_delete() {
             let body = json!({"Id": 40, "PostTypeId": 1, "Title": title, "Body": "<p>b</p>", "version": version});
             let response = client().put(url).bearer_auth(WRITE).json(&body).send().await.unwrap();
             let status = response.status().as_u16();
-            let answer: Value = response.json().await.unwrap();
-            (status, answer["items"][0]["result"].as_str().unwrap().to_owned(), answer["seq"].as_u64().unwrap())
+            let reply: Value = response.json().await.unwrap();
+            (status, reply["items"][0]["result"].as_str().unwrap().to_owned(), reply["seq"].as_u64().unwrap())
         }
     };
     let (status, result, seq) = put(2, "first").await;
@@ -267,8 +267,8 @@ async fn writes_need_the_write_token_and_are_off_without_one() {
             (response.status().as_u16(), response.json::<Value>().await.unwrap())
         }
     };
-    let (status, answer) = send(Some(SEARCH)).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("PERMISSION_DENIED")), "{answer}");
+    let (status, reply) = send(Some(SEARCH)).await;
+    assert_eq!((status, reply["error"]["code"].as_str()), (403, Some("PERMISSION_DENIED")), "{reply}");
     assert_eq!(send(None).await.0, 401);
     assert_eq!(send(Some("wrong")).await.0, 401);
     assert_eq!(send(Some(WRITE)).await.0, 200);
@@ -291,8 +291,8 @@ async fn writes_need_the_write_token_and_are_off_without_one() {
     let off = TestServer::start(Some(engine), ServeOptions::default()).await;
     let response = client().post(off.url("/v1/posts:bulk")).body(line.clone()).send().await.unwrap();
     assert_eq!(response.status(), 404);
-    let answer: Value = response.json().await.unwrap();
-    assert!(answer["error"]["message"].as_str().unwrap().contains("--write-token"), "{answer}");
+    let reply: Value = response.json().await.unwrap();
+    assert!(reply["error"]["message"].as_str().unwrap().contains("--write-token"), "{reply}");
     let response = client().put(off.url("/v1/posts/1")).json(&json!({})).send().await.unwrap();
     assert_eq!(response.status(), 404);
     let status = PostsClient::new(off.channel().await)
@@ -371,13 +371,13 @@ async fn a_large_bulk_streams_its_answer_and_everything_in_it_is_written() {
     let count = 6_000u64;
     let mut lines = vec![question(100_000, "a question with many answers", 1)];
     lines.extend((0..count).map(|i| answer(200_000 + i, 100_000, &format!("answer number {i}"), 1)));
-    let (status, answer) = bulk(&server, ndjson(&lines)).await;
+    let (status, reply) = bulk(&server, ndjson(&lines)).await;
     assert_eq!(status, 200);
-    let items = answer["items"].as_array().unwrap();
+    let items = reply["items"].as_array().unwrap();
     assert_eq!(items.len() as u64, count + 1);
     assert!(items.iter().all(|item| item["result"] == "created"));
-    assert_eq!(answer["seq"].as_u64(), Some(count + 1));
-    assert_eq!(answer["visible"], true);
+    assert_eq!(reply["seq"].as_u64(), Some(count + 1));
+    assert_eq!(reply["visible"], true);
     assert_eq!(get_answer(&server, 200_000 + count - 1).await.0, 200);
 }
 
@@ -387,8 +387,8 @@ async fn a_rebuild_keeps_serving_and_switches() {
     bulk(&server, ndjson(&[question(70, "a rebuilt question", 1), answer(71, 70, "kept", 1)])).await;
     let response = client().post(server.url("/v1/index:rebuild")).bearer_auth(WRITE).send().await.unwrap();
     assert_eq!(response.status(), 202);
-    let (_, answer) = bulk(&server, ndjson(&[answer(72, 70, "written during the rebuild", 1)])).await;
-    assert_eq!(answer["visible"], true);
+    let (_, reply) = bulk(&server, ndjson(&[answer(72, 70, "written during the rebuild", 1)])).await;
+    assert_eq!(reply["visible"], true);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let info: Value =
