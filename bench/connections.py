@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Connections an attacker holds open against a running mathrank, as the README's
+"""Connections an attacker holds open against a running mathrank, as docs/benchmarks.md's
 "Connections" table measures them: what happens to each kind, and whether a new client is still
 answered meanwhile. Prints one JSON line per scenario. Standard library only.
 

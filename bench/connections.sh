@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Connections" table: a release `mathrank serve --no-rerank` over the embedded
+# The "Connections under attack" table of docs/benchmarks.md: a release `mathrank serve --no-rerank` over the embedded
 # sample on loopback, with a file-descriptor limit of 20,000, against bench/connections.py: first
 # the idle, stalled, preface-only, dribbling, oversized and rapid-reset connections (watched
 # WATCH seconds, 150 by default), then 20,000 idle connections from two processes while a new

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of the README (issue 14), on a machine with an NVIDIA GPU and the CUDA 13
+# The GPU measurements of docs/benchmarks.md (issue 14), on a machine with an NVIDIA GPU and the CUDA 13
 # runtime libraries, repeatable by anyone:
 #   1. parity of the CUDA provider on albert-base-random's reference pairs, fp32 and fp16;
 #   2. throughput at 128, 256 and 512 tokens, batches of 32 to 256, mathrank fp32 and fp16

@@ -7,6 +7,7 @@ use clap::Args;
 use mathrank_rerank::{CostModel, Planning, Provider, Reranker, RerankerOptions};
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Model and inference")]
 pub struct ModelArgs {
     /// Model directory (model.onnx, tokenizer.json, config.json). Default: the model cache that
     /// `mathrank model fetch` fills.
@@ -31,7 +32,7 @@ pub struct ModelArgs {
     pub round_pairs: Option<usize>,
     /// The batch planner's cost model, `per_batch=N,attention=A`: a micro-batch of B pairs
     /// padded to W tokens costs per_batch + B*(W + attention*W^2). Fit one for your hardware
-    /// with `mathrank-bench cost-model` [default: fitted per provider, see the README].
+    /// with `mathrank-bench cost-model` [default: fitted per provider, see docs/operations.md].
     #[arg(long, env = "MATHRANK_COST_MODEL")]
     pub cost_model: Option<CostModel>,
     /// How pairs are grouped into micro-batches: `cost` (sorted by length, least estimated

@@ -26,129 +26,129 @@ pub const DEFAULTS: &str = include_str!("serve-defaults.toml");
 pub struct ServeArgs {
     /// TOML file with any of the keys of `--print-config` (addr, index, model, max_queued,
     /// idle_timeout, ...): it overrides the defaults; environment variables and flags override it.
-    #[arg(long, env = "MATHRANK_CONFIG")]
+    #[arg(long, env = "MATHRANK_CONFIG", help_heading = "Configuration")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Print the configuration that all the layers make, as TOML, and exit (the auth token is
     /// not shown).
-    #[arg(long)]
+    #[arg(long, help_heading = "Configuration")]
     #[serde(skip)]
     pub print_config: bool,
     /// Address to listen on, for gRPC and HTTP/JSON alike [default: 127.0.0.1:50051].
-    #[arg(long, env = "MATHRANK_ADDR")]
+    #[arg(long, env = "MATHRANK_ADDR", help_heading = "Listening")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<SocketAddr>,
     /// Also serve Prometheus metrics on a separate listener, http://ADDR/metrics (they are
     /// always on the main port's /metrics) [default: off].
-    #[arg(long, env = "MATHRANK_METRICS_ADDR")]
+    #[arg(long, env = "MATHRANK_METRICS_ADDR", help_heading = "Listening")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<SocketAddr>,
     /// Index directory; built from the embedded sample when it does not exist [default: index/default].
-    #[arg(long, env = "MATHRANK_INDEX")]
+    #[arg(long, env = "MATHRANK_INDEX", help_heading = "Index")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<PathBuf>,
     /// BM25 only: do not load a model.
-    #[arg(long, env = "MATHRANK_NO_RERANK", conflicts_with = "model")]
+    #[arg(long, env = "MATHRANK_NO_RERANK", conflicts_with = "model", help_heading = "Model and inference")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_rerank: bool,
     /// Require `authorization: Bearer TOKEN` on the API, gRPC and HTTP (health, readiness,
     /// reflection and metrics stay open); an empty token is refused [default: no auth].
-    #[arg(long, env = "MATHRANK_AUTH_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "MATHRANK_AUTH_TOKEN", hide_env_values = true, help_heading = "Security")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
     /// Turn the write API on (gRPC mathrank.v1.Posts; HTTP POST /v1/posts:bulk, PUT and
     /// DELETE /v1/posts/ID, POST /v1/index:rebuild): its calls need `authorization: Bearer
     /// TOKEN`, and the search token cannot write [default: writes off].
-    #[arg(long, env = "MATHRANK_WRITE_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "MATHRANK_WRITE_TOKEN", hide_env_values = true, help_heading = "Security")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_token: Option<String>,
     /// The post store the live index follows and writes go to [default: INDEX/posts.sqlite,
     /// which `mathrank index` writes]. Whenever it exists, the server indexes its changes
     /// (those of `mathrank index --update` too), with or without --write-token.
-    #[arg(long, env = "MATHRANK_STORE")]
+    #[arg(long, env = "MATHRANK_STORE", help_heading = "Index")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<PathBuf>,
     /// TLS certificate chain (PEM); with --tls-key, serves TLS [default: plaintext].
-    #[arg(long, env = "MATHRANK_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "MATHRANK_TLS_CERT", requires = "tls_key", help_heading = "Security")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
-    #[arg(long, env = "MATHRANK_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "MATHRANK_TLS_KEY", requires = "tls_cert", help_heading = "Security")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
     /// Retrievals (with their HTML conversion and tokenizing) run at once; reranking waits
     /// for the inference queue, not for these [default: 2 x cores, at least 4].
-    #[arg(long, env = "MATHRANK_MAX_CONCURRENT")]
+    #[arg(long, env = "MATHRANK_MAX_CONCURRENT", help_heading = "Admission and deadlines")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<u32>,
     /// Calls waiting for a retrieval slot; beyond them RESOURCE_EXHAUSTED (HTTP 429) [default: 64].
-    #[arg(long, env = "MATHRANK_MAX_QUEUED")]
+    #[arg(long, env = "MATHRANK_MAX_QUEUED", help_heading = "Admission and deadlines")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_queued: Option<u32>,
     /// The deadline of a call that sets none (no gRPC deadline, no X-Timeout-Ms): `10s`,
     /// `500ms`, `2m` [default: 10s].
-    #[arg(long, env = "MATHRANK_DEFAULT_TIMEOUT")]
+    #[arg(long, env = "MATHRANK_DEFAULT_TIMEOUT", help_heading = "Admission and deadlines")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_timeout: Option<Millis>,
     /// No call holds inference longer than this, whatever deadline it asks for [default: 60s].
-    #[arg(long, env = "MATHRANK_MAX_TIMEOUT")]
+    #[arg(long, env = "MATHRANK_MAX_TIMEOUT", help_heading = "Admission and deadlines")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_timeout: Option<Millis>,
     /// How answers longer than the model's 512 tokens are scored when a call does not say:
     /// `truncate` (as the model's authors) or `max_window` (the best of overlapping windows)
     /// [default: truncate].
-    #[arg(long, env = "MATHRANK_LONG_ANSWERS")]
+    #[arg(long, env = "MATHRANK_LONG_ANSWERS", help_heading = "Reranking")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub long_answers: Option<LongAnswers>,
     /// With max_window: windows per answer at most, the truncated pair included [default: 4].
-    #[arg(long, env = "MATHRANK_MAX_WINDOWS_PER_ANSWER")]
+    #[arg(long, env = "MATHRANK_MAX_WINDOWS_PER_ANSWER", help_heading = "Reranking")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_windows_per_answer: Option<u32>,
     /// With max_window: pairs one call sends to the model at most; extra windows go to the
     /// best-ranked candidates first [default: 256].
-    #[arg(long, env = "MATHRANK_MAX_WINDOWS_PER_CALL")]
+    #[arg(long, env = "MATHRANK_MAX_WINDOWS_PER_CALL", help_heading = "Reranking")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_windows_per_call: Option<u32>,
     /// Memory of the score cache in MiB (about 9,400 pairs per MiB); 0 turns it off [default: 64].
-    #[arg(long, env = "MATHRANK_SCORE_CACHE_MB")]
+    #[arg(long, env = "MATHRANK_SCORE_CACHE_MB", help_heading = "Reranking")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score_cache_mb: Option<u64>,
     /// Largest gRPC message or HTTP request body in bytes [default: 16777216].
-    #[arg(long, env = "MATHRANK_MAX_MESSAGE_BYTES")]
+    #[arg(long, env = "MATHRANK_MAX_MESSAGE_BYTES", help_heading = "Admission and deadlines")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_message_bytes: Option<u32>,
     /// Seconds in-flight calls may take to finish after SIGINT/SIGTERM [default: 10].
-    #[arg(long, env = "MATHRANK_GRACE_SECONDS")]
+    #[arg(long, env = "MATHRANK_GRACE_SECONDS", help_heading = "Admission and deadlines")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_seconds: Option<u64>,
     /// The site the index came from: the search page at / links each answer to
     /// SITE_URL/a/ANSWER_ID [default: https://math.stackexchange.com].
-    #[arg(long, env = "MATHRANK_SITE_URL")]
+    #[arg(long, env = "MATHRANK_SITE_URL", help_heading = "Listening")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub site_url: Option<String>,
     /// Open client connections at most. When a new one would pass it, the connection idle the
     /// longest is closed (HTTP/2 with GOAWAY); one with calls in flight never is. The soft
     /// file-descriptor limit is raised to the hard one at start [default: that limit less a
     /// tenth (at least 64) for the server's own files, at most 100000].
-    #[arg(long, env = "MATHRANK_MAX_CONNECTIONS")]
+    #[arg(long, env = "MATHRANK_MAX_CONNECTIONS", help_heading = "Connections")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
     /// A connection with no call in flight for this long is closed; one that never sends a byte
     /// counts as idle [default: 75s].
-    #[arg(long, env = "MATHRANK_IDLE_TIMEOUT")]
+    #[arg(long, env = "MATHRANK_IDLE_TIMEOUT", help_heading = "Connections")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<Millis>,
     /// A request's headers must arrive within this, and then its body within this; a stalled
     /// body gets 408 (HTTP) and the connection closes [default: 60s].
-    #[arg(long, env = "MATHRANK_REQUEST_TIMEOUT")]
+    #[arg(long, env = "MATHRANK_REQUEST_TIMEOUT", help_heading = "Connections")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<Millis>,
     /// How often an HTTP/2 connection is pinged [default: 30s].
-    #[arg(long, env = "MATHRANK_HTTP2_KEEPALIVE_INTERVAL")]
+    #[arg(long, env = "MATHRANK_HTTP2_KEEPALIVE_INTERVAL", help_heading = "Connections")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2_keepalive_interval: Option<Millis>,
     /// How long an HTTP/2 ping may go unanswered before the connection is closed [default: 20s].
-    #[arg(long, env = "MATHRANK_HTTP2_KEEPALIVE_TIMEOUT")]
+    #[arg(long, env = "MATHRANK_HTTP2_KEEPALIVE_TIMEOUT", help_heading = "Connections")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2_keepalive_timeout: Option<Millis>,
     #[command(flatten)]

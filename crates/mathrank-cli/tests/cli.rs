@@ -291,3 +291,33 @@ fn serve_configuration_layers_defaults_file_environment_and_flags() {
     let output = mathrank(&["serve", "--print-config", "--config", file.to_str().unwrap()]);
     assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("max_queue"));
 }
+
+#[test]
+fn serve_help_groups_its_flags_under_headings() {
+    let help = ok(&["serve", "--help"]);
+    let headings = [
+        "Configuration:",
+        "Listening:",
+        "Index:",
+        "Model and inference:",
+        "Security:",
+        "Admission and deadlines:",
+        "Reranking:",
+        "Connections:",
+    ];
+    let mut at = 0;
+    for heading in headings {
+        let found = help[at..].find(heading).unwrap_or_else(|| panic!("no {heading:?} after byte {at}:\n{help}"));
+        at += found + heading.len();
+    }
+    // Each flag sits under its heading: the next heading comes after it.
+    for (flag, heading, next) in [
+        ("--idle-timeout", "Connections:", "--help"),
+        ("--auth-token", "Security:", "Admission and deadlines:"),
+        ("--no-rerank", "Model and inference:", "Security:"),
+        ("--provider", "Model and inference:", "Security:"),
+    ] {
+        let section = help.split(heading).nth(1).unwrap().split(next).next().unwrap();
+        assert!(section.contains(flag), "{flag} is not under {heading}:\n{help}");
+    }
+}

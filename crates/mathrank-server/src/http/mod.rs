@@ -115,7 +115,7 @@ pub(crate) async fn fallback(request: Request) -> Response {
         status: StatusCode::NOT_FOUND,
         code: "NOT_FOUND",
         message: format!(
-            "no route {} {}; see the README for / (the search page), /v1/rerank, /v2/rerank, /rerank, /v1/search, /v1/answers/ID, /v1/info, /v1/posts:bulk, /v1/posts/ID, /health, /metrics",
+            "no route {} {}; see docs/http-api.md for / (the search page), /v1/rerank, /v2/rerank, /rerank, /v1/search, /v1/answers/ID, /v1/info, /health, /metrics, and docs/live-index.md for /v1/posts:bulk, /v1/posts/ID",
             request.method(),
             request.uri().path()
         ),
