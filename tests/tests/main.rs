@@ -9,6 +9,7 @@ mod deploy;
 mod grpc;
 mod http;
 mod index;
+mod live;
 mod model;
 mod overload;
 mod page;

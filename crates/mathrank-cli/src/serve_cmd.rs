@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use mathrank_engine::{Engine, Limits, LongAnswers};
-use mathrank_index::AnswerIndex;
+use mathrank_index::{AnswerIndex, Indexer, IndexerOptions};
 use mathrank_server::{BearerToken, ConnectionLimits, ServeOptions, ServerState, TlsFiles};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,18 @@ pub struct ServeArgs {
     #[arg(long, env = "MATHRANK_AUTH_TOKEN", hide_env_values = true, help_heading = "Security")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    /// Turn the write API on (gRPC mathrank.v1.Posts; HTTP POST /v1/posts:bulk, PUT and
+    /// DELETE /v1/posts/ID, POST /v1/index:rebuild): its calls need `authorization: Bearer
+    /// TOKEN`, and the search token cannot write [default: writes off].
+    #[arg(long, env = "MATHRANK_WRITE_TOKEN", hide_env_values = true, help_heading = "Security")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_token: Option<String>,
+    /// The post store the live index follows and writes go to [default: INDEX/posts.sqlite,
+    /// which `mathrank index` writes]. Whenever it exists, the server indexes its changes
+    /// (those of `mathrank index --update` too), with or without --write-token.
+    #[arg(long, env = "MATHRANK_STORE", help_heading = "Index")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<PathBuf>,
     /// TLS certificate chain (PEM); with --tls-key, serves TLS [default: plaintext].
     #[arg(long, env = "MATHRANK_TLS_CERT", requires = "tls_key", help_heading = "Security")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,6 +169,10 @@ pub struct ServeConfig {
     pub no_rerank: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,6 +322,7 @@ impl ServeConfig {
     pub fn options(&self) -> anyhow::Result<ServeOptions> {
         Ok(ServeOptions {
             auth_token: self.auth_token.clone().map(BearerToken::new).transpose()?,
+            write_token: self.write_token.clone().map(BearerToken::new).transpose()?,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
                 _ => None,
@@ -324,6 +341,9 @@ impl ServeConfig {
         shown.max_connections = Some(self.connections().max_connections);
         if shown.auth_token.is_some() {
             shown.auth_token = Some("(set)".into());
+        }
+        if shown.write_token.is_some() {
+            shown.write_token = Some("(set)".into());
         }
         Ok(toml::to_string(&shown)?)
     }
@@ -424,7 +444,8 @@ async fn serve(config: ServeConfig, mut model: ModelArgs) -> anyhow::Result<()> 
 
     // Load while the listener already answers health checks with NOT_SERVING.
     let (index_dir, limits) = (config.index.clone(), config.limits());
-    let loaded = tokio::task::spawn_blocking(move || load_engine(&index_dir, model_dir, &model, limits)).await?;
+    let live = LiveOptions { store: config.store.clone(), writes: config.write_token.is_some() };
+    let loaded = tokio::task::spawn_blocking(move || load_engine(&index_dir, &live, model_dir, &model, limits)).await?;
     match loaded {
         Ok(engine) => state.set_engine(engine).await,
         Err(err) => {
@@ -458,19 +479,30 @@ async fn serve_metrics(
     Ok(())
 }
 
-/// The index (built from the embedded sample when there is none) and the model.
+/// What makes the index live: a post store, and writes taken into it.
+struct LiveOptions {
+    /// `--store`; `None` is the default place next to the index.
+    store: Option<PathBuf>,
+    /// `--write-token` is set.
+    writes: bool,
+}
+
+/// The index (built from the embedded sample when there is none) and the model. With a post
+/// store the index is live: this process indexes the store's changes (or follows the process
+/// that does).
 fn load_engine(
     index_dir: &Path,
+    live: &LiveOptions,
     model_dir: Option<PathBuf>,
     model: &ModelArgs,
     limits: Limits,
 ) -> anyhow::Result<Engine> {
-    if !index_dir.join("meta.json").is_file() && !index_dir.exists() {
+    let custom_store = live.store.is_some();
+    let store_path = crate::index_cmd::store_path(index_dir, live.store.as_deref());
+    if !index_dir.join("meta.json").is_file() && !index_dir.exists() && !custom_store {
         tracing::info!(index = %index_dir.display(), "no index there: building one from the embedded sample");
         crate::index_cmd::build_sample(index_dir)?;
     }
-    let index = AnswerIndex::open(index_dir)?;
-    tracing::info!(index = %index_dir.display(), answers = index.num_answers(), "index loaded");
     let reranker = match model_dir {
         Some(dir) => Some(Arc::new(
             mathrank_rerank::Reranker::load(&dir, &model.options())
@@ -481,7 +513,33 @@ fn load_engine(
             None
         }
     };
-    Ok(Engine::new(Arc::new(index), reranker, limits))
+    if !store_path.is_file() && !custom_store {
+        anyhow::ensure!(
+            !live.writes,
+            "--write-token needs a post store, and {} has none (built with --no-store or by an older mathrank): rebuild it with `mathrank index --dump FILE --index {}`",
+            index_dir.display(),
+            index_dir.display()
+        );
+        let index = AnswerIndex::open(index_dir)?;
+        tracing::info!(index = %index_dir.display(), answers = index.num_answers(), "index loaded (no post store: read-only)");
+        return Ok(Engine::new(Arc::new(index), reranker, limits));
+    }
+    let store: Arc<dyn mathrank_store::PostStore> = Arc::new(
+        mathrank_store::SqliteStore::open(&store_path)
+            .with_context(|| format!("opening the post store {}", store_path.display()))?,
+    );
+    let (index, indexer) = Indexer::start(index_dir, Arc::clone(&store), IndexerOptions::default())
+        .with_context(|| format!("opening the live index {}", index_dir.display()))?;
+    tracing::info!(
+        index = %index_dir.display(),
+        store = %store_path.display(),
+        answers = index.current().num_answers(),
+        searchable_seq = index.searchable_seq(),
+        role = indexer.status().role,
+        writes = live.writes,
+        "live index loaded: following the post store"
+    );
+    Ok(Engine::with_live(index, reranker, limits).with_store(store, Some(indexer))?)
 }
 
 #[cfg(test)]
