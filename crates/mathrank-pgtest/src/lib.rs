@@ -242,9 +242,8 @@ fn available(started: Result<Cluster>) -> Option<Cluster> {
             });
             None
         }
-        Err(err) => {
-            panic!("a private PostgreSQL cluster could not start ({REQUIRE_ENV} is set or it is installed): {err}")
-        }
+        Err(err @ Error::Unavailable(_)) => panic!("PostgreSQL is required here ({REQUIRE_ENV} is set): {err}"),
+        Err(err) => panic!("a private PostgreSQL cluster could not start: {err}"),
     }
 }
 

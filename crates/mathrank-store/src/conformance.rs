@@ -374,9 +374,19 @@ pub fn concurrent_writers_leave_no_gap_for_a_follower(store: &dyn PostStore) {
     const WRITERS: u64 = 4;
     const BATCHES: u64 = 30;
     let total: u64 = WRITERS * (1..=BATCHES).map(|b| b % 4 + 1).sum::<u64>();
+    // Counts writers that finished or failed, so that the follower stops waiting for them.
+    struct Finished<'a>(&'a std::sync::atomic::AtomicU64);
+    impl Drop for Finished<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let finished = std::sync::atomic::AtomicU64::new(0);
+    let finished = &finished;
     let seen = std::thread::scope(|scope| {
         for writer in 0..WRITERS {
             scope.spawn(move || {
+                let _finished = Finished(finished);
                 let mut next = (writer + 1) * 1_000_000;
                 for batch in 1..=BATCHES {
                     let ops: Vec<Op> = (0..batch % 4 + 1)
@@ -395,8 +405,10 @@ pub fn concurrent_writers_leave_no_gap_for_a_follower(store: &dyn PostStore) {
             let (mut after, mut seen) = (0, Vec::new());
             while (seen.len() as u64) < total {
                 assert!(std::time::Instant::now() < deadline, "the follower saw {} of {total} posts", seen.len());
+                let all_written = finished.load(std::sync::atomic::Ordering::SeqCst) == WRITERS;
                 let rows = store.changes(after, 7).expect("changes");
                 if rows.is_empty() {
+                    assert!(!all_written, "the writers are done and the follower saw {} of {total}", seen.len());
                     store.wait_for_change(after, Duration::from_secs(5)).expect("wait");
                 }
                 for row in rows {
