@@ -21,12 +21,15 @@ pub struct BuildOptions {
     pub memory_mb: usize,
     /// Set to stop the build early; the target is then left as it was.
     pub cancel: Arc<AtomicBool>,
+    /// Also load every post into a new post store inside the index directory
+    /// (`mathrank_store::STORE_FILE`), which a live index follows.
+    pub store: bool,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
-        Self { threads, memory_mb: 512, cancel: Arc::new(AtomicBool::new(false)) }
+        Self { threads, memory_mb: 512, cancel: Arc::new(AtomicBool::new(false)), store: true }
     }
 }
 
@@ -114,6 +117,7 @@ fn build_into(
     let spill_path = work.join("question-bodies.spill");
     let bodies = mathrank_dump::QuestionBodies::spill_to(&spill_path, mathrank_dump::RECENT_BODY_BYTES)?;
     let mut joiner = AnswerJoiner::with_bodies(bodies);
+    let loader = if options.store { Some(StoreLoader::start(&work.join(mathrank_store::STORE_FILE))?) } else { None };
     let mut report = BuildProgress { total_bytes, ..BuildProgress::default() };
     let mut last_report = Instant::now();
 
@@ -146,6 +150,12 @@ fn build_into(
                 Ok(RowEvent::Post(post)) => {
                     if post.kind == mathrank_dump::PostKind::Question {
                         report.questions += 1;
+                    }
+                    if let Some(loader) = &loader
+                        && !loader.send(&post)
+                    {
+                        // The loader stopped: its error is reported below.
+                        break;
                     }
                     let joined = match joiner.push(post) {
                         Ok(joined) => joined,
@@ -199,13 +209,20 @@ fn build_into(
         }
         outcome
     });
+    let stored = loader.map(StoreLoader::finish).transpose();
     read_outcome?;
+    let stored = stored?;
     let spilled = joiner.spilled_bytes();
     let summary = joiner.finish();
     std::fs::remove_file(&spill_path).map_err(io_error("removing", &spill_path))?;
     tracing::debug!(bytes = spilled, "question bodies spilled during the join");
     warnings.flush().map_err(io_error("writing", &warnings_path))?;
-    writer.commit()?;
+    let mut prepared = writer.prepare_commit()?;
+    if let Some((store_id, seq)) = stored {
+        // The index holds the store up to its last change: a live index replays from here.
+        prepared.set_payload(&crate::live::CommitPayload { store_id, seq }.encode());
+    }
+    prepared.commit()?;
     writer.wait_merging_threads()?;
 
     report.bytes_read = bytes_read.load(Ordering::Relaxed);
@@ -245,7 +262,45 @@ fn build_into(
     Ok(meta)
 }
 
-fn split_target(target: &Path) -> (PathBuf, String) {
+/// Loads a build's posts into its new post store on a thread of its own, so that the reader
+/// goes on parsing meanwhile.
+struct StoreLoader {
+    sender: crossbeam_channel::Sender<mathrank_dump::Post>,
+    thread: std::thread::JoinHandle<Result<(String, u64)>>,
+}
+
+impl StoreLoader {
+    fn start(path: &Path) -> Result<Self> {
+        let mut loader = mathrank_store::SqliteStore::bulk_load(path)?;
+        let (sender, receiver) = crossbeam_channel::bounded::<mathrank_dump::Post>(4096);
+        let written_at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let thread = std::thread::Builder::new()
+            .name("store-loader".into())
+            .spawn(move || -> Result<(String, u64)> {
+                for post in receiver {
+                    loader.load(&post, written_at)?;
+                }
+                let store_id = loader.store_id().to_owned();
+                Ok((store_id, loader.finish()?))
+            })
+            .map_err(io_error("starting the store loader for", path))?;
+        Ok(Self { sender, thread })
+    }
+
+    /// Hands a post to the loader; false when it has stopped (after an error).
+    fn send(&self, post: &mathrank_dump::Post) -> bool {
+        self.sender.send(post.clone()).is_ok()
+    }
+
+    /// The store's id and last sequence number, once every post is loaded and durable.
+    fn finish(self) -> Result<(String, u64)> {
+        drop(self.sender);
+        self.thread.join().unwrap_or(Err(Error::Interrupted))
+    }
+}
+
+pub(crate) fn split_target(target: &Path) -> (PathBuf, String) {
     let parent =
         target.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let name = target.file_name().map_or_else(|| "index".to_owned(), |n| n.to_string_lossy().into_owned());
@@ -273,7 +328,10 @@ fn check_target(target: &Path) -> Result<()> {
     if !target.exists() {
         return Ok(());
     }
-    let is_index = target.join("meta.json").is_file() && target.join("tantivy").is_dir();
+    let is_index = target.join("meta.json").is_file()
+        && std::fs::read_dir(target).is_ok_and(|entries| {
+            entries.flatten().any(|entry| entry.file_name().to_string_lossy().starts_with("tantivy"))
+        });
     let is_empty = std::fs::read_dir(target).map(|mut entries| entries.next().is_none()).unwrap_or(false);
     if is_index || is_empty { Ok(()) } else { Err(Error::TargetNotIndex { path: target.display().to_string() }) }
 }

@@ -131,9 +131,9 @@ impl SqliteStore {
         // Nothing here must survive a crash: the build publishes the file only when finished.
         conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;")
             .map_err(sql_error(path))?;
-        init_schema(&conn, path)?;
+        let store_id = init_schema(&conn, path)?;
         conn.execute_batch("BEGIN").map_err(sql_error(path))?;
-        Ok(BulkLoader { conn, path: path.to_path_buf(), pending: 0, seq: 0, loaded: 0 })
+        Ok(BulkLoader { conn, path: path.to_path_buf(), store_id, pending: 0, seq: 0, loaded: 0 })
     }
 
     /// The file.
@@ -194,6 +194,7 @@ fn init_schema(conn: &Connection, path: &Path) -> Result<String> {
 pub struct BulkLoader {
     conn: Connection,
     path: PathBuf,
+    store_id: String,
     pending: usize,
     seq: u64,
     loaded: u64,
@@ -243,6 +244,11 @@ impl BulkLoader {
             self.pending = 0;
         }
         Ok(())
+    }
+
+    /// The new store's id.
+    pub fn store_id(&self) -> &str {
+        &self.store_id
     }
 
     /// Posts loaded so far (duplicates not counted).
