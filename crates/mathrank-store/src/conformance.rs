@@ -434,7 +434,7 @@ pub fn concurrent_writes_of_one_post_are_decided_by_version(store: &dyn PostStor
     const WRITERS: u64 = 4;
     const ROUNDS: u64 = 25;
     let op_at = |version: u64| -> Op {
-        if version % 5 == 0 {
+        if version.is_multiple_of(5) {
             Op::Delete { id: 1, version }
         } else {
             upsert(question(1, &format!("v{version}")), version)
