@@ -1,43 +1,4 @@
-//! The shared store: the posts in a PostgreSQL database, so that several mathrank replicas
-//! follow one source of truth, each deriving its own index from it.
-//!
-//! The client is the synchronous `postgres` crate, because [`PostStore`] is synchronous (the
-//! server calls it off its async workers, as it does the SQLite store), with an `r2d2` pool that
-//! replaces connections a server restart broke.
-//!
-//! # No follower skips a write: writers are serialised, in commit order
-//!
-//! A follower reads [`PostStore::changes`] after the last sequence number it applied. Were
-//! numbers taken from a PostgreSQL `SEQUENCE`, two transactions could commit out of order (7
-//! before 6): a follower reading then sees 7, moves past 6, and never sees 6 once it commits.
-//! So every write transaction first takes one transaction-scoped advisory lock
-//! ([`WRITE_LOCK`]), and only then reads the last sequence number and numbers its changes. The
-//! lock is released after the commit is durable and visible, so the next writer's numbers are
-//! all higher and become visible after these: at every instant the committed numbers are a
-//! prefix of the sequence, and "everything after `s`" never misses a number below a visible one.
-//! The transaction stays `READ COMMITTED` for this: each statement after the lock sees every
-//! commit made before it was granted (under `REPEATABLE READ` the snapshot would predate it).
-//!
-//! Writers on every replica share the lock, so PostgreSQL serialises them all; a write batch
-//! costs one lock hand-over and one durable commit, and batching (group commit) is how a busy
-//! site keeps up. A waiting writer gives up after `lock_timeout` with a retryable error.
-//!
-//! # Waking followers
-//!
-//! A write that changed something sends `NOTIFY mathrank_posts` in its transaction (delivered
-//! at commit). [`PostStore::wait_for_change`] starts one listening connection per store on
-//! first use; it wakes waiters on each notification and after each reconnection, and waiters
-//! also poll the last sequence number every [`PgOptions::poll`], so a lost notification or a
-//! dead listener only delays a follower.
-//!
-//! # Faults
-//!
-//! A write or read that fails because the server is unreachable, restarting or overloaded
-//! returns [`Error::Unavailable`](crate::Error::Unavailable) ([`Error::is_retryable`](crate::Error::is_retryable)):
-//! nothing is acknowledged, and retrying the same versions is idempotent (a write that did
-//! commit before the connection dropped answers `noop` the second time). Scans run in one
-//! `REPEATABLE READ` transaction, read through portals in batches of [`SCAN_BATCH`] rows, so
-//! memory stays bounded at any size; a connection lost mid-scan fails the scan (retryable).
+//! The shared store on PostgreSQL: see [`PgStore`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,7 +109,64 @@ impl Waker {
     }
 }
 
-/// The PostgreSQL post store.
+/// The shared post store: the posts in a PostgreSQL database, so that several mathrank replicas
+/// follow one source of truth, each deriving its own index from it.
+///
+/// The client is the synchronous `postgres` crate, because [`PostStore`] is synchronous (the
+/// server calls it off its async workers, as it does the SQLite store), with an `r2d2` pool that
+/// replaces connections a server restart broke.
+///
+/// # No follower skips a write: writers are serialised, in commit order
+///
+/// A follower reads [`PostStore::changes`] after the last sequence number it applied. Were
+/// numbers taken from a PostgreSQL `SEQUENCE`, two transactions could commit out of order (7
+/// before 6): a follower reading then sees 7, moves past 6, and never sees 6 once it commits.
+/// So every write transaction first takes one transaction-scoped advisory lock
+/// ([`WRITE_LOCK`]), and only then reads the last sequence number and numbers its changes.
+/// PostgreSQL releases a transaction's locks only after its commit is durable and visible to
+/// new snapshots (`CommitTransaction` in `xact.c` ends the transaction in the proc array before
+/// releasing locks), so the next writer's numbers are all higher and become visible after these: at every instant the committed numbers are a
+/// prefix of the sequence, and "everything after `s`" never misses a number below a visible one.
+/// The transaction stays `READ COMMITTED` for this: each statement after the lock sees every
+/// commit made before it was granted (under `REPEATABLE READ` the snapshot would predate it).
+///
+/// Writers on every replica share the lock, so PostgreSQL serialises them all; a write batch
+/// costs one lock hand-over and one durable commit, and batching (group commit) is how a busy
+/// site keeps up. A waiting writer gives up after `lock_timeout` with a retryable error.
+///
+/// # Waking followers
+///
+/// A write that changed something sends `NOTIFY mathrank_posts` in its transaction (delivered
+/// at commit). [`PostStore::wait_for_change`] starts one listening connection per store on
+/// first use; it wakes waiters on each notification and after each reconnection, and waiters
+/// also poll the last sequence number every [`PgOptions::poll`], so a lost notification or a
+/// dead listener only delays a follower.
+///
+/// # Faults
+///
+/// A write or read that fails because the server is unreachable, restarting or overloaded
+/// returns [`Error::Unavailable`](crate::Error::Unavailable) ([`Error::is_retryable`](crate::Error::is_retryable)):
+/// nothing is acknowledged, and retrying the same versions is idempotent (a write that did
+/// commit before the connection dropped answers `noop` the second time). Scans run in one
+/// `REPEATABLE READ` transaction, read through portals in batches of [`SCAN_BATCH`] rows, so
+/// memory stays bounded at any size; a connection lost mid-scan fails the scan (retryable).
+///
+/// ```no_run
+/// use mathrank_store::{PgStore, PostStore};
+///
+/// # fn main() -> Result<(), mathrank_store::Error> {
+/// let store = PgStore::connect("postgres://mathrank:secret@db.example:5432/mathrank")?;
+/// let mut applied = store.last_seq()?;
+/// // A follower: apply what changed after `applied`, then wait (woken by NOTIFY) for more.
+/// loop {
+///     for row in store.changes(applied, 1000)? {
+///         applied = row.seq;
+///     }
+///     store.wait_for_change(applied, std::time::Duration::from_secs(1))?;
+/// #   break;
+/// }
+/// # Ok(()) }
+/// ```
 pub struct PgStore {
     /// The URL without its password, for messages.
     location: String,
