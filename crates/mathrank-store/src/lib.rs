@@ -90,9 +90,11 @@ pub enum Error {
     OutOfRange { what: &'static str, value: u64, max: u64 },
     #[error("the post store is closed")]
     Closed,
-    #[error("post store {store}: {source}")]
+    #[error("post store {store}: {message}")]
     Postgres {
         store: String,
+        /// The error with the server's message.
+        message: String,
         #[source]
         source: ::postgres::Error,
     },

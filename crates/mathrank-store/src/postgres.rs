@@ -112,9 +112,10 @@ impl Waker {
 /// The shared post store: the posts in a PostgreSQL database, so that several mathrank replicas
 /// follow one source of truth, each deriving its own index from it.
 ///
-/// The client is the synchronous `postgres` crate, because [`PostStore`] is synchronous (the
-/// server calls it off its async workers, as it does the SQLite store), with an `r2d2` pool that
-/// replaces connections a server restart broke.
+/// The client is the synchronous `postgres` crate, because [`PostStore`] is synchronous, with an
+/// `r2d2` pool that replaces connections a server restart broke. Like the SQLite store, call it
+/// from blocking threads (`spawn_blocking`), never on an async worker: each connection drives
+/// its own small runtime, which cannot run inside another.
 ///
 /// # No follower skips a write: writers are serialised, in commit order
 ///
@@ -224,11 +225,25 @@ fn retryable(err: &postgres::Error) -> bool {
     std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>())
 }
 
+/// The error with its causes: the client's own message ("db error") says nothing without the
+/// server's.
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut cause = err.source();
+    while let Some(source) = cause {
+        message.push_str(": ");
+        message.push_str(&source.to_string().replace('\n', "; "));
+        cause = source.source();
+    }
+    message
+}
+
 fn classify(location: &str, source: postgres::Error) -> Error {
+    let message = describe(&source);
     if retryable(&source) {
-        Error::Unavailable { store: location.to_owned(), reason: source.to_string(), source: Some(Box::new(source)) }
+        Error::Unavailable { store: location.to_owned(), reason: message, source: Some(Box::new(source)) }
     } else {
-        Error::Postgres { store: location.to_owned(), source }
+        Error::Postgres { store: location.to_owned(), message, source }
     }
 }
 
@@ -270,7 +285,7 @@ impl PgStore {
     /// [`connect`](Self::connect) with options.
     pub fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
         let mut config: postgres::Config =
-            url.parse().map_err(|source| Error::Postgres { store: redact(url), source })?;
+            url.parse().map_err(|source| Error::Postgres { store: redact(url), message: describe(&source), source })?;
         if config.get_application_name().is_none() {
             config.application_name("mathrank");
         }
@@ -324,7 +339,11 @@ impl PgStore {
         let mut tx = client.transaction().map_err(self.error())?;
         let init = |tx: &mut Transaction<'_>| -> Result<Option<i64>, postgres::Error> {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-            tx.batch_execute(TABLES)?;
+            // Only when missing: a role without the right to create tables can use a store.
+            let exists: bool = tx.query_one("SELECT to_regclass('mathrank_posts') IS NOT NULL", &[])?.get(0);
+            if !exists {
+                tx.batch_execute(TABLES)?;
+            }
             let format = tx.query_opt("SELECT value FROM mathrank_meta WHERE key = 'format'", &[])?;
             Ok(format.map(|row| row.get::<_, String>(0).parse().unwrap_or(-1)))
         };
@@ -366,7 +385,7 @@ impl PgStore {
 }
 
 fn unavailable(location: &str, source: r2d2::Error) -> Error {
-    Error::Unavailable { store: location.to_owned(), reason: source.to_string(), source: Some(Box::new(source)) }
+    Error::Unavailable { store: location.to_owned(), reason: describe(&source), source: Some(Box::new(source)) }
 }
 
 /// `postgres://user@host:port/database`, never the password.

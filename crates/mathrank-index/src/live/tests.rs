@@ -171,7 +171,7 @@ fn a_rebuild_serves_the_old_index_meanwhile_then_switches_and_removes_it() {
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with("tantivy"))
         .collect();
-    assert_eq!(tantivy_dirs, [after.clone()], "the old directory is gone");
+    assert_eq!(tantivy_dirs, std::slice::from_ref(&after), "the old directory is gone");
     let meta: IndexMeta = serde_json::from_str(&std::fs::read_to_string(setup.dir.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta.tantivy_dir.as_deref(), Some(after.as_str()));
     // The switched index goes on following the store.

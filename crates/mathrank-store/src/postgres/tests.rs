@@ -321,3 +321,24 @@ fn a_follower_whose_connections_are_cut_between_pages_still_sees_every_change() 
     }
     assert_eq!(seen, 100);
 }
+
+#[test]
+fn a_role_that_cannot_create_tables_uses_an_existing_store() {
+    let Some(url) = database() else { return };
+    let owner = PgStore::connect(&url).unwrap();
+    admin(&url)
+        .batch_execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mathrank_writer') THEN \
+             CREATE ROLE mathrank_writer LOGIN; END IF; END $$; \
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+             GRANT SELECT, INSERT, UPDATE ON mathrank_posts, mathrank_meta TO mathrank_writer",
+        )
+        .unwrap();
+    let writer_url = url.replacen(&format!("{}@", mathrank_pgtest::USER), "mathrank_writer@", 1);
+    let writer = PgStore::connect(&writer_url).unwrap();
+    assert_eq!(writer.store_id(), owner.store_id());
+    assert_eq!(writer.apply(&[upsert(question(1, "q"), 1)], 1).unwrap().outcomes, [Outcome::Created]);
+    let other = database().unwrap().replacen(&format!("{}@", mathrank_pgtest::USER), "mathrank_writer@", 1);
+    let err = PgStore::connect(&other).unwrap_err();
+    assert!(!err.is_retryable() && err.to_string().contains("permission denied"), "{err}");
+}
