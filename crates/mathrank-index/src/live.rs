@@ -169,6 +169,8 @@ pub struct IndexerStatus {
     pub commits: u64,
     pub rebuilding: bool,
     pub rebuilds: u64,
+    /// Why the last rebuild failed (cleared by a successful one).
+    pub rebuild_error: Option<String>,
     /// The last error, while the indexer retries.
     pub last_error: Option<String>,
 }
@@ -464,13 +466,11 @@ fn remove_stale_tantivy_dirs(dir: &Path, active: &str) {
 fn apply_rows(writer: &IndexWriter, fields: &Fields, store: &dyn PostStore, rows: &[Row]) -> Result<usize> {
     let mut operations = 0;
     for row in rows {
-        let (field, kind) = match row.kind {
-            Some(PostKind::Question) => (fields.question_id, "question"),
-            Some(PostKind::Answer) | None => (fields.answer_id, "answer"),
-        };
-        tracing::trace!(id = row.id, kind, deleted = row.deleted, "removing the documents of a changed post");
-        writer.delete_term(Term::from_field_u64(field, row.id));
-        operations += 1;
+        // Both: a dump may turn an id that was an answer into a question, or back.
+        tracing::trace!(id = row.id, deleted = row.deleted, "removing the documents of a changed post");
+        writer.delete_term(Term::from_field_u64(fields.answer_id, row.id));
+        writer.delete_term(Term::from_field_u64(fields.question_id, row.id));
+        operations += 2;
     }
     let questions: HashSet<u64> = rows
         .iter()
@@ -563,7 +563,10 @@ impl Worker {
         {
             match handle.join().unwrap_or(Err(Error::Interrupted)) {
                 Ok((name, _)) => self.switch(&name)?,
-                Err(err) => tracing::error!(error = %err, "the rebuild failed; the current index stays"),
+                Err(err) => {
+                    tracing::error!(error = %err, "the rebuild failed; the current index stays");
+                    self.status.lock().unwrap_or_else(|p| p.into_inner()).rebuild_error = Some(err.to_string());
+                }
             }
         }
         let rows = self.store.changes(self.applied, self.options.read_batch)?;
@@ -679,6 +682,7 @@ impl Worker {
         let _ = std::fs::remove_dir_all(self.dir.join(&old));
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.rebuilds += 1;
+        status.rebuild_error = None;
         tracing::info!(index = %self.dir.display(), tantivy = name, seq = applied, "switched to the rebuilt index");
         Ok(())
     }

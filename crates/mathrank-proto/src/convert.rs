@@ -187,7 +187,8 @@ impl From<&Hit> for v1::GetAnswerResponse {
 
 impl From<&Engine> for v1::InfoResponse {
     fn from(engine: &Engine) -> Self {
-        let meta = engine.index().meta();
+        let index = engine.index();
+        let meta = index.meta();
         let limits = engine.limits();
         let model = match engine.reranker() {
             Some(reranker) => {
@@ -208,7 +209,7 @@ impl From<&Engine> for v1::InfoResponse {
         Self {
             model: Some(model),
             index: Some(v1::IndexInfo {
-                answers: engine.index().num_answers(),
+                answers: index.num_answers(),
                 questions: meta.questions,
                 source: meta.source.clone(),
                 built_at: meta.built_at,

@@ -45,12 +45,14 @@
 //! ```
 
 pub mod conformance;
+mod delta;
 mod postgres;
 mod rules;
 mod sqlite;
 
 use std::time::Duration;
 
+pub use delta::{DeltaOptions, DeltaProgress, DeltaSummary, apply_dump_delta};
 pub use mathrank_dump::{Post, PostKind};
 pub use postgres::{CHANNEL, PgOptions, PgStore, SCAN_BATCH, WRITE_LOCK, is_postgres_url};
 pub use sqlite::{BulkLoader, STORE_FILE, SqliteStore};
@@ -90,6 +92,9 @@ pub enum Error {
     OutOfRange { what: &'static str, value: u64, max: u64 },
     #[error("the post store is closed")]
     Closed,
+    // Not `#[from]`: the dump error would then be a source too, and be said twice.
+    #[error("reading the dump: {0}")]
+    Dump(mathrank_dump::Error),
     #[error("post store {store}: {message}")]
     Postgres {
         store: String,
