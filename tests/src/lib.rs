@@ -66,6 +66,23 @@ pub fn sample_index() -> Arc<AnswerIndex> {
     Arc::clone(index)
 }
 
+/// An engine over a new, empty live index: a post store and its indexer (committing at once)
+/// in a temporary directory that lives as long as the returned guard.
+pub fn live_engine(limits: Limits) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn mathrank_store::PostStore> =
+        Arc::new(mathrank_store::SqliteStore::open(&dir.path().join(mathrank_store::STORE_FILE)).expect("store opens"));
+    let options = mathrank_index::IndexerOptions {
+        commit_interval: std::time::Duration::from_millis(5),
+        memory_mb: 50,
+        ..mathrank_index::IndexerOptions::default()
+    };
+    let (live, indexer) =
+        mathrank_index::Indexer::start(dir.path(), Arc::clone(&store), options).expect("indexer starts");
+    let engine = Engine::with_live(live, None, limits).with_store(store, Some(indexer)).expect("writes on");
+    (dir, engine)
+}
+
 /// The tiny model with test-friendly options (one intra-op thread).
 pub fn tiny_reranker(options: RerankerOptions) -> Arc<Reranker> {
     let options = RerankerOptions { ort_library: Some(ort_library()), intra_threads: 1, ..options };

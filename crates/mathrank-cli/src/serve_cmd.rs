@@ -8,16 +8,16 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use mathrank_engine::{Engine, Limits, LongAnswers};
-use mathrank_index::AnswerIndex;
+use mathrank_index::{AnswerIndex, Indexer, IndexerOptions};
 use mathrank_server::{BearerToken, ServeOptions, ServerState, TlsFiles};
 
 use crate::model_args::ModelArgs;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// TOML file with any of: addr, metrics_addr, index, model, no_rerank, auth_token,
-    /// tls_cert, tls_key, max_concurrent, max_queued, max_message_bytes, grace_seconds,
-    /// default_timeout, max_timeout, long_answers, max_windows_per_answer,
+    /// TOML file with any of: addr, metrics_addr, index, store, model, no_rerank, auth_token,
+    /// write_token, tls_cert, tls_key, max_concurrent, max_queued, max_message_bytes,
+    /// grace_seconds, default_timeout, max_timeout, long_answers, max_windows_per_answer,
     /// max_windows_per_call, score_cache_mb. Flags and environment variables override it.
     #[arg(long, env = "MATHRANK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -38,6 +38,16 @@ pub struct ServeArgs {
     /// reflection and metrics stay open); an empty token is refused [default: no auth].
     #[arg(long, env = "MATHRANK_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// Turn the write API on (gRPC mathrank.v1.Posts; HTTP POST /v1/posts:bulk, PUT and
+    /// DELETE /v1/posts/ID, POST /v1/index:rebuild): its calls need `authorization: Bearer
+    /// TOKEN`, and the search token cannot write [default: writes off].
+    #[arg(long, env = "MATHRANK_WRITE_TOKEN", hide_env_values = true)]
+    pub write_token: Option<String>,
+    /// The post store the live index follows and writes go to [default: INDEX/posts.sqlite,
+    /// which `mathrank index` writes]. Whenever it exists, the server indexes its changes
+    /// (those of `mathrank index --update` too), with or without --write-token.
+    #[arg(long, env = "MATHRANK_STORE")]
+    pub store: Option<PathBuf>,
     /// TLS certificate chain (PEM); with --tls-key, serves TLS [default: plaintext].
     #[arg(long, env = "MATHRANK_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -90,9 +100,11 @@ struct ConfigFile {
     addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     index: Option<PathBuf>,
+    store: Option<PathBuf>,
     model: Option<PathBuf>,
     no_rerank: Option<bool>,
     auth_token: Option<String>,
+    write_token: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     max_concurrent: Option<u32>,
@@ -215,8 +227,11 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
     };
+    let write_token = args.write_token.clone().or(file.write_token.clone());
+    let store_path = args.store.clone().or(file.store.clone());
     let options = ServeOptions {
         auth_token: args.auth_token.clone().or(file.auth_token.clone()).map(BearerToken::new).transpose()?,
+        write_token: write_token.clone().map(BearerToken::new).transpose()?,
         tls,
         max_message_bytes: limits.max_message_bytes as usize,
         grace_period: Duration::from_secs(args.grace_seconds.or(file.grace_seconds).unwrap_or(10)),
@@ -257,13 +272,14 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
 
     // Load while the listener already answers health checks with NOT_SERVING.
     let model_args = args.model.clone();
+    let writes = write_token.is_some();
+    let custom_store = store_path.is_some();
     let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
-        if !index_dir.join("meta.json").is_file() && !index_dir.exists() {
+        let store_path = crate::index_cmd::store_path(&index_dir, store_path.as_deref());
+        if !index_dir.join("meta.json").is_file() && !index_dir.exists() && !custom_store {
             tracing::info!(index = %index_dir.display(), "no index there: building one from the embedded sample");
             crate::index_cmd::build_sample(&index_dir)?;
         }
-        let index = AnswerIndex::open(&index_dir)?;
-        tracing::info!(index = %index_dir.display(), answers = index.num_answers(), "index loaded");
         let reranker = match model_dir {
             Some(dir) => Some(Arc::new(
                 mathrank_rerank::Reranker::load(&dir, &model_args.options())
@@ -276,7 +292,34 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
                 None
             }
         };
-        Ok(Engine::new(Arc::new(index), reranker, limits))
+        if !store_path.is_file() && !custom_store {
+            anyhow::ensure!(
+                !writes,
+                "--write-token needs a post store, and {} has none (built with --no-store or by an older mathrank): rebuild it with `mathrank index --dump FILE --index {}`",
+                index_dir.display(),
+                index_dir.display()
+            );
+            let index = AnswerIndex::open(&index_dir)?;
+            tracing::info!(index = %index_dir.display(), answers = index.num_answers(), "index loaded (no post store: read-only)");
+            return Ok(Engine::new(Arc::new(index), reranker, limits));
+        }
+        // A live index: this process indexes the store (or follows the process that does).
+        let store: Arc<dyn mathrank_store::PostStore> = Arc::new(
+            mathrank_store::SqliteStore::open(&store_path)
+                .with_context(|| format!("opening the post store {}", store_path.display()))?,
+        );
+        let (live, indexer) = Indexer::start(&index_dir, Arc::clone(&store), IndexerOptions::default())
+            .with_context(|| format!("opening the live index {}", index_dir.display()))?;
+        tracing::info!(
+            index = %index_dir.display(),
+            store = %store_path.display(),
+            answers = live.current().num_answers(),
+            searchable_seq = live.searchable_seq(),
+            role = indexer.status().role,
+            writes,
+            "live index loaded: following the post store"
+        );
+        Ok(Engine::with_live(live, reranker, limits).with_store(store, Some(indexer))?)
     })
     .await?;
     match loaded {

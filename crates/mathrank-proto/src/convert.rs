@@ -235,8 +235,25 @@ impl From<&Engine> for v1::InfoResponse {
                 score_cache_mb: if engine.cache_stats().is_some() { limits.score_cache_mb } else { 0 },
             }),
             server_version: env!("CARGO_PKG_VERSION").into(),
+            searchable_seq: engine.searchable_seq(),
+            live: live_info(engine),
         }
     }
+}
+
+/// The live index's state; `None` without a post store.
+fn live_info(engine: &Engine) -> Option<v1::LiveInfo> {
+    let store = engine.store()?;
+    let status = engine.indexer_status().unwrap_or_default();
+    Some(v1::LiveInfo {
+        store_seq: store.last_seq().unwrap_or_default(),
+        indexer: status.role.into(),
+        committed_seq: status.committed_seq,
+        commits: status.commits,
+        rebuilding: status.rebuilding,
+        rebuilds: status.rebuilds,
+        last_error: status.last_error.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

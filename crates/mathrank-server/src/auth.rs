@@ -24,6 +24,11 @@ impl BearerToken {
         Ok(Self(token))
     }
 
+    /// Whether two tokens are the same secret.
+    pub fn same_secret(&self, other: &BearerToken) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
+    }
+
     /// Whether an `authorization` header value carries this token. The scheme is matched
     /// case-insensitively (RFC 9110); the token itself in constant time.
     pub fn accepts(&self, header: Option<&str>) -> bool {

@@ -66,7 +66,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
         Self {
             status: StatusCode::BAD_REQUEST,
@@ -186,7 +186,7 @@ fn field_error<E: std::fmt::Display>(err: serde_path_to_error::Error<E>) -> ApiE
 }
 
 /// The deadline of an HTTP call: `X-Timeout-Ms`, counted from when the request arrived.
-fn deadline_of(headers: &HeaderMap, received: Instant) -> ApiResult<Option<Instant>> {
+pub(crate) fn deadline_of(headers: &HeaderMap, received: Instant) -> ApiResult<Option<Instant>> {
     let Some(value) = headers.get(TIMEOUT_HEADER) else { return Ok(None) };
     let millis: u64 = value
         .to_str()

@@ -1,8 +1,9 @@
 //! mathrank's protocol adapters over the transport-free [`Engine`](mathrank_engine::Engine):
-//! gRPC (`mathrank.v1.AnswerSearch`, health, reflection) and HTTP/JSON (the rerank dialects
-//! of Cohere, TEI and Weaviate, plus `/v1/search`, `/v1/answers/{id}`, `/v1/info`, `/health`,
-//! `/metrics`) on one listener, with TLS, bearer-token auth, Prometheus metrics and graceful
-//! shutdown. Each protocol maps the engine's errors in one function.
+//! gRPC (`mathrank.v1.AnswerSearch`, `mathrank.v1.Posts`, health, reflection) and HTTP/JSON
+//! (the rerank dialects of Cohere, TEI and Weaviate, plus `/v1/search`, `/v1/answers/{id}`,
+//! `/v1/info`, the write API `/v1/posts...`, `/health`, `/metrics`) on one listener, with TLS,
+//! bearer-token auth (a write scope of its own), Prometheus metrics and graceful shutdown.
+//! Each protocol maps the engine's errors in one function.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -20,9 +21,11 @@
 
 mod auth;
 mod grpc;
+mod grpc_posts;
 mod http;
 mod listen;
 mod metrics;
+mod posts;
 mod serve;
 mod state;
 
@@ -32,9 +35,11 @@ const RETRY_AFTER_SECS: u64 = 1;
 
 pub use auth::BearerToken;
 pub use grpc::{AnswerSearchService, parse_grpc_timeout, status_of};
+pub use grpc_posts::PostsService;
 pub use http::{PARTIAL_HEADER, TIMEOUT_HEADER, http_status_of};
 pub use listen::TlsFiles;
 pub use metrics::Metrics;
+pub use posts::{MAX_LINE_BYTES, WRITES_OFF};
 pub use serve::{ServeOptions, serve, serve_metrics};
 pub use state::ServerState;
 
@@ -53,6 +58,10 @@ pub enum ServeError {
         "the auth token is empty or blank: every call would be accepted; set --auth-token (MATHRANK_AUTH_TOKEN) to a secret, or leave it unset to run without auth"
     )]
     EmptyToken,
+    #[error(
+        "the write token equals the search token: anyone who may search could write; give writes a token of their own"
+    )]
+    SameTokens,
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("listener: {0}")]

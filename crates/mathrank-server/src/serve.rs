@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mathrank_proto::v1::answer_search_server::AnswerSearchServer;
+use mathrank_proto::v1::posts_server::PostsServer;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
@@ -13,6 +14,7 @@ use tonic::{Request, Status};
 use crate::ServeError;
 use crate::auth::{BearerToken, UNAUTHENTICATED};
 use crate::grpc::AnswerSearchService;
+use crate::grpc_posts::PostsService;
 use crate::listen::{self, TlsFiles};
 use crate::state::ServerState;
 
@@ -23,6 +25,9 @@ pub struct ServeOptions {
     /// API routes). Health, readiness, reflection and metrics stay open so that load
     /// balancers, probes and grpcurl can reach them.
     pub auth_token: Option<BearerToken>,
+    /// Turns the write API on (gRPC `mathrank.v1.Posts`, HTTP `/v1/posts...`): its calls need
+    /// `authorization: Bearer <write token>`; the search token is refused there.
+    pub write_token: Option<BearerToken>,
     pub tls: Option<TlsFiles>,
     /// Largest gRPC message or HTTP request body accepted (and gRPC message sent).
     pub max_message_bytes: usize,
@@ -32,7 +37,13 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { auth_token: None, tls: None, max_message_bytes: 16 * 1024 * 1024, grace_period: Duration::from_secs(10) }
+        Self {
+            auth_token: None,
+            write_token: None,
+            tls: None,
+            max_message_bytes: 16 * 1024 * 1024,
+            grace_period: Duration::from_secs(10),
+        }
     }
 }
 
@@ -46,6 +57,11 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    if let (Some(write), Some(search)) = (&options.write_token, &options.auth_token)
+        && write.same_secret(search)
+    {
+        return Err(ServeError::SameTokens);
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(mathrank_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -65,8 +81,24 @@ pub async fn serve(
         }
         None => Ok(request),
     });
-    let http = crate::http::router(Arc::clone(&state), options.auth_token.clone(), options.max_message_bytes);
+    let posts = PostsServer::new(PostsService::new(Arc::clone(&state)))
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
+    let (write_token, search_token) = (options.write_token.clone(), options.auth_token.clone());
+    let posts = InterceptedService::new(posts, move |request: Request<()>| {
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        crate::grpc_posts::check_write_token(write_token.as_ref(), search_token.as_ref(), header).map(|()| request)
+    });
+    let http = crate::http::router(Arc::clone(&state), options.auth_token.clone(), options.max_message_bytes).merge(
+        crate::posts::router(
+            Arc::clone(&state),
+            options.write_token.clone(),
+            options.auth_token.clone(),
+            options.max_message_bytes,
+        ),
+    );
     let router = Routes::new(search)
+        .add_service(posts)
         .add_service(health_service)
         .add_service(reflection)
         .into_axum_router()
@@ -91,6 +123,7 @@ pub async fn serve(
         addr = %local,
         tls = options.tls.is_some(),
         auth = options.auth_token.is_some(),
+        writes = options.write_token.is_some(),
         "serving mathrank.v1.AnswerSearch (gRPC) and the HTTP/JSON API on one port"
     );
     // accept_http1: the HTTP dialects arrive as HTTP/1.1 as well as HTTP/2.
