@@ -29,7 +29,7 @@ mod posts;
 mod serve;
 mod state;
 
-/// How long a caller refused for overload should wait before retrying: HTTP's `Retry-After`
+/// How long a caller refused for overload (or by an unavailable store) should wait before retrying: HTTP's `Retry-After`
 /// and gRPC's `grpc-retry-pushback-ms` both say this.
 const RETRY_AFTER_SECS: u64 = 1;
 

@@ -47,13 +47,37 @@ impl ServerState {
         self.health.set_service_status(mathrank_proto::SERVICE_NAME, status).await;
     }
 
-    /// Installs the loaded engine and reports SERVING.
-    pub async fn set_engine(&self, engine: Engine) {
+    /// Installs the loaded engine and reports SERVING once it is ready: at once for a fixed
+    /// index; for a replica of a post store, once it has caught up with the store (see
+    /// [`Engine::is_ready`]), and NOT_SERVING again whenever it falls behind.
+    pub async fn set_engine(self: &Arc<Self>, engine: Engine) {
         if self.engine.set(Arc::new(engine)).is_err() {
             tracing::warn!("the engine was already set; keeping the first");
         }
-        if !self.draining.load(Ordering::SeqCst) {
-            self.report(ServingStatus::Serving).await;
+        let serving = self.is_serving();
+        self.report(if serving { ServingStatus::Serving } else { ServingStatus::NotServing }).await;
+        if self.engine().is_some_and(|engine| engine.replica_status().is_some()) {
+            // gRPC health is pushed to watchers, so readiness changes are reported as they come.
+            let state = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut reported = serving;
+                loop {
+                    tokio::time::sleep(mathrank_engine::SAMPLE_EVERY).await;
+                    let Some(state) = state.upgrade() else { return };
+                    if state.draining.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let serving = state.is_serving();
+                    if serving != reported {
+                        tracing::info!(
+                            ready = serving,
+                            "readiness changed (caught up with the post store or fell behind)"
+                        );
+                        state.report(if serving { ServingStatus::Serving } else { ServingStatus::NotServing }).await;
+                        reported = serving;
+                    }
+                }
+            });
         }
     }
 
@@ -63,9 +87,10 @@ impl ServerState {
         self.report(ServingStatus::NotServing).await;
     }
 
-    /// Loaded and not shutting down.
+    /// Loaded, caught up with its post store (if any), and not shutting down: what readiness
+    /// (HTTP `/health`, gRPC health) says.
     pub fn is_serving(&self) -> bool {
-        self.engine.get().is_some() && !self.draining.load(Ordering::SeqCst)
+        self.engine.get().is_some_and(|engine| engine.is_ready()) && !self.draining.load(Ordering::SeqCst)
     }
 
     pub fn engine(&self) -> Option<Arc<Engine>> {
@@ -119,6 +144,38 @@ impl Collector for LiveCollector {
             engine.queued_requests() as f64,
         )?;
         gauge(&mut encoder, "index_answers", "Answers in the index", engine.index().num_answers() as f64)?;
+        if let Some(replica) = engine.replica_status() {
+            gauge(
+                &mut encoder,
+                "searchable_seq",
+                "Every post-store change up to this sequence number is searchable here",
+                replica.searchable_seq as f64,
+            )?;
+            gauge(
+                &mut encoder,
+                "store_seq",
+                "The post store's last sequence number, as last read",
+                replica.store_seq as f64,
+            )?;
+            gauge(
+                &mut encoder,
+                "replica_lag_seconds",
+                "How long the oldest change not yet searchable here has been in the post store",
+                replica.lag_seconds,
+            )?;
+            gauge(
+                &mut encoder,
+                "replica_caught_up",
+                "1 when every change the post store held 5 s ago is searchable (readiness)",
+                f64::from(u8::from(replica.ready)),
+            )?;
+            gauge(
+                &mut encoder,
+                "store_reachable",
+                "0 while the post store's sequence number cannot be read",
+                f64::from(u8::from(replica.store_error.is_none())),
+            )?;
+        }
         if let Some(cache) = engine.cache_stats() {
             counter(&mut encoder, "score_cache_hits", "Candidates scored from the score cache", cache.hits as f64)?;
             counter(
