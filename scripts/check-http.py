@@ -3,10 +3,11 @@
 1. The official Cohere Python SDK calls /v1/rerank (cohere.Client) and /v2/rerank
    (cohere.ClientV2) with base_url pointed at mathrank; the assertions are on what the SDK
    parsed.
-2. Every curl example of the README's HTTP section runs against the same server and must
-   succeed (curl --fail-with-body) with a JSON answer.
+2. Every curl example inside an `<!-- http-examples:begin -->` block of the given Markdown
+   files (the README's first search, docs/http-api.md's tour) runs against the same server and
+   must succeed (curl --fail-with-body) with a JSON answer.
 
-Usage: check-http.py BASE_URL README.md
+Usage: check-http.py BASE_URL MARKDOWN_FILE...
 """
 
 import json
@@ -17,7 +18,7 @@ import sys
 
 import cohere
 
-base, readme = sys.argv[1], sys.argv[2]
+base, markdown_files = sys.argv[1], sys.argv[2:]
 query = "How do I compute $3^{100} \\bmod 7$ with Fermat's little theorem?"
 documents = [
     "By Fermat, $3^6 \\equiv 1 \\pmod 7$, so $3^{100} \\equiv 3^4 \\equiv 4$.",
@@ -61,21 +62,30 @@ except cohere.core.api_error.ApiError as err:
 
 print(f"check-http: Cohere SDK {cohere.__version__}: v1 and v2 rerank parsed as expected")
 
-text = open(readme, encoding="utf-8").read()
-section = re.search(r"<!-- http-examples:begin -->(.*?)<!-- http-examples:end -->", text, re.S)
-check(section is not None, "README has an http-examples section")
-block = section.group(1).split("```sh", 1)[1].split("```", 1)[0]
-examples = block.count("curl ")
-check(examples >= 6, f"README shows {examples} curl examples")
+# Each file that must show curl examples, with how many at least: an example that disappears
+# fails here, one that breaks fails below.
+expected = {"README.md": 2, "docs/http-api.md": 9}
 address = base.split("://", 1)[1]
-# Run the block as the shell would, each curl made to fail on an HTTP error status.
-script = block.replace("127.0.0.1:50051", address).replace("curl -s ", "curl -sS --fail-with-body ")
-run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True)
-check(run.returncode == 0, f"README examples failed ({run.returncode}):\n{run.stdout}{run.stderr}")
-decoder, rest, answers = json.JSONDecoder(), run.stdout.strip(), 0
-while rest:
-    _, end = decoder.raw_decode(rest)
-    rest, answers = rest[end:].lstrip(), answers + 1
-check(answers == examples, f"{examples} examples gave {answers} JSON answers")
-print(f"check-http: {examples} README curl examples ran")
+for path in markdown_files:
+    text = open(path, encoding="utf-8").read()
+    sections = re.findall(r"<!-- http-examples:begin -->(.*?)<!-- http-examples:end -->", text, re.S)
+    if not sections:
+        check(path not in expected, f"{path} has no http-examples section")
+        continue
+    for section in sections:
+        block = section.split("```sh", 1)[1].split("```", 1)[0]
+        examples = block.count("curl ")
+        # Run the block as the shell would, each curl made to fail on an HTTP error status.
+        script = block.replace("127.0.0.1:50051", address).replace("curl -s ", "curl -sS --fail-with-body ")
+        run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True)
+        check(run.returncode == 0, f"{path}: examples failed ({run.returncode}):\n{run.stdout}{run.stderr}")
+        decoder, rest, answers = json.JSONDecoder(), run.stdout.strip(), 0
+        while rest:
+            _, end = decoder.raw_decode(rest)
+            rest, answers = rest[end:].lstrip(), answers + 1
+        check(answers == examples, f"{path}: {examples} examples gave {answers} JSON answers")
+        expected[path] = expected.get(path, 0) - examples
+        print(f"check-http: {path}: {examples} curl examples ran")
+for path, missing in expected.items():
+    check(missing <= 0, f"{path} shows {missing} curl examples fewer than expected (or was not given)")
 print(f"{checks} passed, 0 failed")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts `mathrank serve` on a free loopback port with the tiny model fixture over the embedded
-# sample, then runs scripts/check-http.py (Cohere SDK + README curl examples) against it.
+# sample, then runs scripts/check-http.py (Cohere SDK + the curl examples of README.md and docs/) against it.
 # Usage: scripts/check-http.sh MATHRANK_BINARY PYTHON
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,4 +16,4 @@ for _ in $(seq 120); do
   kill -0 $server 2>/dev/null || { echo "check-http: the server exited" >&2; exit 1; }
   sleep 0.5
 done
-"$python" scripts/check-http.py "http://127.0.0.1:$port" README.md
+"$python" scripts/check-http.py "http://127.0.0.1:$port" README.md docs/*.md

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of the README (issue 14), on a machine with an NVIDIA GPU and the CUDA 13
+# The GPU measurements of docs/benchmarks.md (issue 14), on a machine with an NVIDIA GPU and the CUDA 13
 # runtime libraries, repeatable by anyone:
 #   1. parity of the CUDA provider on albert-base-random's reference pairs, fp32 and fp16;
 #   2. throughput at 128, 256 and 512 tokens, batches of 32 to 256, mathrank fp32 and fp16
@@ -9,8 +9,9 @@
 #   3. with INDEX and TOPICS set, Search over gRPC at rerank depth 100, concurrency 1, 16 and 64,
 #      with the mean micro-batch size from the server's metrics (are batches filled across calls).
 # Needs (environment):
-#   MATHRANK_BIN  a mathrank built with `cargo build --release -p mathrank-cli --features mathrank-rerank/cuda`
+#   MATHRANK_BIN  a mathrank built with `cargo build --release -p mathrank-cli -p mathrank-bench --features mathrank-rerank/cuda`
 #                 [target/release/mathrank]
+#   MATHRANK_BENCH_BIN  mathrank-bench from the same build [target/release/mathrank-bench]
 #   ORT_GPU_DIR   libonnxruntime.so.1.31.1, libonnxruntime_providers_shared.so and
 #                 libonnxruntime_providers_cuda.so from PyPI's onnxruntime-gpu==1.31.1 [.ort-gpu/,
 #                 fetched from PyPI when it is reachable]
@@ -26,6 +27,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mathrank="${MATHRANK_BIN:-target/release/mathrank}"
+mathrank_bench="${MATHRANK_BENCH_BIN:-target/release/mathrank-bench}"
 ort_dir="${ORT_GPU_DIR:-.ort-gpu}"
 python="${PYTHON:-python3}"
 shared="${SHARED:-../shared}"
@@ -118,10 +120,10 @@ for l in sys.stdin:
     if l.startswith('{'): r=json.loads(l); r.update($1); print(json.dumps(r), flush=True)"; }
 if [[ $parts == *" 2 "* ]]; then
 for dtype in fp32 fp16; do
-  "$mathrank" --log warn bench rerank --provider "$provider" --model "$models/$dtype" --tokens "$tokens" \
+  "$mathrank_bench" --log warn rerank --provider "$provider" --model "$models/$dtype" --tokens "$tokens" \
     --max-batch "$batches" --batches 4 --repeats 3 | tag "dtype='$dtype'"
 done
-"$mathrank" --log warn bench rerank --provider "$provider" --model "$models/fp16" --tokens 256 --max-batch 64,256 \
+"$mathrank_bench" --log warn rerank --provider "$provider" --model "$models/fp16" --tokens 256 --max-batch 64,256 \
   --batches 4 --repeats 3 --optimization-level 1 | tag "dtype='fp16', optimization_level=1"
 if [[ $provider == cuda ]]; then
   "$python" bench/torch_rerank.py --model "$base" --tokens "$tokens" --batch "$batches" --batches 12
@@ -139,7 +141,7 @@ if [[ $parts == *" 3 "* && -n "${INDEX:-}" && -n "${TOPICS:-}" ]]; then
     for _ in $(seq 600); do curl -sf http://127.0.0.1:50081/health >/dev/null && break; sleep 0.5; done
     for concurrency in 1 16 64; do
       pairs0="$(metric mathrank_rerank_pairs_total)" batches0="$(metric mathrank_rerank_batches_total)"
-      "$mathrank" --log warn bench load --addr http://127.0.0.1:50081 --topics "$TOPICS" --rerank-depth 100 \
+      "$mathrank_bench" --log warn load --addr http://127.0.0.1:50081 --topics "$TOPICS" --rerank-depth 100 \
         --concurrency "$concurrency" --seconds "$seconds" | tag "dtype='$dtype'"
       pairs1="$(metric mathrank_rerank_pairs_total)" batches1="$(metric mathrank_rerank_batches_total)"
       "$python" -c "print('{\"dtype\": \"$dtype\", \"concurrency\": $concurrency, \"mean_pairs_per_micro_batch\": %.1f}' % ((${pairs1:-0} - ${pairs0:-0}) / max(1, ${batches1:-0} - ${batches0:-0})))"

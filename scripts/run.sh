@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs ONNX Runtime (.ort/), builds mathrank in release mode, and serves the
-# gRPC and HTTP/JSON API on 127.0.0.1:50051 over the embedded sample index (built on first start into
-# index/default). Reranking uses MATHRANK_MODEL if set, else the model cache that
+# gRPC and HTTP/JSON API and the search page (http://127.0.0.1:50051/, printed once ready) on
+# 127.0.0.1:50051 over the embedded sample index (built on first start into index/default). Reranking uses MATHRANK_MODEL if set, else the model cache that
 # `mathrank model fetch` fills; with neither, the service runs BM25 only and says so.
 # Extra arguments go to `mathrank serve` (see `mathrank serve --help`).
 set -euo pipefail

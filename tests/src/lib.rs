@@ -1,6 +1,6 @@
-//! Helpers of the end-to-end tests (`tests/*.rs`, one file per domain): a shared sample
-//! index, the tiny model fixture, the ONNX Runtime library, and an in-process server on port 0
-//! that speaks gRPC and HTTP.
+//! The one set of helpers of mathrank's integration tests (the binary `tests/main.rs`, a module
+//! per domain): a shared sample index, the tiny model fixture, the ONNX Runtime library,
+//! `../shared`, and an in-process server on port 0 that speaks gRPC and HTTP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

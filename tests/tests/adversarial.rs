@@ -1,10 +1,10 @@
 //! Hostile or broken input, in one place: each case gets a clear error (or a clean skip) and
 //! loses nothing. Cases that need a crate's internals live beside it and are listed here:
 //! memo bombs, deep nesting and random pickles (`mathrank-model` `pickle::tests`), directories
-//! that are not model directories, bad revisions, held locks and edited models
-//! (`crates/mathrank-model/tests/model.rs`), a second build of the same index
-//! (`index.rs`), empty auth tokens (`mathrank-server` `auth::tests`), and the HTTP errors of
-//! `http.rs`.
+//! that are not model directories, bad revisions, held locks and edited models (`model.rs`),
+//! a second build of the same index (`index.rs`), empty auth tokens (`mathrank-server`
+//! `auth::tests`), the HTTP errors of `http.rs`, and idle, stalled and preface-only
+//! connections (`connections.rs`).
 
 use mathrank_engine::{Engine, Limits};
 use mathrank_proto::v1;

@@ -9,7 +9,7 @@ use mathrank_engine::{Engine, Limits};
 use mathrank_proto::v1;
 use mathrank_rerank::RerankerOptions;
 use mathrank_server::ServeOptions;
-use mathrank_tests::{TestServer, sample_index, tiny_reranker};
+use mathrank_tests::{TestServer, sample_index, tiny_reranker, workspace};
 use serde_json::{Value, json};
 
 const QUERY: &str = "How do I compute $3^{100} \\bmod 7$ with Fermat's little theorem?";
@@ -109,20 +109,68 @@ async fn cohere_v1_and_v2_as_elasticsearch_and_opensearch_send_them() {
     assert!(by_index.iter().zip(&expected).all(|(a, b)| (a - f64::from(*b)).abs() < 1e-6));
 }
 
+/// The JSON that docs/http-api.md shows right after `request_line` (an engine's API call).
+fn documented_json(request_line: &str) -> Value {
+    let text = std::fs::read_to_string(workspace().join("docs/http-api.md")).expect("docs/http-api.md");
+    let start = text.find(request_line).unwrap_or_else(|| panic!("docs/http-api.md no longer shows {request_line}"));
+    let body = text[start + request_line.len()..].split("```").next().unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("docs/http-api.md, {request_line}: {err}"))
+}
+
+/// The path of a documented URL on the `mathrank-http` Service.
+fn documented_path(url: &str) -> &str {
+    url.strip_prefix("http://mathrank-http").unwrap_or_else(|| panic!("{url} is not on http://mathrank-http"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_custom_service_parses_with_its_jsonpaths() {
     let server = server().await;
-    // The request template of README's `PUT _inference/rerank/mathrank`, filled in by ES.
-    let (status, body) = post(&server, "/v1/rerank", json!({"query": QUERY, "documents": DOCS, "top_n": 4})).await;
-    assert_eq!(status, 200);
-    let indices = path_values(&body, "$.results[*].index");
-    let scores = path_values(&body, "$.results[*].relevance_score");
+    // docs/http-api.md's `PUT _inference/rerank/mathrank`: its request template filled in as
+    // ES fills it, its answer read with its JSONPaths.
+    let config = documented_json("PUT _inference/rerank/mathrank\n");
+    let settings = &config["service_settings"];
+    let request = settings["request"].as_str().unwrap();
+    let request = request.replace("${query}", &json!(QUERY).to_string()).replace("${input}", &json!(DOCS).to_string());
+    let request: Value = serde_json::from_str(&request.replace("${top_n}", "4")).unwrap();
+    let (status, body) = post(&server, documented_path(settings["url"].as_str().unwrap()), request).await;
+    assert_eq!(status, 200, "{body}");
+    let parser = &settings["response"]["json_parser"];
+    let indices = path_values(&body, parser["reranked_index"].as_str().unwrap());
+    let scores = path_values(&body, parser["relevance_score"].as_str().unwrap());
     assert_eq!(indices.len(), DOCS.len());
     assert_eq!(scores.len(), indices.len());
     let expected = grpc_relevance(&server).await;
     for (index, score) in indices.iter().zip(&scores) {
         let index = index.as_u64().unwrap() as usize;
         assert!((score.as_f64().unwrap() - f64::from(expected[index])).abs() < 1e-6);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opensearch_connector_of_the_docs_is_answered() {
+    let server = server().await;
+    // docs/http-api.md's connector: its URL and request body filled in as ML Commons fills
+    // them (the Cohere pre-process function escapes the query into its quotes).
+    let connector = documented_json("POST /_plugins/_ml/connectors/_create\n");
+    let action = &connector["actions"][0];
+    let endpoint = connector["parameters"]["endpoint"].as_str().unwrap();
+    let url = action["url"].as_str().unwrap().replace("${parameters.endpoint}", endpoint);
+    let escaped_query = json!(QUERY).to_string();
+    let request = action["request_body"]
+        .as_str()
+        .unwrap()
+        .replace("${parameters.documents}", &json!(DOCS).to_string())
+        .replace("${parameters.query}", &escaped_query[1..escaped_query.len() - 1])
+        .replace("${parameters.top_n}", "4");
+    let request: Value = serde_json::from_str(&request).unwrap_or_else(|err| panic!("{request}: {err}"));
+    let (status, body) = post(&server, documented_path(&url), request).await;
+    assert_eq!(status, 200, "{body}");
+    let expected = grpc_relevance(&server).await;
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), DOCS.len());
+    for result in results {
+        let index = result["index"].as_u64().unwrap() as usize;
+        assert!((result["relevance_score"].as_f64().unwrap() - f64::from(expected[index])).abs() < 1e-6);
     }
 }
 

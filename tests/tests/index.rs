@@ -66,7 +66,7 @@ fn a_killed_build_leaves_the_previous_index_usable() {
         mathrank_index::build_index(sample(), &target, &mathrank_index::BuildOptions::default(), &mut |_| {}).unwrap();
 
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_build_helper", "--ignored", "--nocapture"])
+        .args(["--exact", "index::child_build_helper", "--ignored", "--nocapture"])
         .env(CHILD_BUILD, &target)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -165,7 +165,7 @@ fn incompatible_or_foreign_directories_are_clear_errors() {
     assert!(err.contains("refusing to replace"), "{err}");
     assert!(precious.join("thesis.tex").is_file());
     let err = mathrank_index::AnswerIndex::open(&precious).unwrap_err().to_string();
-    assert!(err.contains("no mathrank index") && err.contains("mathrank index --dump"), "{err}");
+    assert!(err.contains("no mathrank index") && err.contains("build one from a dump"), "{err}");
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! The write API of a live index, over HTTP and gRPC, against a real post store and indexer:
 //! writes, their visibility, every bad input, the write scope, and effects that follow the data.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mathrank_engine::Limits;
+use mathrank_index::{BuildOptions, Indexer, IndexerOptions};
 use mathrank_proto::v1;
 use mathrank_proto::v1::posts_client::PostsClient;
 use mathrank_server::{BearerToken, ServeOptions};
+use mathrank_store::{PostStore, STORE_FILE, SqliteStore};
 use mathrank_tests::{TestServer, live_engine};
 use serde_json::{Value, json};
 use tonic::Code;
@@ -402,4 +405,44 @@ async fn a_rebuild_keeps_serving_and_switches() {
     for id in [71, 72] {
         assert_eq!(get_answer(&server, id).await.1["answer"]["title"], "a rebuilt question");
     }
+}
+
+/// A delta can turn an answer into a question and move answers between questions.
+#[test]
+fn a_delta_that_moves_answers_and_changes_post_types_leaves_one_document_per_answer() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("index");
+    let synth = |seed: u64| {
+        let options = mathrank_bench::synth::SynthOptions {
+            questions: 300,
+            answers: 500,
+            seed,
+            bad_row_every: 0,
+            ..Default::default()
+        };
+        let mut xml = Vec::new();
+        mathrank_bench::synth::generate(&options, &mut xml).unwrap();
+        mathrank_dump::DumpSource::from_reader("synth", Some(xml.len() as u64), std::io::Cursor::new(xml))
+    };
+    let build = BuildOptions { threads: 1, memory_mb: 50, ..BuildOptions::default() };
+    mathrank_index::build_index(synth(1), &dir, &build, &mut |_| {}).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.join(STORE_FILE)).unwrap());
+    let delta = mathrank_store::apply_dump_delta(synth(2), store.as_ref(), &Default::default(), &mut |_| {}).unwrap();
+    assert!(delta.updated > 0);
+    let small_batches = IndexerOptions {
+        read_batch: 7,
+        memory_mb: 50,
+        rebuild: BuildOptions { threads: 1, memory_mb: 50, ..BuildOptions::default() },
+        ..IndexerOptions::default()
+    };
+    let (live, _indexer) = Indexer::start(&dir, store.clone(), small_batches).unwrap();
+    assert!(live.wait_searchable(store.last_seq().unwrap(), Duration::from_secs(60)));
+    let mut joined = 0;
+    store
+        .scan_joined(&mut |_, _| {
+            joined += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(live.current().num_answers(), joined, "one document per live answer with a live question");
 }

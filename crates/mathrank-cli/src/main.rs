@@ -1,14 +1,11 @@
 //! `mathrank`: index Stack Exchange dumps, search them, rerank with an ALBERT cross-encoder and
 //! serve it all over gRPC and HTTP/JSON on one port. `mathrank --help` lists the commands;
-//! every flag also reads a `MATHRANK_*` environment variable.
+//! every flag also reads a `MATHRANK_*` environment variable. Benchmarks, load generators and
+//! synthetic dumps are in the separate `mathrank-bench` binary.
 
-mod bench_cmd;
 mod eval_cmd;
-mod flood_cmd;
-mod gen_cmd;
+mod hint;
 mod index_cmd;
-mod load_cmd;
-mod measure;
 mod model_args;
 mod model_cmd;
 mod output;
@@ -47,16 +44,12 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// The reranking model: cache path, fetch from the hub, convert a checkpoint to ONNX.
     Model(model_cmd::ModelCommand),
-    /// Write a deterministic synthetic Posts.xml (or the sample replicated) for scale work.
-    GenDump(gen_cmd::GenDumpArgs),
     /// Run ARQMath-style topics, write a TREC run and (with qrels) print nDCG', MAP', P'@10.
     Eval(eval_cmd::EvalArgs),
     /// Score any TREC run file against qrels with ARQMath's conventions.
     EvalRun(eval_cmd::EvalRunArgs),
     /// Print the text the model reads for every post of a dump (JSON lines), for audits.
     Texts(texts_cmd::TextsArgs),
-    /// Measurements: rerank throughput, first-stage latency, load over gRPC or HTTP.
-    Bench(bench_cmd::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,16 +62,17 @@ fn main() -> std::process::ExitCode {
         Command::Score(args) => score_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Model(command) => model_cmd::run(command),
-        Command::GenDump(args) => gen_cmd::run(args),
         Command::Eval(args) => eval_cmd::run_eval(args),
         Command::EvalRun(args) => eval_cmd::run_eval_run(args),
         Command::Texts(args) => texts_cmd::run(args),
-        Command::Bench(command) => bench_cmd::run(command),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
+            if let Some(hint) = hint::hint(&err) {
+                eprintln!("hint: {hint}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

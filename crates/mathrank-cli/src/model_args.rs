@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use mathrank_rerank::{CostModel, Provider, Reranker, RerankerOptions};
+use mathrank_rerank::{CostModel, Planning, Provider, Reranker, RerankerOptions};
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Model and inference")]
 pub struct ModelArgs {
     /// Model directory (model.onnx, tokenizer.json, config.json). Default: the model cache that
     /// `mathrank model fetch` fills.
@@ -31,14 +32,14 @@ pub struct ModelArgs {
     pub round_pairs: Option<usize>,
     /// The batch planner's cost model, `per_batch=N,attention=A`: a micro-batch of B pairs
     /// padded to W tokens costs per_batch + B*(W + attention*W^2). Fit one for your hardware
-    /// with `mathrank bench cost-model` [default: fitted per provider, see the README].
+    /// with `mathrank-bench cost-model` [default: fitted per provider, see docs/operations.md].
     #[arg(long, env = "MATHRANK_COST_MODEL")]
     pub cost_model: Option<CostModel>,
     /// How pairs are grouped into micro-batches: `cost` (sorted by length, least estimated
     /// cost); `greedy` (sorted by length, cut at the token budget) and `input-order` (the usual
     /// Python loop) only to measure against.
-    #[arg(long, env = "MATHRANK_PLANNING", value_enum, default_value = "cost")]
-    pub planning: crate::bench_cmd::PlanningArg,
+    #[arg(long, env = "MATHRANK_PLANNING", default_value = "cost")]
+    pub planning: Planning,
     /// ONNX Runtime intra-op threads (0 = all cores).
     #[arg(long = "threads", env = "MATHRANK_INFER_THREADS", default_value_t = 0)]
     pub intra_threads: usize,
@@ -84,7 +85,7 @@ impl ModelArgs {
             cpu_fallback: self.cpu_fallback,
             optimization_level: self.optimization_level,
             cost_model: self.cost_model.unwrap_or(defaults.cost_model),
-            planning: self.planning.into(),
+            planning: self.planning,
             ort_library: self.ort_lib.clone(),
             ..defaults
         }

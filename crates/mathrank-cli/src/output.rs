@@ -12,6 +12,11 @@ pub struct HitOut {
     pub tags: Vec<String>,
     pub bm25_score: f32,
     pub bm25_rank: usize,
+    /// logits[1], the raw logit of "relevant": reranked hits are sorted by it (unless
+    /// another fusion was asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relevant_logit: Option<f32>,
+    /// logits[1] - logits[0], the log-odds of "relevant".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerank_logit: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,8 +43,10 @@ pub fn print(out: &SearchOut, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     for hit in &out.hits {
-        let rerank = match (hit.relevance, hit.rerank_logit) {
-            (Some(relevance), Some(logit)) => format!("  relevance {relevance:.4} (logit {logit:.3})"),
+        let rerank = match (hit.relevance, hit.relevant_logit, hit.rerank_logit) {
+            (Some(relevance), Some(relevant), Some(margin)) => {
+                format!("  relevance {relevance:.4} (relevant logit {relevant:.3}, margin {margin:.3})")
+            }
             _ => String::new(),
         };
         println!(

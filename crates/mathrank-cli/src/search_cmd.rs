@@ -8,12 +8,10 @@ use clap::Args;
 use mathrank_engine::{Engine, Limits, SearchParams};
 use mathrank_index::{AnswerIndex, Filters, snippet};
 use mathrank_proto::v1;
+use mathrank_server::convert::SNIPPET_CHARS;
 
 use crate::model_args::ModelArgs;
 use crate::output::{HitOut, SearchOut, print};
-
-/// Characters of the snippet printed for each hit.
-const SNIPPET_CHARS: usize = 240;
 
 #[derive(Args, Debug)]
 pub struct SearchArgs {
@@ -138,6 +136,7 @@ async fn local(args: &SearchArgs) -> anyhow::Result<SearchOut> {
                 tags: ranked.hit.tags.clone(),
                 bm25_score: ranked.hit.bm25_score,
                 bm25_rank: ranked.hit.bm25_rank,
+                relevant_logit: ranked.score.map(|s| s.logits[1]),
                 rerank_logit: ranked.score.as_ref().map(mathrank_rerank::Score::margin),
                 relevance: ranked.score.map(|s| s.relevance),
                 votes: ranked.hit.votes,
@@ -163,7 +162,7 @@ async fn remote(args: &SearchArgs, addr: &str) -> anyhow::Result<SearchOut> {
         top_k: args.top_k,
         rerank_depth: args.rerank_depth,
         rerank: Some(!args.no_rerank),
-        filters: Some((&args.filters()).into()),
+        filters: Some(mathrank_server::convert::proto_filters(&args.filters())),
         include_body: true,
         long_answers: args.long_answers.map(|mode| mode.name().to_owned()).unwrap_or_default(),
         fusion: args.fusion.clone(),
@@ -194,6 +193,7 @@ async fn remote(args: &SearchArgs, addr: &str) -> anyhow::Result<SearchOut> {
                 tags: hit.tags.clone(),
                 bm25_score: hit.bm25_score,
                 bm25_rank: hit.bm25_rank as usize,
+                relevant_logit: hit.relevant_logit,
                 rerank_logit: hit.rerank_logit,
                 relevance: hit.relevance,
                 votes: hit.votes,

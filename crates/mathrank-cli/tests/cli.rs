@@ -88,7 +88,11 @@ fn search_with_the_model_and_score_pairs() {
     assert_eq!(json["reranked"], 12);
     assert!(hits.iter().all(|h| h["relevance"].is_number()
         && h["rerank_logit"].is_number()
+        && h["relevant_logit"].is_number()
         && h["bm25_rank"].as_u64().unwrap() <= 12));
+    // The hits are in the order of the key they were ranked by, which the JSON shows.
+    let keys: Vec<f64> = hits.iter().map(|h| h["relevant_logit"].as_f64().unwrap()).collect();
+    assert!(keys.windows(2).all(|pair| pair[0] >= pair[1]), "not sorted by relevant_logit: {keys:?}");
 
     let reference: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(model.join("reference.json")).unwrap()).unwrap();
@@ -183,25 +187,21 @@ fn eval_writes_a_trec_run_and_scores_it() {
     assert_eq!(json["unjudged_topics"][0], "A.2");
 }
 
+/// The generator lives in `mathrank-bench`; the dump it writes is indexed by `mathrank index`.
 #[test]
 fn gen_dump_is_deterministic_and_indexable() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.xml");
     let b = dir.path().join("b.xml");
     for path in [&a, &b] {
-        ok(&[
-            "gen-dump",
-            "--questions",
-            "300",
-            "--answers",
-            "500",
-            "--seed",
-            "3",
-            "--bad-row-every",
-            "100",
-            "--out",
-            path.to_str().unwrap(),
-        ]);
+        let options = mathrank_bench::synth::SynthOptions {
+            questions: 300,
+            answers: 500,
+            seed: 3,
+            bad_row_every: 100,
+            ..Default::default()
+        };
+        mathrank_bench::synth::generate(&options, &mut std::fs::File::create(path).unwrap()).unwrap();
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let index = dir.path().join("idx");
@@ -356,4 +356,70 @@ fn a_replica_killed_mid_catch_up_catches_up_on_restart() {
         .filter(|entry| entry.file_name().to_string_lossy().starts_with("tantivy"))
         .count();
     assert_eq!(tantivy_dirs, 1, "the half-built directory was removed");
+}
+
+/// `serve`'s configuration layers, as the binary reads them: the embedded defaults, a file,
+/// the environment, flags, each overriding the one below.
+#[test]
+fn serve_configuration_layers_defaults_file_environment_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("serve.toml");
+    std::fs::write(&file, "max_queued = 5\ngrace_seconds = 3\nidle_timeout = \"2m\"\nauth_token = \"s3cret\"\n")
+        .unwrap();
+    let print = |env: &[(&str, &str)], flags: &[&str]| -> String {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mathrank"));
+        command.args(["serve", "--print-config", "--config", file.to_str().unwrap()]).args(flags);
+        command.env_remove("MATHRANK_MAX_QUEUED").env_remove("MATHRANK_GRACE_SECONDS");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let file_only = print(&[], &[]);
+    for line in ["max_queued = 5", "grace_seconds = 3", "idle_timeout = \"2m\"", "max_timeout = \"1m\""] {
+        assert!(file_only.lines().any(|l| l == line), "{line} in\n{file_only}");
+    }
+    assert!(!file_only.contains("s3cret"), "the token is not printed");
+    let env = print(&[("MATHRANK_MAX_QUEUED", "6")], &[]);
+    assert!(env.lines().any(|l| l == "max_queued = 6") && env.lines().any(|l| l == "grace_seconds = 3"), "{env}");
+    let flags = print(&[("MATHRANK_MAX_QUEUED", "6")], &["--max-queued", "7", "--max-connections", "99"]);
+    assert!(
+        flags.lines().any(|l| l == "max_queued = 7") && flags.lines().any(|l| l == "max_connections = 99"),
+        "{flags}"
+    );
+    std::fs::write(&file, "max_queue = 5\n").unwrap();
+    let output = mathrank(&["serve", "--print-config", "--config", file.to_str().unwrap()]);
+    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("max_queue"));
+}
+
+#[test]
+fn serve_help_groups_its_flags_under_headings() {
+    let help = ok(&["serve", "--help"]);
+    let headings = [
+        "Configuration:",
+        "Listening:",
+        "Index:",
+        "Model and inference:",
+        "Security:",
+        "Admission and deadlines:",
+        "Reranking:",
+        "Connections:",
+    ];
+    let mut at = 0;
+    for heading in headings {
+        let found = help[at..].find(heading).unwrap_or_else(|| panic!("no {heading:?} after byte {at}:\n{help}"));
+        at += found + heading.len();
+    }
+    // Each flag sits under its heading: the next heading comes after it.
+    for (flag, heading, next) in [
+        ("--idle-timeout", "Connections:", "--help"),
+        ("--auth-token", "Security:", "Admission and deadlines:"),
+        ("--no-rerank", "Model and inference:", "Security:"),
+        ("--provider", "Model and inference:", "Security:"),
+    ] {
+        let section = help.split(heading).nth(1).unwrap().split(next).next().unwrap();
+        assert!(section.contains(flag), "{flag} is not under {heading}:\n{help}");
+    }
 }

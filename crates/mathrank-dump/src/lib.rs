@@ -36,7 +36,6 @@ mod limit;
 mod reader;
 mod sample;
 mod source;
-pub mod synth;
 
 pub use bodies::{QuestionBodies, RECENT_BODY_BYTES};
 pub use html::{html_to_text, looks_like_html, question_text};
@@ -49,7 +48,7 @@ pub use source::{CountingReader, DumpSource};
 /// [`RowEvent::Skipped`] so that one bad row never stops a dump.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read dump {path}: {source}; check that the path exists and is readable")]
+    #[error("cannot read dump {path} (check that the path exists and is readable)")]
     Io {
         path: String,
         #[source]
@@ -65,7 +64,7 @@ pub enum Error {
     NoPostsInArchive { path: String, entries: String },
     #[error("malformed XML at byte {position}: {reason}; the dump is probably truncated or corrupt")]
     Xml { position: u64, reason: String },
-    #[error("question-body spill file {path}: {source}; check the free disk space next to the index")]
+    #[error("question-body spill file {path} (check the free disk space next to the index)")]
     Spill {
         path: String,
         #[source]

@@ -309,8 +309,8 @@ struct Prepared {
     misses: Vec<(usize, Vec<EncodedPair>)>,
 }
 
-fn internal(what: &str) -> impl FnOnce(tokio::task::JoinError) -> EngineError + '_ {
-    move |err| EngineError::Internal(format!("{what} failed: {err}"))
+fn internal(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> EngineError {
+    move |err| EngineError::Task(what, err)
 }
 
 impl Engine {
@@ -579,7 +579,7 @@ impl Engine {
             .map_err(internal("the search task"))?
             .map_err(|err| match err {
                 mathrank_index::Error::InvalidFilter(message) => invalid("filters", message),
-                other => EngineError::Internal(other.to_string()),
+                other => EngineError::Index(other),
             })?;
         let mut timings = Timings { retrieve: retrieve_started.elapsed(), ..Timings::default() };
         let mut ranked: Vec<RankedHit> =
@@ -719,7 +719,7 @@ impl Engine {
         })
         .await
         .map_err(internal("the tokenizer task"))?
-        .map_err(|err| EngineError::Internal(err.to_string()))?;
+        .map_err(EngineError::Rerank)?;
         timings.tokenize = tokenize_started.elapsed();
         let Prepared { keys, mut scores, misses } = prepared;
         timings.cache_hits = (count - misses.len()) as u32;
@@ -821,7 +821,7 @@ impl Engine {
         tokio::task::spawn_blocking(move || index.get_answer(answer_id))
             .await
             .map_err(internal("the lookup task"))?
-            .map_err(|err| EngineError::Internal(err.to_string()))?
+            .map_err(EngineError::Index)?
             .ok_or_else(|| EngineError::NotFound(format!("no answer with id {answer_id} in the index")))
     }
 }
@@ -830,6 +830,6 @@ fn map_rerank_error(err: mathrank_rerank::Error) -> EngineError {
     match err {
         mathrank_rerank::Error::Overloaded { .. } => EngineError::Overloaded(err.to_string()),
         mathrank_rerank::Error::Cancelled => EngineError::Cancelled,
-        other => EngineError::Internal(other.to_string()),
+        other => EngineError::Rerank(other),
     }
 }

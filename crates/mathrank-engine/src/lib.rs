@@ -60,17 +60,45 @@ pub enum EngineError {
     Overloaded(String),
     #[error("deadline exceeded: {0}")]
     DeadlineExceeded(String),
-    #[error("this server runs without a reranking model (--no-rerank); set rerank=false or start it with --model")]
+    #[error("this server has no reranking model loaded; set rerank=false for the BM25 order")]
     NoModel,
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("the request was cancelled")]
     Cancelled,
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The index failed (I/O, a damaged segment): nothing the caller can fix.
+    #[error("the index failed")]
+    Index(#[source] mathrank_index::Error),
+    /// The tokenizer or the model failed.
+    #[error("the reranker failed")]
+    Rerank(#[source] mathrank_rerank::Error),
+    /// A worker task panicked.
+    #[error("{0} failed")]
+    Task(&'static str, #[source] tokio::task::JoinError),
 }
 
 impl EngineError {
+    /// Whether the fault is the server's own (the index, the reranker, a worker task).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Self::Index(_) | Self::Rerank(_) | Self::Task(..))
+    }
+
+    /// The message with its causes, `what failed: why`, as callers read it.
+    pub fn message(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            // Some causes already say what their own source said.
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        message
+    }
+
     /// The request field at fault, for errors about one.
     pub fn field(&self) -> Option<&'static str> {
         match self {

@@ -270,7 +270,7 @@ impl Committer {
         std::thread::Builder::new()
             .name("store-committer".into())
             .spawn(move || commit_loop(store.as_ref(), receiver))
-            .map_err(|err| EngineError::Internal(format!("cannot start the store committer: {err}")))?;
+            .map_err(|err| EngineError::Unavailable(format!("cannot start the store committer thread: {err}")))?;
         Ok(Self { jobs })
     }
 

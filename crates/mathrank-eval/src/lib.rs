@@ -29,7 +29,7 @@ pub use topics::{Topic, read_topics};
 /// Errors of reading evaluation files.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}; check the path")]
+    #[error("cannot read {path} (check the path)")]
     Io {
         path: String,
         #[source]

@@ -56,15 +56,13 @@ pub const FORMAT_VERSION: u32 = SCHEMA_VERSION * 1000 + analysis::ANALYZER_VERSI
 /// Errors of the index crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "no mathrank index at {path}: {reason}; build one with `mathrank index --dump FILE --index {path}` or `mathrank index --sample --index {path}`"
-    )]
+    #[error("no mathrank index at {path}: {reason}; build one from a dump first")]
     NotAnIndex { path: String, reason: String },
-    #[error("index at {path} cannot be used by this mathrank: {reason}; rebuild it with `mathrank index`")]
+    #[error("index at {path} cannot be used by this mathrank: {reason}; rebuild it from its dump")]
     Incompatible { path: String, reason: String },
-    #[error("refusing to replace {path}: it exists and is not a mathrank index; choose another --index directory")]
+    #[error("refusing to replace {path}: it exists and is not a mathrank index; choose another directory")]
     TargetNotIndex { path: String },
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: String,

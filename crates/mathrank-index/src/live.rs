@@ -608,6 +608,8 @@ impl Worker {
         self.pending_ops = 0;
         self.index_ops = 0;
         self.last_commit = Instant::now();
+        // The status first: whoever sees the sequence number searchable sees it committed.
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).committed_seq = self.committed;
         self.live.publish(self.committed);
         Ok(())
     }

@@ -54,7 +54,7 @@ struct Remote {
 
 fn fetch_error(options: &FetchOptions, what: String) -> Error {
     Error::Fetch(format!(
-        "{what}; to install the model without the hub, download {files} of {repo} elsewhere into a folder and run `mathrank model convert --from FOLDER --out DIR`, then pass --model DIR",
+        "{what}; to install the model without the hub, download {files} of {repo} elsewhere into a folder and convert the model from there",
         files = "config.json, tokenizer.json and model.safetensors (or pytorch_model.bin)",
         repo = options.repo
     ))

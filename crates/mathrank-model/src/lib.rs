@@ -35,7 +35,7 @@ pub const DEFAULT_REPO: &str = "AnReu/albert-for-math-ar-base-ft";
 pub enum Error {
     #[error("{0}")]
     NotImplemented(String),
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: String,
@@ -57,7 +57,7 @@ pub enum Error {
     )]
     NoTokenizer { dir: String },
     #[error(
-        "refusing to replace {path}: it exists and is not a mathrank model directory (it holds {entry:?}); choose another --out"
+        "refusing to replace {path}: it exists and is not a mathrank model directory (it holds {entry:?}); choose another output directory"
     )]
     NotModelDir { path: String, entry: String },
     #[error("invalid {what} {value:?}: {reason}")]

@@ -6,7 +6,7 @@
 //! the 16 longest ran at 487 tokens each. Here the pairs are sorted by length and cut where a
 //! dynamic programme over the sorted order minimises the estimated cost of the whole set,
 //! under a [`CostModel`] of padded tokens, the quadratic attention term and a per-batch overhead
-//! (fitted with `mathrank bench cost-model`). Cutting the sorted order into contiguous runs is
+//! (fitted with `mathrank-bench cost-model`). Cutting the sorted order into contiguous runs is
 //! optimal for a cost that grows with a batch's width and size, so the programme's answer is the
 //! best plan, not a heuristic's.
 
@@ -24,7 +24,7 @@ pub struct CostModel {
 
 impl CostModel {
     /// ALBERT-base on ONNX Runtime's CPU provider, fitted on this project's 2-core machine with
-    /// `mathrank bench cost-model` (albert-base-random, fp32, 2 threads, widths 32-512, batches
+    /// `mathrank-bench cost-model` (albert-base-random, fp32, 2 threads, widths 32-512, batches
     /// 1-16; `bench/results-cost-model-2026-11-27.jsonl`): attention 0.00034, R^2 0.9987, 1.39 ms
     /// per token. The fitted per-batch term (-5.6 tokens) is below the noise; batches of one
     /// against batches of eight at widths 32 and 64 show 8 to 12 tokens' worth per run, hence 10.
@@ -106,6 +106,20 @@ pub enum Planning {
     /// Input order, cut every `max_batch` pairs, each padded to its longest (the usual Python
     /// loop; for comparisons only).
     InputOrder,
+}
+
+impl std::str::FromStr for Planning {
+    type Err = String;
+
+    /// `cost`, `greedy` or `input-order`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "cost" => Ok(Self::Cost),
+            "greedy" => Ok(Self::Greedy),
+            "input-order" => Ok(Self::InputOrder),
+            other => Err(format!("{other:?} is not a planning: use cost, greedy or input-order")),
+        }
+    }
 }
 
 /// Limits and strategy of the planner.

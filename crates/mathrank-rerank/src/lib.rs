@@ -38,13 +38,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "ONNX Runtime library not found (looked in: {searched}); pass --ort-lib PATH or set ORT_DYLIB_PATH to libonnxruntime.so from ONNX Runtime >= 1.31 (e.g. `pip download --no-deps onnxruntime` and unzip onnxruntime/capi/libonnxruntime.so.*)"
+        "ONNX Runtime library not found (looked in: {searched}); point ORT_DYLIB_PATH (or the reranker's library path) at libonnxruntime.so from ONNX Runtime >= 1.31 (e.g. `pip download --no-deps onnxruntime` and unzip onnxruntime/capi/libonnxruntime.so.*)"
     )]
     LibraryNotFound { searched: String },
     #[error("cannot load ONNX Runtime from {path}: {reason}")]
     LibraryLoad { path: PathBuf, reason: String },
     #[error(
-        "model directory {path} is missing {file}; a model directory holds model.onnx, tokenizer.json and config.json (get one with `mathrank model fetch`)"
+        "model directory {path} is missing {file}; a model directory holds model.onnx, tokenizer.json and config.json"
     )]
     MissingFile { path: PathBuf, file: &'static str },
     #[error("invalid model {path}: {reason}")]
@@ -52,7 +52,7 @@ pub enum Error {
     #[error("invalid tokenizer {path}: {reason}")]
     InvalidTokenizer { path: PathBuf, reason: String },
     #[error(
-        "max_length {max_length} is longer than the model's max_position_embeddings ({limit}); use --max-length {limit} or less"
+        "max_length {max_length} is longer than the model's max_position_embeddings ({limit}); use a max_length of {limit} or less"
     )]
     TooLong { max_length: usize, limit: usize },
     #[error("tokenizing failed: {0}")]

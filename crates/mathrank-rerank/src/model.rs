@@ -183,7 +183,7 @@ fn with_cuda(
         format!(
             "the CUDA execution provider could not start on device {device_id} ({err}); it needs \
              libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so next to \
-             libonnxruntime.so, CUDA and cuDNN libraries on LD_LIBRARY_PATH, and a GPU; or use --provider cpu"
+             libonnxruntime.so, CUDA and cuDNN libraries on LD_LIBRARY_PATH, and a GPU; or use the cpu provider"
         )
     })
 }
@@ -193,7 +193,7 @@ fn with_cuda(
     _builder: ort::session::builder::SessionBuilder,
     _device_id: i32,
 ) -> std::result::Result<ort::session::builder::SessionBuilder, String> {
-    Err("this mathrank was built without the `cuda` cargo feature; rebuild with `--features cuda` or use --provider cpu".into())
+    Err("this mathrank was built without the `cuda` cargo feature; rebuild with `--features cuda` or use the cpu provider".into())
 }
 
 /// When the directory has the `manifest.json` that `mathrank model convert` and `fetch` write,

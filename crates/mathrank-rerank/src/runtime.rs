@@ -55,7 +55,7 @@ pub fn find_ort_library(explicit: Option<&Path>) -> Result<PathBuf> {
         if path.is_file() {
             return Ok(path.to_path_buf());
         }
-        searched.push(format!("--ort-lib {}", path.display()));
+        searched.push(format!("the configured path {}", path.display()));
     }
     if let Some(env_path) = std::env::var_os("ORT_DYLIB_PATH") {
         let path = PathBuf::from(env_path);

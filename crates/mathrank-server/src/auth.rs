@@ -2,7 +2,7 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::ServeError;
+use crate::error::ServeError;
 
 /// A non-empty shared secret that callers send as `authorization: Bearer <token>`.
 #[derive(Clone)]
@@ -40,6 +40,13 @@ impl BearerToken {
 
 /// The message of a refused call.
 pub const UNAUTHENTICATED: &str = "missing or wrong bearer token: send `authorization: Bearer <token>`";
+
+/// What a server without `--write-token` answers on the write routes and methods.
+pub const WRITES_OFF: &str = "the write API is off: start mathrank serve with --write-token TOKEN (or MATHRANK_WRITE_TOKEN) to turn it on; writes then need `authorization: Bearer TOKEN`";
+
+/// What a search token gets on the write routes.
+pub const SEARCH_TOKEN_CANNOT_WRITE: &str =
+    "this token may search but not write: writes need the server's write token (--write-token)";
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@ use mathrank_engine::{Engine, EngineError, RerankParams, SearchParams};
 use mathrank_proto::v1::{self, answer_search_server::AnswerSearch};
 use tonic::{Code, Request, Response, Status};
 
+use crate::convert;
 use crate::state::ServerState;
 
 /// The one mapping from domain errors to gRPC statuses.
@@ -20,16 +21,16 @@ pub fn status_of(err: &EngineError) -> Status {
         EngineError::NoModel => Code::FailedPrecondition,
         EngineError::Unavailable(_) => Code::Unavailable,
         EngineError::Cancelled => Code::Cancelled,
-        EngineError::Internal(_) => Code::Internal,
+        EngineError::Index(_) | EngineError::Rerank(_) | EngineError::Task(..) => Code::Internal,
     };
     if matches!(code, Code::ResourceExhausted | Code::Unavailable) {
         // gRPC's retry-policy hint (gRFC A6): clients with a retry policy wait this long
         // before trying again (overload, or a post store that is down).
         let mut metadata = tonic::metadata::MetadataMap::new();
-        metadata.insert(RETRY_PUSHBACK, tonic::metadata::MetadataValue::from(crate::RETRY_AFTER_SECS * 1000));
-        return Status::with_metadata(code, err.to_string(), metadata);
+        metadata.insert(RETRY_PUSHBACK, tonic::metadata::MetadataValue::from(crate::error::RETRY_AFTER_SECS * 1000));
+        return Status::with_metadata(code, err.message(), metadata);
     }
-    Status::new(code, err.to_string())
+    Status::new(code, err.message())
 }
 
 /// The metadata key of the retry hint on `RESOURCE_EXHAUSTED`, in milliseconds.
@@ -102,10 +103,10 @@ impl AnswerSearch for AnswerSearchService {
         self.observe("Search", async {
             let engine = self.engine()?;
             let include_body = request.include_body;
-            let params = SearchParams { deadline, ..SearchParams::try_from(request).map_err(|err| status_of(&err))? };
+            let params = SearchParams { deadline, ..convert::search_params(request).map_err(|err| status_of(&err))? };
             let outcome = engine.search(params).await.map_err(|err| status_of(&err))?;
             self.state.metrics().record_outcome(&outcome.timings, outcome.partial_reason);
-            Ok(v1::SearchResponse::new(&outcome, include_body))
+            Ok(convert::search_response(&outcome, include_body))
         })
         .await
     }
@@ -115,10 +116,10 @@ impl AnswerSearch for AnswerSearchService {
         let request = request.into_inner();
         self.observe("Rerank", async {
             let engine = self.engine()?;
-            let params = RerankParams { deadline, ..RerankParams::try_from(&request).map_err(|err| status_of(&err))? };
+            let params = RerankParams { deadline, ..convert::rerank_params(&request).map_err(|err| status_of(&err))? };
             let outcome = engine.rerank(params).await.map_err(|err| status_of(&err))?;
             self.state.metrics().record_outcome(&outcome.timings, outcome.partial_reason);
-            Ok(v1::RerankResponse::new(&outcome, &request.candidates, request.top_n, request.return_text))
+            Ok(convert::rerank_response(&outcome, &request.candidates, request.top_n, request.return_text))
         })
         .await
     }
@@ -131,7 +132,7 @@ impl AnswerSearch for AnswerSearchService {
         self.observe("GetAnswer", async {
             let engine = self.engine()?;
             let hit = engine.get_answer(answer_id).await.map_err(|err| status_of(&err))?;
-            Ok(v1::GetAnswerResponse::from(&hit))
+            Ok(convert::answer_response(&hit))
         })
         .await
     }
@@ -139,7 +140,7 @@ impl AnswerSearch for AnswerSearchService {
     async fn info(&self, _request: Request<v1::InfoRequest>) -> Result<Response<v1::InfoResponse>, Status> {
         self.observe("Info", async {
             let engine = self.engine()?;
-            Ok(v1::InfoResponse::from(engine.as_ref()))
+            Ok(convert::info_response(&engine))
         })
         .await
     }
@@ -171,7 +172,8 @@ mod tests {
             (EngineError::NoModel, Code::FailedPrecondition),
             (EngineError::Unavailable("x".into()), Code::Unavailable),
             (EngineError::Cancelled, Code::Cancelled),
-            (EngineError::Internal("x".into()), Code::Internal),
+            (EngineError::Index(mathrank_index::Error::InvalidFilter("x".into())), Code::Internal),
+            (EngineError::Rerank(mathrank_rerank::Error::ShutDown), Code::Internal),
         ];
         for (err, code) in cases {
             let status = status_of(&err);

@@ -12,8 +12,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{BearerToken, UNAUTHENTICATED};
+use crate::auth::{SEARCH_TOKEN_CANNOT_WRITE, WRITES_OFF};
 use crate::grpc::{parse_grpc_timeout, status_of};
-use crate::posts::{SEARCH_TOKEN_CANNOT_WRITE, WRITES_OFF};
 use crate::state::ServerState;
 
 /// Checks a call to `Posts`: writes off is UNIMPLEMENTED (saying how to turn them on), a

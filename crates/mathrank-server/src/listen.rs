@@ -1,27 +1,14 @@
-//! Accepting connections for the server: plaintext or TLS, with ALPN offering both `h2` and
-//! `http/1.1`. tonic's own TLS offers only `h2`, which would lock out the HTTP/1.1 clients
-//! that search engines use; this is why mathrank accepts connections itself. The loop also
-//! survives accept errors (EMFILE under a connection flood) by backing off instead of
-//! stopping, and bounds the TLS handshakes in progress.
+//! The server's TLS identity, with ALPN offering both `h2` and `http/1.1`. tonic's own TLS
+//! offers only `h2`, which would lock out the HTTP/1.1 clients that search engines use; this is
+//! one reason mathrank accepts connections itself (see `connections`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
-use tokio_stream::wrappers::ReceiverStream;
 
-use crate::ServeError;
-
-/// Connections accepted but not yet taken by the server.
-const BACKLOG: usize = 128;
-/// TLS handshakes in progress at once; more connections wait in the kernel's backlog.
-const MAX_HANDSHAKES: usize = 256;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+use crate::error::ServeError;
 
 /// PEM files of the server's TLS identity.
 #[derive(Debug, Clone)]
@@ -56,64 +43,4 @@ pub(crate) fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServeError> 
         .map_err(|err| ServeError::Tls(format!("certificate and key do not form an identity ({err})")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts `listener`'s connections into a stream for the server. The loop ends, and the
-/// port closes, when the server drops the stream.
-pub(crate) fn plain(listener: TcpListener) -> ReceiverStream<std::io::Result<TcpStream>> {
-    let (sender, receiver) = mpsc::channel(BACKLOG);
-    tokio::spawn(async move {
-        while let Some(stream) = accept(&listener, &sender).await {
-            if sender.send(Ok(stream)).await.is_err() {
-                break;
-            }
-        }
-    });
-    ReceiverStream::new(receiver)
-}
-
-/// Like [`plain`], with each connection's TLS handshake done on its own task.
-pub(crate) fn tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-) -> ReceiverStream<std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>> {
-    let (sender, receiver) = mpsc::channel(BACKLOG);
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    tokio::spawn(async move {
-        loop {
-            let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { break };
-            let Some(stream) = accept(&listener, &sender).await else { break };
-            let (acceptor, sender) = (acceptor.clone(), sender.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = sender.send(Ok(tls)).await;
-                    }
-                    Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    ReceiverStream::new(receiver)
-}
-
-/// The next connection, or `None` once the server has gone.
-async fn accept<T>(listener: &TcpListener, sender: &mpsc::Sender<T>) -> Option<TcpStream> {
-    loop {
-        tokio::select! {
-            () = sender.closed() => return None,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Some(stream);
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed; retrying shortly");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-        }
-    }
 }

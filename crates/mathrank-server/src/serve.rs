@@ -8,11 +8,11 @@ use mathrank_proto::v1::posts_server::PostsServer;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Server;
 use tonic::{Request, Status};
 
-use crate::ServeError;
 use crate::auth::{BearerToken, UNAUTHENTICATED};
+use crate::connections::{ConnectionLimits, Server};
+use crate::error::ServeError;
 use crate::grpc::AnswerSearchService;
 use crate::grpc_posts::PostsService;
 use crate::listen::{self, TlsFiles};
@@ -33,6 +33,10 @@ pub struct ServeOptions {
     pub max_message_bytes: usize,
     /// After a shutdown signal, how long in-flight calls may take to finish.
     pub grace_period: Duration,
+    /// Timeouts and the cap on open connections.
+    pub connections: ConnectionLimits,
+    /// Where the search page links each answer (`{site_url}/a/{answer_id}`).
+    pub site_url: String,
 }
 
 impl Default for ServeOptions {
@@ -43,20 +47,15 @@ impl Default for ServeOptions {
             tls: None,
             max_message_bytes: 16 * 1024 * 1024,
             grace_period: Duration::from_secs(10),
+            connections: ConnectionLimits::default(),
+            site_url: crate::page::DEFAULT_SITE_URL.to_owned(),
         }
     }
 }
 
-/// Serves gRPC (`mathrank.v1.AnswerSearch`, `grpc.health.v1.Health`, reflection v1) and the
-/// HTTP/JSON API on `listener`, HTTP/1.1 and HTTP/2 (h2c or TLS with ALPN), until `shutdown`
-/// resolves; then stops accepting, lets in-flight calls finish for up to the grace period,
-/// and returns.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<ServerState>,
-    options: ServeOptions,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+/// gRPC (`mathrank.v1.AnswerSearch`, `mathrank.v1.Posts`, health, reflection) and the HTTP/JSON
+/// API as one router.
+fn routes(state: &Arc<ServerState>, options: &ServeOptions) -> Result<axum::Router, ServeError> {
     if let (Some(write), Some(search)) = (&options.write_token, &options.auth_token)
         && write.same_secret(search)
     {
@@ -66,11 +65,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(mathrank_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|err| ServeError::Io(std::io::Error::other(format!("reflection: {err}"))))?;
+        .map_err(ServeError::Reflection)?;
     let health_service = tonic_health::pb::health_server::HealthServer::new(
         tonic_health::server::HealthService::from_health_reporter(state.health_reporter()),
     );
-    let search = AnswerSearchServer::new(AnswerSearchService::new(Arc::clone(&state)))
+    let search = AnswerSearchServer::new(AnswerSearchService::new(Arc::clone(state)))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     let token = options.auth_token.clone();
@@ -81,7 +80,7 @@ pub async fn serve(
         }
         None => Ok(request),
     });
-    let posts = PostsServer::new(PostsService::new(Arc::clone(&state)))
+    let posts = PostsServer::new(PostsService::new(Arc::clone(state)))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     let (write_token, search_token) = (options.write_token.clone(), options.auth_token.clone());
@@ -89,59 +88,67 @@ pub async fn serve(
         let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
         crate::grpc_posts::check_write_token(write_token.as_ref(), search_token.as_ref(), header).map(|()| request)
     });
-    let http = crate::http::router(Arc::clone(&state), options.auth_token.clone(), options.max_message_bytes).merge(
-        crate::posts::router(
-            Arc::clone(&state),
-            options.write_token.clone(),
-            options.auth_token.clone(),
-            options.max_message_bytes,
-        ),
+    let http = crate::http::router(
+        Arc::clone(state),
+        options.auth_token.clone(),
+        options.write_token.clone(),
+        options.max_message_bytes,
     );
-    let router = Routes::new(search)
+    let page = crate::page::router(&crate::page::site_url(&options.site_url)?, options.auth_token.is_some());
+    tracing::debug!(
+        services = ?[AnswerSearchServer::<AnswerSearchService>::NAME, PostsServer::<PostsService>::NAME],
+        "gRPC services registered"
+    );
+    Ok(Routes::new(search)
         .add_service(posts)
         .add_service(health_service)
         .add_service(reflection)
         .into_axum_router()
         .merge(http)
-        .fallback(crate::http::fallback);
-    tracing::debug!(services = ?[AnswerSearchServer::<AnswerSearchService>::NAME], "gRPC services registered");
+        .merge(page)
+        .fallback(crate::http::fallback))
+}
 
+/// Serves gRPC (`mathrank.v1.AnswerSearch`, `grpc.health.v1.Health`, reflection v1) and the
+/// HTTP/JSON API on `listener`, HTTP/1.1 and HTTP/2 (h2c or TLS with ALPN), until `shutdown`
+/// resolves; then reports NOT_SERVING, stops accepting, lets in-flight calls finish for up to
+/// the grace period, and returns. Connections are bounded as `options.connections` says.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ServerState>,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let router = routes(&state, &options)?;
+    let tls = options.tls.as_ref().map(listen::tls_acceptor).transpose()?;
     let local = listener.local_addr()?;
     let (signal_sender, mut signal) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = signal_sender.send(true);
     });
+    // Health says NOT_SERVING before the connections are asked to close.
+    let (stop_sender, stop) = tokio::sync::watch::channel(false);
     let mut drain_signal = signal.clone();
     let draining_state = Arc::clone(&state);
-    let drain = async move {
+    tokio::spawn(async move {
         let _ = drain_signal.wait_for(|stop| *stop).await;
         draining_state.set_not_serving().await;
         tracing::info!("shutting down: no new connections; finishing in-flight calls");
-    };
+        let _ = stop_sender.send(true);
+    });
     tracing::info!(
         addr = %local,
         tls = options.tls.is_some(),
         auth = options.auth_token.is_some(),
         writes = options.write_token.is_some(),
+        max_connections = options.connections.max_connections,
         "serving mathrank.v1.AnswerSearch (gRPC) and the HTTP/JSON API on one port"
     );
-    // accept_http1: the HTTP dialects arrive as HTTP/1.1 as well as HTTP/2.
-    let mut builder = Server::builder().accept_http1(true);
-    let server = builder.add_routes(Routes::from(router));
-    let served = async move {
-        match &options.tls {
-            Some(files) => {
-                let acceptor = listen::tls_acceptor(files)?;
-                server.serve_with_incoming_shutdown(listen::tls(listener, acceptor), drain).await?
-            }
-            None => server.serve_with_incoming_shutdown(listen::plain(listener), drain).await?,
-        }
-        Ok::<(), ServeError>(())
-    };
+    let served = Server::new(router, options.connections, tls, state.shared_metrics()).run(listener, stop);
     let grace = options.grace_period;
     tokio::select! {
-        outcome = served => outcome?,
+        () = served => {}
         () = async move {
             let _ = signal.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;

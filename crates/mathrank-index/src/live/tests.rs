@@ -237,37 +237,3 @@ fn a_dump_build_holds_its_store_and_the_indexer_goes_on_from_it() {
     visible(&live, seq);
     assert!(answer_hit(&live, some_answer.id).is_none());
 }
-
-#[test]
-fn a_delta_that_moves_answers_and_changes_post_types_leaves_one_document_per_answer() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("index");
-    let synth = |seed: u64| {
-        let options = mathrank_dump::synth::SynthOptions {
-            questions: 300,
-            answers: 500,
-            seed,
-            bad_row_every: 0,
-            ..Default::default()
-        };
-        let mut xml = Vec::new();
-        mathrank_dump::synth::generate(&options, &mut xml).unwrap();
-        mathrank_dump::DumpSource::from_reader("synth", Some(xml.len() as u64), std::io::Cursor::new(xml))
-    };
-    let build = BuildOptions { threads: 1, memory_mb: 50, ..BuildOptions::default() };
-    crate::build_index(synth(1), &dir, &build, &mut |_| {}).unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.join(STORE_FILE)).unwrap());
-    let delta = mathrank_store::apply_dump_delta(synth(2), store.as_ref(), &Default::default(), &mut |_| {}).unwrap();
-    assert!(delta.updated > 0);
-    let small_batches = IndexerOptions { read_batch: 7, commit_interval: Duration::from_secs(1), ..self::options() };
-    let (live, _indexer) = Indexer::start(&dir, store.clone(), small_batches).unwrap();
-    visible(&live, store.last_seq().unwrap());
-    let mut joined = 0;
-    store
-        .scan_joined(&mut |_, _| {
-            joined += 1;
-            true
-        })
-        .unwrap();
-    assert_eq!(live.current().num_answers(), joined, "one document per live answer with a live question");
-}

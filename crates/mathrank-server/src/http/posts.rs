@@ -26,16 +26,9 @@ use futures_util::StreamExt;
 use mathrank_engine::{Engine, EngineError, ItemOutcome, ItemResult, PostInput, WriteItem, WriteOutcome};
 use serde::Deserialize;
 
-use crate::auth::{BearerToken, UNAUTHENTICATED};
-use crate::http::ApiError;
+use super::ApiError;
+use crate::auth::{BearerToken, SEARCH_TOKEN_CANNOT_WRITE, UNAUTHENTICATED, WRITES_OFF};
 use crate::state::ServerState;
-
-/// What a server without `--write-token` answers on the write routes and methods.
-pub const WRITES_OFF: &str = "the write API is off: start mathrank serve with --write-token TOKEN (or MATHRANK_WRITE_TOKEN) to turn it on; writes then need `authorization: Bearer TOKEN`";
-
-/// What a search token gets on the write routes.
-pub const SEARCH_TOKEN_CANNOT_WRITE: &str =
-    "this token may search but not write: writes need the server's write token (--write-token)";
 
 /// The longest ndjson line read: a post's `Body` may hold 8 MiB (the dump's row limit), and
 /// the rest of the post and JSON escapes get room beside it. A longer line is answered with an
@@ -348,7 +341,7 @@ impl WriteParams {
 /// When `?wait=visible` stops waiting: `X-Timeout-Ms`, else the server's default timeout.
 fn wait_deadline(engine: &Engine, headers: &HeaderMap) -> Result<Instant, ApiError> {
     let received = Instant::now();
-    let requested = crate::http::deadline_of(headers, received)?;
+    let requested = super::shared::deadline_of(headers, received)?;
     Ok(engine.deadline_of(requested, received))
 }
 
@@ -372,7 +365,7 @@ async fn single(posts: Posts, headers: HeaderMap, params: WriteParams, item: Wri
     }
     let mut response = (status, axum::Json(body)).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::RETRY_AFTER_SECS));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECS));
     }
     Ok(response)
 }

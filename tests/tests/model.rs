@@ -3,43 +3,13 @@
 //! pass written here too; int8; parity on the `../shared` models (conformance); and fetch
 //! against a local server with the hub's URL layout and headers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mathrank_rerank::{RerankerOptions, ScoreReport};
+use mathrank_tests::{ort_library, shared_dir, tiny_model};
 
 const QUESTION: &str =
     "Remainder of a power modulo a prime: how do I compute $3^{100} \\bmod 7$ with Fermat's little theorem?";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The project's tiny random-weight ALBERT (see crates/mathrank-rerank/tests/fixtures).
-fn tiny_model() -> PathBuf {
-    workspace().join("crates/mathrank-rerank/tests/fixtures/albert-tiny")
-}
-
-/// ONNX Runtime: ORT_DYLIB_PATH, else what `scripts/setup-ort.sh` put in `.ort/`.
-fn ort_library() -> PathBuf {
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-        return PathBuf::from(path);
-    }
-    let dir = workspace().join(".ort");
-    std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|entries| {
-            entries.flatten().map(|e| e.path()).find(|p| p.to_string_lossy().contains("libonnxruntime.so"))
-        })
-        .unwrap_or_else(|| panic!("ONNX Runtime not found in {}: run scripts/setup-ort.sh", dir.display()))
-}
-
-/// `../shared` (or MATHRANK_SHARED_DIR): conformance data that only CI and developers have.
-fn shared_dir() -> PathBuf {
-    let dir =
-        std::env::var_os("MATHRANK_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared"));
-    assert!(dir.join("models").is_dir(), "conformance data not found at {}; set MATHRANK_SHARED_DIR", dir.display());
-    dir
-}
 
 // ---- Model conversion: a random tiny checkpoint written here, converted, run, and checked
 // ---- against an independent forward pass written here too.
@@ -49,7 +19,7 @@ mod convert {
     use std::io::Write;
     use std::path::Path;
 
-    use mathrank_dump::synth::SplitMix64;
+    use mathrank_bench::synth::SplitMix64;
     use mathrank_rerank::{EncodedPair, Reranker, RerankerOptions};
 
     const V: usize = 30_000; // the fixture tokenizer's vocabulary
@@ -717,11 +687,11 @@ mod fetch {
         let hub = start(HashMap::new(), false, false);
         let cache = tempfile::tempdir().unwrap();
         let err = mathrank_model::fetch(&options(&hub, cache.path()), &mut |_| {}).unwrap_err().to_string();
-        assert!(err.contains("no config.json") && err.contains("model convert --from"), "{err}");
+        assert!(err.contains("no config.json") && err.contains("convert the model from there"), "{err}");
         let mut offline = options(&hub, cache.path());
         offline.endpoint = "http://127.0.0.1:9".into();
         let err = mathrank_model::fetch(&offline, &mut |_| {}).unwrap_err().to_string();
-        assert!(err.contains("cannot reach") && err.contains("model convert --from"), "{err}");
+        assert!(err.contains("cannot reach") && err.contains("convert the model from there"), "{err}");
     }
 }
 

@@ -1,10 +1,10 @@
-//! `mathrank gen-dump`: deterministic synthetic dumps for scale work.
+//! `mathrank-bench gen-dump`: deterministic synthetic dumps for scale work.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use mathrank_dump::synth::{SynthOptions, generate, replicate_sample};
+use mathrank_bench::synth::{SynthOptions, generate, replicate_sample};
 
 #[derive(Args, Debug)]
 pub struct GenDumpArgs {

@@ -1,4 +1,4 @@
-//! `mathrank bench load`: a closed-loop load generator against a running server, over gRPC or
+//! `mathrank-bench load`: a closed-loop load generator against a running server, over gRPC or
 //! HTTP/JSON, for `Search` or for reranking given candidates (gRPC `Rerank`, HTTP
 //! `/v1/rerank`), so that the two protocols can be compared on the same server.
 
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use mathrank_proto::v1;
 
-use crate::measure::{peak_rss_mib, percentile};
+use mathrank_bench::measure::{peak_rss_mib, percentile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
@@ -221,82 +221,104 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         let http = reqwest::Client::builder().http1_only().pool_max_idle_per_host(256).build()?;
         let caller = Caller { args: Arc::clone(&args), grpc, http, answers: Arc::new(answers) };
         for &concurrency in &args.concurrency {
-            let deadline = Instant::now() + Duration::from_secs(args.seconds);
-            let mut tasks = Vec::new();
-            for worker in 0..concurrency.max(1) {
-                let mut caller = caller.clone();
-                let queries = queries.clone();
-                tasks.push(tokio::spawn(async move {
-                    let (mut latencies, mut errors, mut server) = (Vec::new(), 0u64, Done::default());
-                    let (mut partial, mut reranked) = (0u64, 0u64);
-                    let mut turn = worker;
-                    while Instant::now() < deadline {
-                        let started = Instant::now();
-                        match caller.call(&queries[turn % queries.len()], turn).await {
-                            Ok(done) => {
-                                latencies.push(started.elapsed());
-                                server.server_total += done.server_total;
-                                server.rerank_wait += done.rerank_wait;
-                                partial += u64::from(done.partial);
-                                reranked += done.reranked;
-                            }
-                            Err(err) => {
-                                if errors == 0 {
-                                    eprintln!("load: {err:#}");
-                                }
-                                errors += 1;
-                            }
-                        }
-                        turn += concurrency;
-                    }
-                    (latencies, errors, server, partial, reranked)
-                }));
-            }
-            let started = Instant::now();
-            let (mut latencies, mut errors, mut server) = (Vec::new(), 0, Done::default());
-            let (mut partial, mut reranked) = (0u64, 0u64);
-            for task in tasks {
-                let (l, e, s, p, r) = task.await?;
-                latencies.extend(l);
-                errors += e;
-                server.server_total += s.server_total;
-                server.rerank_wait += s.rerank_wait;
-                partial += p;
-                reranked += r;
-            }
-            let elapsed = started.elapsed().as_secs_f64();
-            let client_total: Duration = latencies.iter().sum();
-            latencies.sort();
-            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-            // Shares of the client's latency: outside the server (protocol, transport, client),
-            // and outside the wait for the reranker (all of that, plus parsing, conversion,
-            // tokenizing and retrieval). The rerank wait includes queueing behind other calls.
-            let share = |part: Duration| {
-                if client_total.is_zero() { 0.0 } else { 1.0 - part.as_secs_f64() / client_total.as_secs_f64() }
-            };
-            println!(
-                "{}",
-                serde_json::json!({
-                    "protocol": format!("{:?}", args.protocol).to_lowercase(),
-                    "method": format!("{:?}", args.method).to_lowercase(),
-                    "candidates": (args.method == Method::Rerank).then_some(args.candidates),
-                    "concurrency": concurrency,
-                    "rerank": args.method == Method::Rerank || args.rerank,
-                    "requests": latencies.len(),
-                    "errors": errors,
-                    "qps": latencies.len() as f64 / elapsed,
-                    "p50_ms": ms(percentile(&latencies, 50.0)),
-                    "p95_ms": ms(percentile(&latencies, 95.0)),
-                    "p99_ms": ms(percentile(&latencies, 99.0)),
-                    "partial": (args.method == Method::Search).then_some(partial),
-                    "mean_reranked": (args.method == Method::Search && !latencies.is_empty())
-                        .then(|| reranked as f64 / latencies.len() as f64),
-                    "share_outside_server": share(server.server_total),
-                    "share_outside_rerank_wait": share(server.rerank_wait),
-                    "client_peak_rss_mib": peak_rss_mib(),
-                })
-            );
+            let tally = level(&caller, &queries, concurrency, Duration::from_secs(args.seconds)).await?;
+            println!("{}", tally.report(&args, concurrency));
         }
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// What the workers of one concurrency level saw.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    errors: u64,
+    server: Done,
+    partial: u64,
+    reranked: u64,
+    elapsed: f64,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.server.server_total += other.server.server_total;
+        self.server.rerank_wait += other.server.rerank_wait;
+        self.partial += other.partial;
+        self.reranked += other.reranked;
+    }
+
+    fn report(mut self, args: &LoadArgs, concurrency: usize) -> serde_json::Value {
+        let client_total: Duration = self.latencies.iter().sum();
+        self.latencies.sort();
+        let latencies = &self.latencies;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        // Shares of the client's latency: outside the server (protocol, transport, client),
+        // and outside the wait for the reranker (all of that, plus parsing, conversion,
+        // tokenizing and retrieval). The rerank wait includes queueing behind other calls.
+        let share = |part: Duration| {
+            if client_total.is_zero() { 0.0 } else { 1.0 - part.as_secs_f64() / client_total.as_secs_f64() }
+        };
+        serde_json::json!({
+            "protocol": format!("{:?}", args.protocol).to_lowercase(),
+            "method": format!("{:?}", args.method).to_lowercase(),
+            "candidates": (args.method == Method::Rerank).then_some(args.candidates),
+            "concurrency": concurrency,
+            "rerank": args.method == Method::Rerank || args.rerank,
+            "requests": latencies.len(),
+            "errors": self.errors,
+            "qps": latencies.len() as f64 / self.elapsed,
+            "p50_ms": ms(percentile(latencies, 50.0)),
+            "p95_ms": ms(percentile(latencies, 95.0)),
+            "p99_ms": ms(percentile(latencies, 99.0)),
+            "partial": (args.method == Method::Search).then_some(self.partial),
+            "mean_reranked": (args.method == Method::Search && !latencies.is_empty())
+                .then(|| self.reranked as f64 / latencies.len() as f64),
+            "share_outside_server": share(self.server.server_total),
+            "share_outside_rerank_wait": share(self.server.rerank_wait),
+            "client_peak_rss_mib": peak_rss_mib(),
+        })
+    }
+}
+
+/// `concurrency` closed-loop workers calling for `seconds`.
+async fn level(caller: &Caller, queries: &[String], concurrency: usize, seconds: Duration) -> anyhow::Result<Tally> {
+    let deadline = Instant::now() + seconds;
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency.max(1) {
+        let mut caller = caller.clone();
+        let queries = queries.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut turn = worker;
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                match caller.call(&queries[turn % queries.len()], turn).await {
+                    Ok(done) => {
+                        tally.latencies.push(started.elapsed());
+                        tally.server.server_total += done.server_total;
+                        tally.server.rerank_wait += done.rerank_wait;
+                        tally.partial += u64::from(done.partial);
+                        tally.reranked += done.reranked;
+                    }
+                    Err(err) => {
+                        if tally.errors == 0 {
+                            eprintln!("load: {err:#}");
+                        }
+                        tally.errors += 1;
+                    }
+                }
+                turn += concurrency;
+            }
+            tally
+        }));
+    }
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    for task in tasks {
+        tally.add(task.await?);
+    }
+    tally.elapsed = started.elapsed().as_secs_f64();
+    Ok(tally)
 }

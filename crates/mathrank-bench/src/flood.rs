@@ -1,4 +1,4 @@
-//! `mathrank bench flood`: a burst of concurrent `Search` calls, all sent at once, against a
+//! `mathrank-bench flood`: a burst of concurrent `Search` calls, all sent at once, against a
 //! running server; what each caller got: a complete answer, a partial one, or nothing.
 
 use std::time::{Duration, Instant};
@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use mathrank_proto::v1;
 
-use crate::measure::percentile;
+use mathrank_bench::measure::percentile;
 
 #[derive(Args, Debug)]
 pub struct FloodArgs {

@@ -1,4 +1,4 @@
-//! Deterministic synthetic dumps for scale work (`mathrank gen-dump`).
+//! Deterministic synthetic dumps for scale work (`mathrank-bench gen-dump`).
 //!
 //! The generator streams a `Posts.xml` with Math-Stack-Exchange-like shapes: answer HTML with a
 //! median around 500 characters and a lognormal tail to 30k, questions with titles and 1-5
@@ -592,7 +592,7 @@ pub fn generate(options: &SynthOptions, out: &mut dyn Write) -> std::io::Result<
 /// Writes the embedded sample `copies` times with ids shifted per copy (scale tests that keep
 /// the sample's realistic text).
 pub fn replicate_sample(copies: u64, out: &mut dyn Write) -> std::io::Result<u64> {
-    let sample = crate::SAMPLE_POSTS_XML;
+    let sample = mathrank_dump::SAMPLE_POSTS_XML;
     let start = sample.find("<posts>").map_or(0, |i| i + "<posts>".len());
     let end = sample.rfind("</posts>").unwrap_or(sample.len());
     let rows = &sample[start..end];
@@ -652,16 +652,16 @@ fn find_id_attribute(text: &str) -> Option<IdAttribute> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AnswerJoiner, PostsReader, RowEvent};
+    use mathrank_dump::{AnswerJoiner, PostsReader, RowEvent};
 
-    fn read(xml: &[u8]) -> (crate::JoinSummary, u64, Vec<usize>) {
+    fn read(xml: &[u8]) -> (mathrank_dump::JoinSummary, u64, Vec<usize>) {
         let mut joiner = AnswerJoiner::default();
         let mut skipped = 0;
         let mut lengths = Vec::new();
         for event in PostsReader::new(xml) {
             match event.unwrap() {
                 RowEvent::Post(post) => {
-                    if post.kind == crate::PostKind::Answer {
+                    if post.kind == mathrank_dump::PostKind::Answer {
                         lengths.push(post.body_html.len());
                     }
                     joiner.push(post).unwrap();
@@ -711,7 +711,7 @@ mod tests {
         let mut out = Vec::new();
         replicate_sample(3, &mut out).unwrap();
         let (joined, skipped, _) = read(&out);
-        let (single, single_skipped, _) = read(crate::SAMPLE_POSTS_XML.as_bytes());
+        let (single, single_skipped, _) = read(mathrank_dump::SAMPLE_POSTS_XML.as_bytes());
         assert_eq!(joined.answers, single.answers * 3);
         assert_eq!(joined.questions, single.questions * 3);
         assert_eq!(skipped, single_skipped * 3);

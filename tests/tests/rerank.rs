@@ -6,32 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mathrank_rerank::{Error, Reranker, RerankerOptions};
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/albert-tiny")
-}
-
-/// The ONNX Runtime library: ORT_DYLIB_PATH, else the workspace's `.ort/` (setup-ort.sh).
-fn ort_library() -> PathBuf {
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-        return PathBuf::from(path);
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ort");
-    std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "ONNX Runtime not found: run scripts/setup-ort.sh (puts it in {}) or set ORT_DYLIB_PATH",
-                dir.display()
-            )
-        })
-}
+use mathrank_tests::{ort_library, tiny_model as fixture};
 
 fn options() -> RerankerOptions {
     RerankerOptions { ort_library: Some(ort_library()), intra_threads: 1, ..RerankerOptions::default() }
@@ -202,14 +177,9 @@ fn a_full_queue_is_overload_not_unbounded_memory() {
     }
 }
 
-/// `../shared` (or MATHRANK_SHARED_DIR): conformance data that only the CI machine has.
+/// The conformance models of `../shared`.
 fn shared_models() -> PathBuf {
-    let dir = std::env::var_os("MATHRANK_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let models = dir.join("models");
-    assert!(models.is_dir(), "conformance data not found at {}; set MATHRANK_SHARED_DIR", models.display());
-    models
+    mathrank_tests::shared_dir().join("models")
 }
 
 #[test]

@@ -1,15 +1,14 @@
-//! `mathrank bench ...`: measurements (never tests). Each prints what it measured and the
-//! command that reproduces it.
+//! `mathrank-bench rerank|latency|cost-model`: measurements (never tests). Each prints what it
+//! measured and the command that reproduces it.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use mathrank_dump::synth::SplitMix64;
+use mathrank_bench::measure::{peak_rss_mib, percentile, print_command};
+use mathrank_bench::synth::SplitMix64;
 use mathrank_rerank::{EncodedPair, Planning, Reranker, RerankerOptions};
-
-use crate::measure::{peak_rss_mib, percentile, print_command};
 
 #[derive(Args, Debug)]
 pub struct BenchCommand {
@@ -28,28 +27,12 @@ pub enum BenchAction {
     /// sizes and widths and prints `per_batch` and `attention` for `--cost-model`.
     CostModel(CostModelArgs),
     /// Load against a running server, over gRPC or HTTP: QPS and latency at several concurrencies.
-    Load(crate::load_cmd::LoadArgs),
+    Load(crate::load::LoadArgs),
     /// A burst of concurrent Search calls sent at once: how many got a complete answer, a
     /// partial one, or nothing, with latency and the mean reranked depth.
-    Flood(crate::flood_cmd::FloodArgs),
-}
-
-/// `--planning` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PlanningArg {
-    Cost,
-    Greedy,
-    InputOrder,
-}
-
-impl From<PlanningArg> for Planning {
-    fn from(arg: PlanningArg) -> Self {
-        match arg {
-            PlanningArg::Cost => Planning::Cost,
-            PlanningArg::Greedy => Planning::Greedy,
-            PlanningArg::InputOrder => Planning::InputOrder,
-        }
-    }
+    Flood(crate::flood::FloodArgs),
+    /// Write a deterministic synthetic Posts.xml (or the sample replicated) for scale work.
+    GenDump(crate::gen_dump::GenDumpArgs),
 }
 
 #[derive(Args, Debug)]
@@ -76,8 +59,8 @@ pub struct RerankBenchArgs {
     pub naive: bool,
     /// How pairs are grouped into micro-batches: `cost` (sorted by length, least estimated
     /// cost), `greedy` (sorted by length, cut at the token budget) or `input-order`.
-    #[arg(long, value_enum, default_value = "cost")]
-    pub planning: PlanningArg,
+    #[arg(long, default_value = "cost")]
+    pub planning: Planning,
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -139,13 +122,16 @@ pub fn synthetic_pairs(count: usize, tokens: usize, mix: bool, seed: u64) -> Vec
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
-    print_command();
+    if !matches!(command.action, BenchAction::GenDump(_)) {
+        print_command();
+    }
     match command.action {
         BenchAction::Rerank(args) => rerank(args),
         BenchAction::Latency(args) => latency(args),
         BenchAction::CostModel(args) => cost_model(args),
-        BenchAction::Load(args) => crate::load_cmd::run(args),
-        BenchAction::Flood(args) => crate::flood_cmd::run(args),
+        BenchAction::Load(args) => crate::load::run(args),
+        BenchAction::Flood(args) => crate::flood::run(args),
+        BenchAction::GenDump(args) => crate::gen_dump::run(args),
     }
 }
 
@@ -173,7 +159,7 @@ fn rerank_one(args: &RerankBenchArgs, tokens: usize, max_batch: usize) -> anyhow
         batch_tokens: args.batch_tokens.unwrap_or(fixed.max(8192)),
         intra_threads: args.threads,
         optimization_level: args.optimization_level,
-        planning: if args.naive { Planning::InputOrder } else { args.planning.into() },
+        planning: if args.naive { Planning::InputOrder } else { args.planning },
         max_wait: Duration::ZERO,
         ort_library: args.ort_lib.clone(),
         device_id: args.device_id,
