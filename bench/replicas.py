@@ -306,7 +306,7 @@ def run(args):
         dump = args.dump
         if dump is None:
             dump = os.path.join(work, "seed.xml")
-            subprocess.run([os.path.abspath(args.gen or binary), "gen-dump", "--questions", str(args.questions),
+            subprocess.run([os.path.abspath(args.gen or os.path.join(os.path.dirname(binary), "mathrank-bench")), "gen-dump", "--questions", str(args.questions),
                             "--answers", str(args.answers), "--seed", "7", "--out", dump], check=True,
                            stdout=subprocess.DEVNULL)
         log(f"seeding the store from {dump}")
@@ -390,7 +390,7 @@ def run(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mathrank", required=True, help="the mathrank binary (a release build)")
-    parser.add_argument("--gen", help="the binary with `gen-dump` [default: --mathrank]")
+    parser.add_argument("--gen", help="the binary with `gen-dump` [default: mathrank-bench beside --mathrank]")
     parser.add_argument("--work", required=True, help="a scratch directory (emptied)")
     parser.add_argument("--dump", help="seed the store from this dump [default: a generated one]")
     parser.add_argument("--questions", type=int, default=20_000, help="questions of the generated dump")
