@@ -347,7 +347,7 @@ impl Engine {
     pub fn with_store(mut self, store: Arc<dyn PostStore>, indexer: Option<Indexer>) -> Result<Self> {
         let committer = Committer::start(Arc::clone(&store))?;
         let watch = StoreWatch::start(Arc::clone(&store))
-            .map_err(|err| EngineError::Internal(format!("cannot start the store watch: {err}")))?;
+            .map_err(|err| EngineError::Unavailable(format!("cannot start the store watch thread: {err}")))?;
         self.writes = Some(Writes { store, committer, indexer, watch });
         Ok(self)
     }
