@@ -220,10 +220,10 @@ fn sniff_id(line: &[u8]) -> Option<u64> {
 /// `Id``, `unknown field `Body``: serde reports them at the parent), else the last part of
 /// the JSON path (`upsert.Tags[2]` → `Tags`), else `line`.
 fn field_of_path(path: &str, message: &str) -> String {
-    if message.starts_with("missing field") || message.starts_with("unknown field") {
-        if let Some(named) = message.split('`').nth(1) {
-            return named.to_owned();
-        }
+    if (message.starts_with("missing field") || message.starts_with("unknown field"))
+        && let Some(named) = message.split('`').nth(1)
+    {
+        return named.to_owned();
     }
     let last = path.rsplit('.').next().unwrap_or(path);
     let field = last.split('[').next().unwrap_or(last);
