@@ -18,6 +18,10 @@ searchable, then checks every post written since the last check (and a sample of
   (titles carry the question's version, so the embedded question is the stored one); any
   other answer is 404.
 
+With `--postgres`, the post store is a PostgreSQL database of a private cluster (bench/pg.py):
+the server runs with `--store URL` (its index built from the store), deltas run with `--store
+URL`, and the checks read the store with psql.
+
 Every acknowledgement is logged to ACKS (JSON lines). The run ends with one line,
 `crash loop: N kills, N acknowledged, N lost, N index mismatches, ...`, and exits non-zero
 when anything was lost or mismatched. Standard library only (urllib/http.client, sqlite3).
@@ -53,12 +57,12 @@ def free_port():
 
 
 class Server:
-    def __init__(self, binary, index, port, log_path):
+    def __init__(self, binary, index, port, log_path, store_flags=()):
         self.port = port
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
             [binary, "--log", "warn", "serve", "--index", index, "--no-rerank", "--write-token", TOKEN,
-             "--addr", f"127.0.0.1:{port}", "--grace-seconds", "1"],
+             "--addr", f"127.0.0.1:{port}", "--grace-seconds", "1", *store_flags],
             stdout=self.log, stderr=self.log)
 
     def kill(self):
@@ -93,9 +97,36 @@ def wait_healthy(server, deadline_s=120):
     raise RuntimeError("the server did not become healthy")
 
 
-def store_seq(store_path):
-    with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=30) as db:
-        return db.execute("SELECT coalesce(max(seq), 0) FROM posts").fetchone()[0]
+class SqliteReader:
+    """Reads the SQLite store (read-only) for the checks."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def query(self, sql, params=()):
+        with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30) as db:
+            return list(db.execute(sql, params))
+
+
+class PgReader:
+    """Reads the PostgreSQL store with psql; rows come back as the SQLite reader's."""
+
+    def __init__(self, cluster, url):
+        self.cluster, self.url = cluster, url
+
+    def query(self, sql, params=()):
+        for value in params:
+            sql = sql.replace("?", str(int(value)), 1)
+        sql = sql.replace(" FROM posts", " FROM mathrank_posts").replace("deleted = 0", "NOT deleted")
+        sql = sql.replace("title FROM", "convert_from(title, 'UTF8') FROM")
+        rows = []
+        for row in self.cluster.psql(self.url, sql):
+            rows.append(tuple(int(v) if v.lstrip("-").isdigit() else {"t": 1, "f": 0}.get(v, v) for v in row))
+        return rows
+
+
+def store_seq(reader):
+    return reader.query("SELECT coalesce(max(seq), 0) FROM posts")[0][0]
 
 
 def searchable_seq(port):
@@ -252,29 +283,27 @@ def dump_questions(path):
 
 
 class Checker:
-    def __init__(self, store_path, port, book):
-        self.store_path, self.port, self.book = store_path, port, book
+    def __init__(self, store, port, book):
+        self.store, self.port, self.book = store, port, book
         self.lost, self.mismatches, self.checked = [], [], 0
 
     def rows(self, ids):
-        with sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=30) as db:
-            found = {}
-            ids = list(ids)
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for row in db.execute(f"SELECT id, kind, parent_id, deleted, version, title FROM posts "
-                                      f"WHERE id IN ({marks})", chunk):
-                    found[row[0]] = row
-            return found
+        found = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.store.query(f"SELECT id, kind, parent_id, deleted, version, title FROM posts "
+                                        f"WHERE id IN ({marks})", chunk):
+                found[row[0]] = row
+        return found
 
     def answers_of(self, question_ids):
-        with sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=30) as db:
-            answers = []
-            for question in question_ids:
-                answers += [r[0] for r in db.execute(
-                    "SELECT id FROM posts WHERE parent_id = ? AND kind = 2 AND deleted = 0 LIMIT 20", (question,))]
-            return answers
+        answers = []
+        for question in question_ids:
+            answers += [r[0] for r in self.store.query(
+                "SELECT id FROM posts WHERE parent_id = ? AND kind = 2 AND deleted = 0 LIMIT 20", (question,))]
+        return answers
 
     def check(self, ids):
         book = self.book
@@ -329,9 +358,30 @@ def run(args):
                         str(args.answers), "--seed", str(seed), "--out", path], check=True, stdout=subprocess.DEVNULL)
         dumps.append(path)
     index = os.path.join(work, "index")
-    subprocess.run([binary, "--log", "error", "index", "--dump", dumps[0], "--index", index, "--threads", "1"],
-                   check=True, stdout=subprocess.DEVNULL)
-    store_path = os.path.join(index, "posts.sqlite")
+    cluster = None
+    if args.postgres:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import pg
+        cluster = pg.Cluster(os.path.join(work, "pg"))
+        url = cluster.create_database("mathrank")
+        store_flags = ("--store", url)
+        # The dump seeds the shared store as a delta over nothing; the index is built from it.
+        subprocess.run([binary, "--log", "error", "index", "--dump", dumps[0], "--update", "--index", index,
+                        *store_flags], check=True, stdout=subprocess.DEVNULL)
+        store = PgReader(cluster, url)
+    else:
+        store_flags = ()
+        subprocess.run([binary, "--log", "error", "index", "--dump", dumps[0], "--index", index, "--threads", "1"],
+                       check=True, stdout=subprocess.DEVNULL)
+        store = SqliteReader(os.path.join(index, "posts.sqlite"))
+    try:
+        return cycles(args, binary, work, dumps, index, store, store_flags)
+    finally:
+        if cluster is not None:
+            cluster.stop("immediate")
+
+
+def cycles(args, binary, work, dumps, index, store, store_flags):
     shared_questions = dump_questions(dumps[0]) & dump_questions(dumps[1])
     rng = random.Random(args.seed)
     book = Book(os.path.join(work, "acks.jsonl"))
@@ -342,10 +392,10 @@ def run(args):
     while kills < args.kills or book.acknowledged < args.ops:
         cycle += 1
         port = free_port()
-        server = Server(binary, index, port, os.path.join(work, "server.log"))
+        server = Server(binary, index, port, os.path.join(work, "server.log"), store_flags)
         wait_healthy(server)
-        checker = Checker(store_path, port, book)
-        target = store_seq(store_path)
+        checker = Checker(store, port, book)
+        target = store_seq(store)
         deadline = time.time() + 120
         while searchable_seq(port) < target:
             if time.time() > deadline:
@@ -370,7 +420,7 @@ def run(args):
         if cycle % args.delta_every == 0:
             deltas += 1
             delta = subprocess.Popen([binary, "--log", "error", "index", "--dump", dumps[deltas % 2], "--update",
-                                      "--index", index], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      "--index", index, *store_flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         run_for = rng.uniform(args.min_run, args.max_run)
         if cycle % args.rebuild_every == 0:
             time.sleep(rng.uniform(0, run_for / 2))
@@ -396,12 +446,12 @@ def run(args):
                 f"{rebuilds} rebuilds asked, {deltas_done}/{deltas} deltas finished")
     # A last, full check over everything the clients ever acknowledged.
     port = free_port()
-    server = Server(binary, index, port, os.path.join(work, "server.log"))
+    server = Server(binary, index, port, os.path.join(work, "server.log"), store_flags)
     wait_healthy(server)
-    target = store_seq(store_path)
+    target = store_seq(store)
     while searchable_seq(port) < target:
         time.sleep(0.02)
-    checker = Checker(store_path, port, book)
+    checker = Checker(store, port, book)
     checker.check(sorted(book.acked))
     server.kill()
     return report(kills, book, checker, rebuilds, deltas, deltas_done, started, failed=False)
@@ -437,6 +487,8 @@ def main():
     parser.add_argument("--delta-every", type=int, default=6)
     parser.add_argument("--sample", type=int, default=200, help="other posts checked after each restart")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--postgres", action="store_true",
+                        help="the post store in PostgreSQL (a private cluster of Debian's postgresql)")
     args = parser.parse_args()
     sys.exit(run(args))
 

@@ -83,6 +83,24 @@ pub fn live_engine(limits: Limits) -> (tempfile::TempDir, Engine) {
     (dir, engine)
 }
 
+/// A replica of the shared store at `url` (a PostgreSQL database): its own index in a new
+/// temporary directory, built from the store, then following it (committing at once). Blocks
+/// (PostgreSQL calls): run it with `spawn_blocking`.
+pub fn replica_engine(url: &str, limits: Limits) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn mathrank_store::PostStore> =
+        Arc::new(mathrank_store::PgStore::connect(url).expect("the shared store opens"));
+    let options = mathrank_index::IndexerOptions {
+        commit_interval: std::time::Duration::from_millis(20),
+        memory_mb: 50,
+        ..mathrank_index::IndexerOptions::default()
+    };
+    let index = dir.path().join("index");
+    let (live, indexer) = mathrank_index::Indexer::start(&index, Arc::clone(&store), options).expect("indexer starts");
+    let engine = Engine::with_live(live, None, limits).with_store(store, Some(indexer)).expect("writes on");
+    (dir, engine)
+}
+
 /// The tiny model with test-friendly options (one intra-op thread).
 pub fn tiny_reranker(options: RerankerOptions) -> Arc<Reranker> {
     let options = RerankerOptions { ort_library: Some(ort_library()), intra_threads: 1, ..options };

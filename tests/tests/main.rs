@@ -14,4 +14,5 @@ mod model;
 mod overload;
 mod page;
 mod readme;
+mod replicas;
 mod rerank;

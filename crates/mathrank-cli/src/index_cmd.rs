@@ -40,10 +40,12 @@ pub struct IndexArgs {
     /// through `POST /v1/index:rebuild` instead (it keeps serving meanwhile).
     #[arg(long, env = "MATHRANK_REBUILD", conflicts_with = "sample")]
     pub rebuild: bool,
-    /// The post store for --update and --rebuild [default: INDEX/posts.sqlite, which a build
+    /// The post store for --update and --rebuild: a SQLite file, or a shared PostgreSQL
+    /// database (`postgres://USER:PASSWORD@HOST:PORT/DB`, created tables and all when empty:
+    /// `--update` with a full dump seeds it) [default: INDEX/posts.sqlite, which a build
     /// writes].
     #[arg(long, env = "MATHRANK_STORE")]
-    pub store: Option<PathBuf>,
+    pub store: Option<String>,
     /// Build without a post store: a smaller, read-only index (no write API, no --update).
     #[arg(long, env = "MATHRANK_NO_STORE", conflicts_with_all = ["update", "rebuild"])]
     pub no_store: bool,
@@ -89,20 +91,48 @@ fn parse_dump_date(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("{text:?} is neither a date such as 2024-06-30T00:00:00 nor Unix seconds"))
 }
 
-/// The post store of `index` (or `--store`).
+/// The post store of `index` (or `--store`, a file).
 pub fn store_path(index: &std::path::Path, store: Option<&std::path::Path>) -> PathBuf {
     store.map_or_else(|| index.join(STORE_FILE), std::path::Path::to_path_buf)
 }
 
-fn open_store(args: &IndexArgs) -> anyhow::Result<Arc<SqliteStore>> {
-    let path = store_path(&args.index, args.store.as_deref());
+/// A post store opened by location, and how messages name it.
+pub struct OpenedStore {
+    pub store: Arc<dyn PostStore>,
+    /// The file's path, or the URL without its password.
+    pub name: String,
+}
+
+/// The post store at `location` (`--store`): a PostgreSQL database when it is a
+/// `postgres://` URL, else a SQLite file, which must exist.
+pub fn open_store_at(location: &str) -> anyhow::Result<OpenedStore> {
+    if mathrank_store::is_postgres_url(location) {
+        let store = mathrank_store::PgStore::connect(location)?;
+        let name = store.location().to_owned();
+        return Ok(OpenedStore { store: Arc::new(store), name });
+    }
+    let path = std::path::Path::new(location);
+    anyhow::ensure!(
+        path.is_file(),
+        "no post store at {}: build an index first (`mathrank index --dump FILE`), or point --store at one",
+        path.display()
+    );
+    let store = SqliteStore::open(path).with_context(|| format!("opening the post store {}", path.display()))?;
+    Ok(OpenedStore { store: Arc::new(store), name: path.display().to_string() })
+}
+
+fn open_store(args: &IndexArgs) -> anyhow::Result<OpenedStore> {
+    if let Some(location) = &args.store {
+        return open_store_at(location);
+    }
+    let path = args.index.join(STORE_FILE);
     anyhow::ensure!(
         path.is_file(),
         "no post store at {}: build the index first (`mathrank index --dump FILE --index {}`), or point --store at one",
         path.display(),
         args.index.display()
     );
-    Ok(Arc::new(SqliteStore::open(&path)?))
+    open_store_at(&path.to_string_lossy())
 }
 
 pub fn run_index(args: IndexArgs) -> anyhow::Result<()> {
@@ -131,7 +161,7 @@ pub fn run_index(args: IndexArgs) -> anyhow::Result<()> {
 
 /// `--update` and `--rebuild`: work on the store, then let the index follow it.
 fn run_live(args: &IndexArgs, options: BuildOptions) -> anyhow::Result<()> {
-    let store = open_store(args)?;
+    let OpenedStore { store, name, .. } = open_store(args)?;
     if let (true, Some(dump)) = (args.update, &args.dump) {
         let source = DumpSource::open(dump).with_context(|| format!("opening dump {}", dump.display()))?;
         let bar = progress_bar(source.total_bytes);
@@ -143,11 +173,11 @@ fn run_live(args: &IndexArgs, options: BuildOptions) -> anyhow::Result<()> {
         };
         let delta = DeltaOptions { dump_date: args.dump_date };
         let summary = mathrank_store::apply_dump_delta(source, store.as_ref(), &delta, &mut on_progress)
-            .with_context(|| format!("applying {} to {}", dump.display(), store.path().display()))?;
+            .with_context(|| format!("applying {} to {name}", dump.display()))?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        println!("applied {} to {} as a delta", dump.display(), store.path().display());
+        println!("applied {} to {name} as a delta", dump.display());
         println!("  posts read       {}", summary.posts);
         println!("  unchanged        {}", summary.unchanged);
         println!("  created          {}", summary.created);
@@ -160,8 +190,10 @@ fn run_live(args: &IndexArgs, options: BuildOptions) -> anyhow::Result<()> {
         println!("  refused          {}", summary.rejected);
         println!("  seconds          {:.1}", summary.seconds);
     }
+    // A missing index is built from the store as the indexer starts: no second rebuild.
+    let existed = args.index.join("meta.json").is_file();
     let indexer_options = IndexerOptions { rebuild: options, ..IndexerOptions::default() };
-    let (live, indexer) = Indexer::start(&args.index, Arc::clone(&store) as Arc<dyn PostStore>, indexer_options)?;
+    let (live, indexer) = Indexer::start(&args.index, Arc::clone(&store), indexer_options)?;
     if indexer.status().role == "follower" {
         anyhow::ensure!(
             !args.rebuild,
@@ -172,7 +204,7 @@ fn run_live(args: &IndexArgs, options: BuildOptions) -> anyhow::Result<()> {
         return Ok(());
     }
     let started = Instant::now();
-    if args.rebuild {
+    if args.rebuild && existed {
         indexer.request_rebuild();
         loop {
             let status = indexer.status();
@@ -193,9 +225,8 @@ fn run_live(args: &IndexArgs, options: BuildOptions) -> anyhow::Result<()> {
     }
     indexer.stop();
     println!(
-        "index {} follows {} up to sequence number {seq} ({} answers; {:.1} s)",
+        "index {} follows {name} up to sequence number {seq} ({} answers; {:.1} s)",
         args.index.display(),
-        store.path().display(),
         live.current().num_answers(),
         started.elapsed().as_secs_f64()
     );

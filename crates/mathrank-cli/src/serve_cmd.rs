@@ -62,12 +62,16 @@ pub struct ServeArgs {
     #[arg(long, env = "MATHRANK_WRITE_TOKEN", hide_env_values = true, help_heading = "Security")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_token: Option<String>,
-    /// The post store the live index follows and writes go to [default: INDEX/posts.sqlite,
-    /// which `mathrank index` writes]. Whenever it exists, the server indexes its changes
-    /// (those of `mathrank index --update` too), with or without --write-token.
+    /// The post store the live index follows and writes go to: a SQLite file, or a
+    /// PostgreSQL database shared by replicas (`postgres://USER:PASSWORD@HOST:PORT/DB`), each
+    /// keeping its own index of it; a missing --index is then built from the store
+    /// [default: INDEX/posts.sqlite, which `mathrank index` writes]. Whenever there is a store,
+    /// the server indexes its changes (those of `mathrank index --update` and of other
+    /// replicas too), with or without --write-token, and /health is 503 until the index has
+    /// caught up with it.
     #[arg(long, env = "MATHRANK_STORE", help_heading = "Index")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub store: Option<PathBuf>,
+    pub store: Option<String>,
     /// TLS certificate chain (PEM); with --tls-key, serves TLS [default: plaintext].
     #[arg(long, env = "MATHRANK_TLS_CERT", requires = "tls_key", help_heading = "Security")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,7 +176,7 @@ pub struct ServeConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store: Option<PathBuf>,
+    pub store: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -481,8 +485,8 @@ async fn serve_metrics(
 
 /// What makes the index live: a post store, and writes taken into it.
 struct LiveOptions {
-    /// `--store`; `None` is the default place next to the index.
-    store: Option<PathBuf>,
+    /// `--store` (a file or a PostgreSQL URL); `None` is the default place next to the index.
+    store: Option<String>,
     /// `--write-token` is set.
     writes: bool,
 }
@@ -497,22 +501,16 @@ fn load_engine(
     model: &ModelArgs,
     limits: Limits,
 ) -> anyhow::Result<Engine> {
+    if let Some(location) = live.store.as_deref().filter(|location| mathrank_store::is_postgres_url(location)) {
+        return replica_engine(index_dir, location, reranker_of(model_dir, model)?, limits, live.writes);
+    }
     let custom_store = live.store.is_some();
-    let store_path = crate::index_cmd::store_path(index_dir, live.store.as_deref());
+    let store_path = crate::index_cmd::store_path(index_dir, live.store.as_deref().map(Path::new));
     if !index_dir.join("meta.json").is_file() && !index_dir.exists() && !custom_store {
         tracing::info!(index = %index_dir.display(), "no index there: building one from the embedded sample");
         crate::index_cmd::build_sample(index_dir)?;
     }
-    let reranker = match model_dir {
-        Some(dir) => Some(Arc::new(
-            mathrank_rerank::Reranker::load(&dir, &model.options())
-                .with_context(|| format!("loading model {}", dir.display()))?,
-        )),
-        None => {
-            tracing::warn!("running BM25 only (--no-rerank): Search returns BM25 order, Rerank is FAILED_PRECONDITION");
-            None
-        }
-    };
+    let reranker = reranker_of(model_dir, model)?;
     if !store_path.is_file() && !custom_store {
         anyhow::ensure!(
             !live.writes,
@@ -540,6 +538,65 @@ fn load_engine(
         "live index loaded: following the post store"
     );
     Ok(Engine::with_live(index, reranker, limits).with_store(store, Some(indexer))?)
+}
+
+fn reranker_of(
+    model_dir: Option<PathBuf>,
+    model: &ModelArgs,
+) -> anyhow::Result<Option<Arc<mathrank_rerank::Reranker>>> {
+    match model_dir {
+        Some(dir) => Ok(Some(Arc::new(
+            mathrank_rerank::Reranker::load(&dir, &model.options())
+                .with_context(|| format!("loading model {}", dir.display()))?,
+        ))),
+        None => {
+            tracing::warn!("running BM25 only (--no-rerank): Search returns BM25 order, Rerank is FAILED_PRECONDITION");
+            Ok(None)
+        }
+    }
+}
+
+/// A replica of a shared PostgreSQL store: its own index at `index_dir`, built from the
+/// store when missing (or when it follows another store), then following the store.
+fn replica_engine(
+    index_dir: &Path,
+    location: &str,
+    reranker: Option<Arc<mathrank_rerank::Reranker>>,
+    limits: Limits,
+    writes: bool,
+) -> anyhow::Result<Engine> {
+    let opened = crate::index_cmd::open_store_at(location)?;
+    let started = std::time::Instant::now();
+    // The store may be restarting, or drop the connection of a long build: such failures are
+    // retried (health says NOT_SERVING meanwhile); anything else ends the server.
+    let mut backoff = Duration::from_secs(1);
+    let (live, indexer) = loop {
+        match Indexer::start(index_dir, Arc::clone(&opened.store), IndexerOptions::default()) {
+            Ok(started) => break started,
+            Err(mathrank_index::Error::Store(err)) if err.is_retryable() => {
+                tracing::warn!(error = %err, retry_in_s = backoff.as_secs(), "the post store is unavailable; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(err) => {
+                return Err(anyhow::Error::new(err).context(format!(
+                    "opening the index {} of the post store {}",
+                    index_dir.display(),
+                    opened.name
+                )));
+            }
+        }
+    };
+    tracing::info!(
+        index = %index_dir.display(),
+        store = %opened.name,
+        answers = live.current().num_answers(),
+        searchable_seq = live.searchable_seq(),
+        seconds = started.elapsed().as_secs_f64(),
+        writes,
+        "replica loaded: following the shared post store (ready once caught up)"
+    );
+    Ok(Engine::with_live(live, reranker, limits).with_store(opened.store, Some(indexer))?)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{CacheKey, CacheStats, ScoreCache, cache_key};
 use crate::ranking::{Fusion, compare_fused, compare_scored, normalize_candidate, normalize_question, ranking_value};
+use crate::replica::{ReplicaStatus, StoreWatch};
 use crate::write::{Committer, ItemOutcome, WriteItem, WriteOutcome, outcome_of};
 use crate::{EngineError, Result, invalid};
 
@@ -264,11 +265,13 @@ pub struct Engine {
     running: Arc<Semaphore>,
 }
 
-/// What a live index adds: the store written to, its group committer, and the indexer.
+/// What a live index adds: the store written to, its group committer, the indexer, and the
+/// watch of how far behind the store this replica is.
 struct Writes {
     store: Arc<dyn PostStore>,
     committer: Committer,
     indexer: Option<Indexer>,
+    watch: StoreWatch,
 }
 
 impl std::fmt::Debug for Engine {
@@ -338,10 +341,26 @@ impl Engine {
 
     /// Turns writes on: they go to `store`, which `indexer` (when this process runs it)
     /// applies to the index.
+    ///
+    /// Blocks for a first read of the store's sequence number (for readiness): call it off
+    /// the async workers.
     pub fn with_store(mut self, store: Arc<dyn PostStore>, indexer: Option<Indexer>) -> Result<Self> {
         let committer = Committer::start(Arc::clone(&store))?;
-        self.writes = Some(Writes { store, committer, indexer });
+        let watch = StoreWatch::start(Arc::clone(&store))
+            .map_err(|err| EngineError::Unavailable(format!("cannot start the store watch thread: {err}")))?;
+        self.writes = Some(Writes { store, committer, indexer, watch });
         Ok(self)
+    }
+
+    /// How far behind its post store this replica is; `None` without a store.
+    pub fn replica_status(&self) -> Option<ReplicaStatus> {
+        self.writes.as_ref().map(|writes| writes.watch.status(&self.index))
+    }
+
+    /// Whether this server should take traffic: always without a store; with one, once every
+    /// change the store held [`READY_LAG`](crate::READY_LAG) ago is searchable.
+    pub fn is_ready(&self) -> bool {
+        self.replica_status().is_none_or(|status| status.ready)
     }
 
     /// The index searched now.

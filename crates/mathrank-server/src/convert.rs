@@ -231,16 +231,20 @@ pub fn info_response(engine: &Engine) -> v1::InfoResponse {
 
 /// The live index's state; `None` without a post store.
 fn live_info(engine: &Engine) -> Option<v1::LiveInfo> {
-    let store = engine.store()?;
     let status = engine.indexer_status().unwrap_or_default();
+    // Not `store.last_seq()`: this runs on an async worker, and a PostgreSQL read blocks.
+    let replica = engine.replica_status()?;
     Some(v1::LiveInfo {
-        store_seq: store.last_seq().unwrap_or_default(),
+        store_seq: replica.store_seq,
         indexer: status.role.into(),
         committed_seq: status.committed_seq,
         commits: status.commits,
         rebuilding: status.rebuilding,
         rebuilds: status.rebuilds,
         last_error: status.last_error.unwrap_or_default(),
+        caught_up: replica.ready,
+        lag_seconds: replica.lag_seconds,
+        store_error: replica.store_error.unwrap_or_default(),
     })
 }
 

@@ -1,6 +1,6 @@
 //! The server's errors, and what it tells callers refused for overload.
 
-/// How long a caller refused for overload should wait before retrying: HTTP's `Retry-After`
+/// How long a caller refused for overload (or by an unavailable store) should wait before retrying: HTTP's `Retry-After`
 /// and gRPC's `grpc-retry-pushback-ms` both say this.
 pub const RETRY_AFTER_SECS: u64 = 1;
 

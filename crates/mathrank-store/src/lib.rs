@@ -8,8 +8,10 @@
 //!
 //! The index is derived from the store: an indexer reads [`PostStore::changes`] after the
 //! sequence number recorded in its last commit, and a new index is built from
-//! [`PostStore::scan_joined`]. [`PostStore`] is what every store implements (the embedded
-//! [`SqliteStore`] here); [`conformance`] is the test suite they all pass.
+//! [`PostStore::scan_joined`]. [`PostStore`] is what every store implements: the embedded
+//! [`SqliteStore`] (one machine), and [`PgStore`] on PostgreSQL (replicas sharing one store;
+//! how it keeps followers from skipping a write is in its module). [`open_store`] picks one by
+//! location; [`conformance`] is the test suite they all pass.
 //!
 //! ```
 //! use mathrank_store::{Op, Outcome, Post, PostKind, PostStore, SqliteStore};
@@ -44,13 +46,26 @@
 
 pub mod conformance;
 mod delta;
+mod postgres;
+mod rules;
 mod sqlite;
 
 use std::time::Duration;
 
 pub use delta::{DeltaOptions, DeltaProgress, DeltaSummary, apply_dump_delta};
 pub use mathrank_dump::{Post, PostKind};
+pub use postgres::{CHANNEL, PgOptions, PgStore, SCAN_BATCH, WRITE_LOCK, is_postgres_url};
 pub use sqlite::{BulkLoader, STORE_FILE, SqliteStore};
+
+/// Opens the store at `location`: a PostgreSQL database named by a `postgres://` or
+/// `postgresql://` URL ([`PgStore`]), else the SQLite file at that path ([`SqliteStore`]).
+pub fn open_store(location: &str) -> Result<Box<dyn PostStore>> {
+    if is_postgres_url(location) {
+        Ok(Box::new(PgStore::connect(location)?))
+    } else {
+        Ok(Box::new(SqliteStore::open(std::path::Path::new(location))?))
+    }
+}
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +95,33 @@ pub enum Error {
     // Not `#[from]`: the dump error would then be a source too, and be said twice.
     #[error("reading the dump: {0}")]
     Dump(mathrank_dump::Error),
+    #[error("post store {store}: {message}")]
+    Postgres {
+        store: String,
+        /// The error with the server's message.
+        message: String,
+        #[source]
+        source: ::postgres::Error,
+    },
+    /// The database is unreachable, restarting or overloaded: the operation did not complete
+    /// (a write may or may not have committed), and retrying it is safe.
+    #[error(
+        "post store {store} is unavailable ({reason}); the operation may not have completed: retry it (writing the same versions again is idempotent)"
+    )]
+    Unavailable {
+        store: String,
+        reason: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl Error {
+    /// Whether retrying may succeed: the store is unavailable for now (a server would answer
+    /// 503 with a retry hint), not wrong.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
 }
 
 /// Result alias of this crate.

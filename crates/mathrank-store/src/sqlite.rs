@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use crate::rules::{self, Current, Tombstone, Txn, Write};
 use crate::{
     Applied, Counts, Digest, Error, MAX_NUMBER, Op, Origin, Outcome, Post, PostKind, PostStore, Result, Row,
     content_hash, join_tags,
@@ -328,237 +329,75 @@ fn row_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
-/// What a write needs to know about the stored row.
-#[derive(Debug, Clone, Copy)]
-struct Current {
-    kind: Option<PostKind>,
-    deleted: bool,
-    version: u64,
-    origin: Origin,
-    written_at: i64,
-    hash: u64,
-    parent_id: Option<i64>,
-}
+/// The write transaction seen by [`rules::apply_one`].
+struct SqliteTxn<'a, 'c>(&'a Transaction<'c>);
 
-fn current(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<Option<Current>> {
-    tx.prepare_cached("SELECT kind, deleted, version, origin, written_at, hash, parent_id FROM posts WHERE id = ?1")?
-        .query_row([id], |row| {
-            Ok(Current {
-                kind: kind_of(row.get(0)?),
-                deleted: row.get(1)?,
-                version: row.get::<_, i64>(2)? as u64,
-                origin: origin_of(row.get(3)?),
-                written_at: row.get(4)?,
-                hash: row.get::<_, i64>(5)? as u64,
-                parent_id: row.get(6)?,
+impl Txn for SqliteTxn<'_, '_> {
+    type Error = rusqlite::Error;
+
+    fn current(&mut self, id: i64) -> rusqlite::Result<Option<Current>> {
+        self.0
+            .prepare_cached(
+                "SELECT kind, deleted, version, origin, written_at, hash, parent_id FROM posts WHERE id = ?1",
+            )?
+            .query_row([id], |row| {
+                Ok(Current {
+                    kind: kind_of(row.get(0)?),
+                    deleted: row.get(1)?,
+                    version: row.get::<_, i64>(2)? as u64,
+                    origin: origin_of(row.get(3)?),
+                    written_at: row.get(4)?,
+                    hash: row.get::<_, i64>(5)? as u64,
+                    parent_id: row.get(6)?,
+                })
             })
-        })
-        .optional()
-}
-
-/// What one write does to the table.
-struct Write<'a> {
-    post: &'a Post,
-    version: u64,
-    origin: Origin,
-    hash: u64,
-}
-
-fn write_post(tx: &Transaction<'_>, write: &Write<'_>, seq: u64, written_at: i64) -> rusqlite::Result<()> {
-    let post = write.post;
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO posts (id, kind, parent_id, deleted, version, seq, origin, written_at, hash, accepted_answer_id, score, created, title, tags, body) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?
-    .execute(params![
-        post.id as i64,
-        kind_code(post.kind),
-        post.parent_id.map(|p| p as i64),
-        write.version as i64,
-        seq as i64,
-        origin_code(write.origin),
-        written_at,
-        write.hash as i64,
-        post.accepted_answer_id.map(|a| a as i64),
-        post.score,
-        post.created,
-        post.title,
-        join_tags(&post.tags),
-        post.body_html,
-    ])?;
-    Ok(())
-}
-
-/// A tombstone keeps the kind and parent of the post it replaces, never its text.
-#[allow(clippy::too_many_arguments)]
-fn write_tombstone(
-    tx: &Transaction<'_>,
-    id: i64,
-    was: Option<Current>,
-    version: u64,
-    origin: Origin,
-    seq: u64,
-    written_at: i64,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO posts (id, kind, parent_id, deleted, version, seq, origin, written_at, hash, accepted_answer_id, score, created, title, tags, body) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, 0, NULL, 0, 0, '', '', '')",
-    )?
-    .execute(params![
-        id,
-        was.and_then(|c| c.kind).map(kind_code),
-        was.and_then(|c| c.parent_id),
-        version as i64,
-        seq as i64,
-        origin_code(origin),
-        written_at,
-    ])?;
-    Ok(())
-}
-
-fn rejected(field: &'static str, message: impl Into<String>) -> Outcome {
-    Outcome::Rejected { field, message: message.into() }
-}
-
-/// Range checks of the numbers a post carries.
-fn check_numbers(post: &Post, version: u64) -> Option<Outcome> {
-    let checks = [
-        ("Id", Some(post.id)),
-        ("version", Some(version)),
-        ("ParentId", post.parent_id),
-        ("AcceptedAnswerId", post.accepted_answer_id),
-    ];
-    checks.into_iter().find_map(|(field, value)| {
-        value.filter(|&v| v > MAX_NUMBER).map(|v| rejected(field, format!("{v} is larger than {MAX_NUMBER}")))
-    })
-}
-
-/// Whether the write API changed this row after the dump was taken.
-fn api_after(current: &Current, dump_date: i64) -> bool {
-    current.origin == Origin::Api && current.written_at > dump_date
-}
-
-/// Applies one operation inside the write transaction; `seq` is the last number taken.
-fn apply_one(tx: &Transaction<'_>, op: &Op, written_at: i64, seq: &mut u64) -> rusqlite::Result<Outcome> {
-    let take = |seq: &mut u64| {
-        *seq += 1;
-        *seq
-    };
-    match op {
-        Op::Upsert { post, version } => {
-            if let Some(outcome) = check_numbers(post, *version) {
-                return Ok(outcome);
-            }
-            let stored = current(tx, post.id as i64)?;
-            if let Some(stored) = stored {
-                if let Some(kind) = stored.kind
-                    && kind != post.kind
-                {
-                    return Ok(rejected(
-                        "PostTypeId",
-                        format!("post {} is stored as {}; a post cannot change its type", post.id, kind_name(kind)),
-                    ));
-                }
-                if *version < stored.version || (stored.deleted && *version == stored.version) {
-                    return Ok(Outcome::Conflict { stored_version: stored.version });
-                }
-                if *version == stored.version {
-                    return Ok(Outcome::Noop);
-                }
-            }
-            if let Some(outcome) = check_parent(tx, post)? {
-                return Ok(outcome);
-            }
-            let write = Write { post, version: *version, origin: Origin::Api, hash: content_hash(post) };
-            write_post(tx, &write, take(seq), written_at)?;
-            Ok(if stored.is_some_and(|s| !s.deleted) { Outcome::Updated } else { Outcome::Created })
-        }
-        Op::Delete { id, version } => {
-            if *id > MAX_NUMBER || *version > MAX_NUMBER {
-                let field = if *id > MAX_NUMBER { "Id" } else { "version" };
-                return Ok(rejected(field, format!("{} is larger than {MAX_NUMBER}", (*id).max(*version))));
-            }
-            let stored = current(tx, *id as i64)?;
-            match stored {
-                Some(stored) if *version < stored.version => Ok(Outcome::Conflict { stored_version: stored.version }),
-                Some(stored) if stored.deleted => {
-                    if *version > stored.version {
-                        tx.prepare_cached("UPDATE posts SET version = ?2 WHERE id = ?1")?
-                            .execute(params![*id as i64, *version as i64])?;
-                    }
-                    Ok(Outcome::Noop)
-                }
-                stored => {
-                    write_tombstone(tx, *id as i64, stored, *version, Origin::Api, take(seq), written_at)?;
-                    Ok(Outcome::Deleted)
-                }
-            }
-        }
-        Op::FromDump { post, dump_date } => {
-            if let Some(outcome) = check_numbers(post, 0) {
-                return Ok(outcome);
-            }
-            let hash = content_hash(post);
-            let stored = current(tx, post.id as i64)?;
-            let version = match stored {
-                Some(stored) if api_after(&stored, *dump_date) => return Ok(Outcome::Kept),
-                Some(stored) if !stored.deleted && stored.kind == Some(post.kind) && stored.hash == hash => {
-                    return Ok(Outcome::Noop);
-                }
-                Some(stored) => stored.version,
-                None => 0,
-            };
-            let write = Write { post, version, origin: Origin::Dump, hash };
-            write_post(tx, &write, take(seq), written_at)?;
-            Ok(if stored.is_some_and(|s| !s.deleted) { Outcome::Updated } else { Outcome::Created })
-        }
-        Op::VanishedFromDump { id, dump_date } => {
-            if *id > MAX_NUMBER {
-                return Ok(rejected("Id", format!("{id} is larger than {MAX_NUMBER}")));
-            }
-            match current(tx, *id as i64)? {
-                None => Ok(Outcome::Noop),
-                Some(stored) if api_after(&stored, *dump_date) => Ok(Outcome::Kept),
-                Some(stored) if stored.deleted => Ok(Outcome::Noop),
-                Some(stored) => {
-                    write_tombstone(tx, *id as i64, Some(stored), stored.version, Origin::Dump, take(seq), written_at)?;
-                    Ok(Outcome::Deleted)
-                }
-            }
-        }
+            .optional()
     }
-}
 
-fn kind_name(kind: PostKind) -> &'static str {
-    match kind {
-        PostKind::Question => "a question (PostTypeId 1)",
-        PostKind::Answer => "an answer (PostTypeId 2)",
+    fn write_post(&mut self, write: &Write<'_>, seq: u64, written_at: i64) -> rusqlite::Result<()> {
+        let post = write.post;
+        self.0.prepare_cached(
+            "INSERT OR REPLACE INTO posts (id, kind, parent_id, deleted, version, seq, origin, written_at, hash, accepted_answer_id, score, created, title, tags, body) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?
+        .execute(params![
+            post.id as i64,
+            kind_code(post.kind),
+            post.parent_id.map(|p| p as i64),
+            write.version as i64,
+            seq as i64,
+            origin_code(write.origin),
+            written_at,
+            write.hash as i64,
+            post.accepted_answer_id.map(|a| a as i64),
+            post.score,
+            post.created,
+            post.title,
+            join_tags(&post.tags),
+            post.body_html,
+        ])?;
+        Ok(())
     }
-}
 
-/// An answer of the write API must name a question that is not deleted (one that has not
-/// arrived yet is fine: the answer waits for it).
-fn check_parent(tx: &Transaction<'_>, post: &Post) -> rusqlite::Result<Option<Outcome>> {
-    if post.kind != PostKind::Answer {
-        return Ok(None);
+    fn write_tombstone(&mut self, tombstone: &Tombstone, seq: u64, written_at: i64) -> rusqlite::Result<()> {
+        self.0.prepare_cached(
+            "INSERT OR REPLACE INTO posts (id, kind, parent_id, deleted, version, seq, origin, written_at, hash, accepted_answer_id, score, created, title, tags, body) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, 0, NULL, 0, 0, '', '', '')",
+        )?
+        .execute(params![
+            tombstone.id,
+            tombstone.was.and_then(|c| c.kind).map(kind_code),
+            tombstone.was.and_then(|c| c.parent_id),
+            tombstone.version as i64,
+            seq as i64,
+            origin_code(tombstone.origin),
+            written_at,
+        ])?;
+        Ok(())
     }
-    let Some(parent) = post.parent_id.filter(|&p| p != 0) else {
-        return Ok(Some(rejected("ParentId", "an answer (PostTypeId 2) needs the Id of its question")));
-    };
-    if parent == post.id {
-        return Ok(Some(rejected("ParentId", format!("post {parent} cannot answer itself"))));
+
+    fn set_version(&mut self, id: i64, version: u64) -> rusqlite::Result<()> {
+        self.0.prepare_cached("UPDATE posts SET version = ?2 WHERE id = ?1")?.execute(params![id, version as i64])?;
+        Ok(())
     }
-    let Some(stored) = current(tx, parent as i64)? else { return Ok(None) };
-    if stored.deleted {
-        return Ok(Some(rejected(
-            "ParentId",
-            format!(
-                "question {parent} is deleted; an answer to it cannot be stored until the question is written again"
-            ),
-        )));
-    }
-    if stored.kind == Some(PostKind::Answer) {
-        return Ok(Some(rejected("ParentId", format!("post {parent} is an answer, not a question"))));
-    }
-    Ok(None)
 }
 
 impl PostStore for SqliteStore {
@@ -577,7 +416,7 @@ impl PostStore for SqliteStore {
             .map_err(&error)? as u64;
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
-            outcomes.push(apply_one(&tx, op, written_at, &mut seq).map_err(&error)?);
+            outcomes.push(rules::apply_one(&mut SqliteTxn(&tx), op, written_at, &mut seq).map_err(&error)?);
         }
         let changed = outcomes.iter().any(Outcome::changed);
         tx.commit().map_err(&error)?;

@@ -363,7 +363,11 @@ async fn single(posts: Posts, headers: HeaderMap, params: WriteParams, item: Wri
     if wait {
         body["visible"] = engine.wait_visible(seq, deadline).await.into();
     }
-    Ok((status, axum::Json(body)).into_response())
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECS));
+    }
+    Ok(response)
 }
 
 async fn put_post(
@@ -443,13 +447,20 @@ async fn bulk(State(posts): State<Posts>, uri: Uri, headers: HeaderMap, body: Bo
     let deadline = wait_deadline(&engine, &headers)?;
     let spool = Arc::new(Spool::default());
     let writer = Arc::clone(&spool);
+    let (first, first_written) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let outcome = write_bulk(&engine, body, &writer, wait, deadline).await;
+        let outcome = write_bulk(&engine, body, &writer, wait, deadline, first).await;
         if let Err(err) = outcome {
             tracing::debug!(error = %err, "a bulk write ended early");
         }
         writer.finish();
     });
+    // The status is sent before the rest of the body is read: it says whether the store took
+    // the first chunk. When it did not (the store is down), nothing was written and the whole
+    // call is 503 with a retry hint; a later chunk the store refuses gets UNAVAILABLE items.
+    if let Ok(Err(err)) = first_written.await {
+        return Err(err.into());
+    }
     let stream = futures_util::stream::unfold(spool, |spool| async move {
         spool.next().await.map(|bytes| (Ok::<_, std::io::Error>(bytes), spool))
     });
@@ -459,13 +470,32 @@ async fn bulk(State(posts): State<Posts>, uri: Uri, headers: HeaderMap, body: Bo
 }
 
 /// Reads the body a chunk of lines at a time, writes each chunk, and spools its answer.
-async fn write_bulk(engine: &Engine, body: Body, spool: &Spool, wait: bool, deadline: Instant) -> Result<(), String> {
-    spool.push(Bytes::from_static(b"{\"items\":["))?;
+///
+/// `first_written` hears how the first chunk went: a store error there ends the call (the
+/// caller answers 503), and nothing is spooled.
+async fn write_bulk(
+    engine: &Engine,
+    body: Body,
+    spool: &Spool,
+    wait: bool,
+    deadline: Instant,
+    first_written: tokio::sync::oneshot::Sender<Result<(), EngineError>>,
+) -> Result<(), String> {
+    let mut first_written = Some(first_written);
     let mut lines = LineReader::new(body);
     let mut first = true;
     let mut seq = 0;
     loop {
-        let chunk = lines.next_chunk().await?;
+        let chunk = match lines.next_chunk().await {
+            Ok(chunk) => chunk,
+            Err(err) => {
+                if let Some(sender) = first_written.take() {
+                    let _ = sender.send(Ok(()));
+                    spool.push(Bytes::from_static(b"{\"items\":["))?;
+                }
+                return Err(err);
+            }
+        };
         if chunk.is_empty() {
             break;
         }
@@ -478,8 +508,18 @@ async fn write_bulk(engine: &Engine, body: Body, spool: &Spool, wait: bool, dead
                 seq = seq.max(outcome.seq);
                 outcome.items
             }
-            Err(err) => unavailable(ids, &err),
+            Err(err) => match first_written.take() {
+                Some(sender) => {
+                    let _ = sender.send(Err(err));
+                    return Ok(());
+                }
+                None => unavailable(ids, &err),
+            },
         };
+        if let Some(sender) = first_written.take() {
+            let _ = sender.send(Ok(()));
+            spool.push(Bytes::from_static(b"{\"items\":["))?;
+        }
         let mut text = Vec::with_capacity(outcomes.len() * 48);
         for item in &outcomes {
             if !first {
@@ -490,9 +530,14 @@ async fn write_bulk(engine: &Engine, body: Body, spool: &Spool, wait: bool, dead
         }
         spool.push(Bytes::from(text))?;
     }
+    if let Some(sender) = first_written.take() {
+        let _ = sender.send(Ok(()));
+        spool.push(Bytes::from_static(b"{\"items\":["))?;
+    }
     if seq == 0 {
-        // Nothing was written: the caller's `seq` is where the store stands.
-        seq = engine.store().map_or(0, |store| store.last_seq().unwrap_or_default());
+        // Nothing was written: the caller's `seq` is where the store stands (as last read;
+        // a PostgreSQL read would block this async worker).
+        seq = engine.replica_status().map_or(0, |status| status.store_seq.max(status.searchable_seq));
     }
     let mut tail = format!("],\"seq\":{seq}");
     if wait {
