@@ -124,20 +124,7 @@ fn build_into(
     let (sender, receiver) = crossbeam_channel::bounded::<Vec<JoinedAnswer>>(threads * 4);
     let read_outcome: Result<()> = std::thread::scope(|scope| {
         let writer = &writer;
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let receiver = receiver.clone();
-                scope.spawn(move || -> Result<()> {
-                    for batch in receiver {
-                        for answer in &batch {
-                            writer.add_document(fields.document(answer))?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        drop(receiver);
+        let workers = spawn_document_workers(scope, writer, &fields, receiver, threads);
         let mut batch = Vec::with_capacity(BATCH);
         let mut outcome = Ok(());
         for event in source.posts() {
@@ -201,13 +188,8 @@ fn build_into(
             let _ = sender.send(batch);
         }
         drop(sender);
-        for worker in workers {
-            let worker_outcome = worker.join().unwrap_or(Err(Error::Interrupted));
-            if outcome.is_ok() {
-                outcome = worker_outcome;
-            }
-        }
-        outcome
+        let joined = join_document_workers(workers);
+        outcome.and(joined)
     });
     let stored = loader.map(StoreLoader::finish).transpose();
     read_outcome?;
@@ -298,6 +280,42 @@ impl StoreLoader {
         drop(self.sender);
         self.thread.join().unwrap_or(Err(Error::Interrupted))
     }
+}
+
+/// Threads that add the documents of each batch of answers to `writer` until the channel
+/// closes: the dump build and the live index's rebuild from the store both feed them.
+pub(crate) fn spawn_document_workers<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    writer: &'scope IndexWriter,
+    fields: &'scope Fields,
+    receiver: crossbeam_channel::Receiver<Vec<JoinedAnswer>>,
+    threads: usize,
+) -> Vec<std::thread::ScopedJoinHandle<'scope, Result<()>>> {
+    (0..threads)
+        .map(|_| {
+            let receiver = receiver.clone();
+            scope.spawn(move || -> Result<()> {
+                for batch in receiver {
+                    for answer in &batch {
+                        writer.add_document(fields.document(answer))?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect()
+}
+
+/// Waits for every document worker; the first failure (a panic counts as interrupted).
+pub(crate) fn join_document_workers(workers: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Result<()> {
+    let mut outcome = Ok(());
+    for worker in workers {
+        let worker_outcome = worker.join().unwrap_or(Err(Error::Interrupted));
+        if outcome.is_ok() {
+            outcome = worker_outcome;
+        }
+    }
+    outcome
 }
 
 pub(crate) fn split_target(target: &Path) -> (PathBuf, String) {

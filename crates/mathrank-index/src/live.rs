@@ -366,20 +366,7 @@ pub fn build_from_store(store: &dyn PostStore, tantivy_dir: &Path, options: &Bui
     let mut answers = 0u64;
     let scanned: Result<u64> = std::thread::scope(|scope| {
         let writer = &writer;
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let receiver = receiver.clone();
-                scope.spawn(move || -> Result<()> {
-                    for batch in receiver {
-                        for answer in &batch {
-                            writer.add_document(fields.document(answer))?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        drop(receiver);
+        let workers = crate::build::spawn_document_workers(scope, writer, &fields, receiver, threads);
         let mut batch = Vec::with_capacity(BATCH);
         let cancel = &options.cancel;
         let scanned = store.scan_joined(&mut |question, answer| {
@@ -394,16 +381,8 @@ pub fn build_from_store(store: &dyn PostStore, tantivy_dir: &Path, options: &Bui
             let _ = sender.send(batch);
         }
         drop(sender);
-        let mut outcome = scanned.map_err(Error::from);
-        for worker in workers {
-            let worker_outcome = worker.join().unwrap_or(Err(Error::Interrupted));
-            if let Err(err) = worker_outcome
-                && outcome.is_ok()
-            {
-                outcome = Err(err);
-            }
-        }
-        outcome
+        let joined = crate::build::join_document_workers(workers);
+        scanned.map_err(Error::from).and_then(|seq| joined.map(|()| seq))
     });
     let seq = scanned?;
     if options.cancel.load(std::sync::atomic::Ordering::Relaxed) {
