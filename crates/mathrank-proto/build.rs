@@ -23,6 +23,10 @@ const SNAKE_ALIASES: &[(&str, &str)] = &[
     ("GetAnswerRequest", "answer_id"),
 ];
 
+/// Fields whose JSON name is their proto name: the write API names its sequence numbers so
+/// (`seq`, `searchable_seq`), and `/v1/info` says it the same way.
+const PROTO_NAMED: &[(&str, &str)] = &[("InfoResponse", "searchable_seq")];
+
 /// `optional` fields: omitted from JSON when unset, as proto3 JSON does.
 const OPTIONAL: &[(&str, &str)] = &[
     ("SearchRequest", "rerank"),
@@ -45,17 +49,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let proto = root.join("mathrank/v1/mathrank.proto");
-    println!("cargo:rerun-if-changed={}", proto.display());
+    let protos = [root.join("mathrank/v1/mathrank.proto"), root.join("mathrank/v1/posts.proto")];
+    for proto in &protos {
+        println!("cargo:rerun-if-changed={}", proto.display());
+    }
     let mut builder = tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("mathrank_descriptor.bin"))
         .message_attribute(
             ".mathrank.v1",
             "#[derive(serde::Serialize, serde::Deserialize)] #[serde(rename_all = \"camelCase\", default, deny_unknown_fields)]",
         );
+    // A oneof is an enum of its own: it needs the derives the messages get.
+    builder = builder.type_attribute(
+        ".mathrank.v1.PostOperation.operation",
+        "#[derive(serde::Serialize, serde::Deserialize)] #[serde(rename_all = \"camelCase\")]",
+    );
     for (message, field) in SNAKE_ALIASES {
         builder = builder
             .field_attribute(format!(".mathrank.v1.{message}.{field}"), format!("#[serde(alias = \"{field}\")]"));
+    }
+    for (message, field) in PROTO_NAMED {
+        builder = builder.field_attribute(
+            format!(".mathrank.v1.{message}.{field}"),
+            format!("#[serde(rename = \"{field}\", alias = \"searchableSeq\")]"),
+        );
     }
     for (message, field) in OPTIONAL {
         builder = builder.field_attribute(
@@ -63,6 +80,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[serde(skip_serializing_if = \"Option::is_none\")]",
         );
     }
-    builder.compile_with_config(config, &[proto], &[root])?;
+    builder.compile_with_config(config, &protos, &[root])?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use mathrank_engine::{Engine, Limits};
 use mathrank_index::AnswerIndex;
 use mathrank_proto::v1::answer_search_client::AnswerSearchClient;
-use mathrank_rerank::{Reranker, RerankerOptions};
+use mathrank_rerank::{FakeModel, Reranker, RerankerOptions};
 use mathrank_server::{ServeOptions, ServerState};
 use tonic::transport::Channel;
 
@@ -66,10 +66,51 @@ pub fn sample_index() -> Arc<AnswerIndex> {
     Arc::clone(index)
 }
 
+/// An engine over a new, empty live index: a post store and its indexer (committing at once)
+/// in a temporary directory that lives as long as the returned guard.
+pub fn live_engine(limits: Limits) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn mathrank_store::PostStore> =
+        Arc::new(mathrank_store::SqliteStore::open(&dir.path().join(mathrank_store::STORE_FILE)).expect("store opens"));
+    let options = mathrank_index::IndexerOptions {
+        commit_interval: std::time::Duration::from_millis(5),
+        memory_mb: 50,
+        ..mathrank_index::IndexerOptions::default()
+    };
+    let (live, indexer) =
+        mathrank_index::Indexer::start(dir.path(), Arc::clone(&store), options).expect("indexer starts");
+    let engine = Engine::with_live(live, None, limits).with_store(store, Some(indexer)).expect("writes on");
+    (dir, engine)
+}
+
+/// A replica of the shared store at `url` (a PostgreSQL database): its own index in a new
+/// temporary directory, built from the store, then following it (committing at once). Blocks
+/// (PostgreSQL calls): run it with `spawn_blocking`.
+pub fn replica_engine(url: &str, limits: Limits) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn mathrank_store::PostStore> =
+        Arc::new(mathrank_store::PgStore::connect(url).expect("the shared store opens"));
+    let options = mathrank_index::IndexerOptions {
+        commit_interval: std::time::Duration::from_millis(20),
+        memory_mb: 50,
+        ..mathrank_index::IndexerOptions::default()
+    };
+    let index = dir.path().join("index");
+    let (live, indexer) = mathrank_index::Indexer::start(&index, Arc::clone(&store), options).expect("indexer starts");
+    let engine = Engine::with_live(live, None, limits).with_store(store, Some(indexer)).expect("writes on");
+    (dir, engine)
+}
+
 /// The tiny model with test-friendly options (one intra-op thread).
 pub fn tiny_reranker(options: RerankerOptions) -> Arc<Reranker> {
     let options = RerankerOptions { ort_library: Some(ort_library()), intra_threads: 1, ..options };
     Arc::new(Reranker::load(&tiny_model(), &options).expect("tiny model loads"))
+}
+
+/// The deterministic fake model (no ONNX Runtime) behind the tiny model's tokenizer.
+pub fn fake_reranker(model: &FakeModel, options: RerankerOptions) -> Arc<Reranker> {
+    let tokenizer = tiny_model().join("tokenizer.json");
+    Arc::new(Reranker::fake(&tokenizer, model, &options).expect("the fake model starts"))
 }
 
 /// A server running in this process on 127.0.0.1:0.
@@ -99,6 +140,12 @@ impl TestServer {
     /// The sample index with the tiny model.
     pub async fn with_model(limits: Limits, rerank: RerankerOptions) -> Self {
         let engine = Engine::new(sample_index(), Some(tiny_reranker(rerank)), limits);
+        Self::start(Some(engine), ServeOptions::default()).await
+    }
+
+    /// The sample index with the fake model.
+    pub async fn with_fake(limits: Limits, model: &FakeModel, rerank: RerankerOptions) -> Self {
+        let engine = Engine::new(sample_index(), Some(fake_reranker(model, rerank)), limits);
         Self::start(Some(engine), ServeOptions::default()).await
     }
 

@@ -1,5 +1,7 @@
 //! The example manifests in `deploy/` agree with the server: the probes' paths and gRPC
-//! service answer on a running server, and every port is the one `serve` listens on.
+//! service answer on a running server, and every port is the one `serve` listens on. The
+//! replica setup shares its PostgreSQL URL from a Secret, keeps its index on an `emptyDir`, and
+//! its probes say ready only once caught up while liveness holds meanwhile.
 
 use mathrank_engine::{Engine, Limits};
 use mathrank_server::ServeOptions;
@@ -8,7 +10,11 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 fn manifests() -> Vec<Value> {
-    let text = std::fs::read_to_string(workspace().join("deploy/kubernetes.yaml")).unwrap();
+    manifests_of("deploy/kubernetes.yaml")
+}
+
+fn manifests_of(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(workspace().join(path)).unwrap();
     serde_yaml_ng::Deserializer::from_str(&text).map(|doc| Value::deserialize(doc).unwrap()).collect()
 }
 
@@ -52,5 +58,75 @@ async fn kubernetes_probes_and_ports_match_the_server() {
         for port in service["spec"]["ports"].as_array().unwrap() {
             assert_eq!(port["targetPort"], "api");
         }
+    }
+}
+
+fn args_of(container: &Value) -> Vec<String> {
+    container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect()
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> &'a str {
+    &args[args.iter().position(|a| a == name).unwrap_or_else(|| panic!("{name} in {args:?}")) + 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_store_from_a_secret_rebuild_on_an_empty_dir_and_are_ready_once_caught_up() {
+    let docs = manifests_of("deploy/replicas.yaml");
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2, "replicas");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = container["env"].as_array().unwrap();
+    let store = env.iter().find(|e| e["name"] == "MATHRANK_STORE").expect("MATHRANK_STORE");
+    let secret_ref = &store["valueFrom"]["secretKeyRef"];
+    let secret = docs
+        .iter()
+        .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == secret_ref["name"])
+        .expect("the Secret MATHRANK_STORE names");
+    let url = secret["stringData"][secret_ref["key"].as_str().unwrap()].as_str().expect("the key it names");
+    assert!(mathrank_store::is_postgres_url(url), "{url}");
+    assert!(env.iter().any(|e| e["name"] == "MATHRANK_WRITE_TOKEN" && e["valueFrom"]["secretKeyRef"].is_object()));
+
+    // The index directory is on an emptyDir volume: derived data, rebuilt from the store.
+    let args = args_of(container);
+    let index = flag(&args, "--index");
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| index.starts_with(m["mountPath"].as_str().unwrap()))
+        .expect("a volume under --index");
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+    assert!(volume["emptyDir"].is_object(), "{volume}");
+    let port: u64 = flag(&args, "--addr").rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(container["ports"][0]["containerPort"].as_u64(), Some(port));
+
+    // Readiness and startup wait for the catch-up; liveness does not.
+    let path_of = |probe: &str| container[probe]["httpGet"]["path"].as_str().unwrap().to_owned();
+    assert_eq!(path_of("readinessProbe"), "/health");
+    assert_eq!(path_of("startupProbe"), "/health");
+    let startup = &container["startupProbe"];
+    let startup_seconds = startup["periodSeconds"].as_u64().unwrap() * startup["failureThreshold"].as_u64().unwrap();
+    assert!(startup_seconds >= 15 * 60, "a full-size build from the store fits the startup probe");
+    let loading = TestServer::start(None, ServeOptions::default()).await;
+    let client = reqwest::Client::new();
+    let status = |server: &TestServer, path: String| {
+        let request = client.get(server.url(&path));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(status(&loading, path_of("readinessProbe")).await, 503, "not ready before caught up");
+    assert!(status(&loading, path_of("livenessProbe")).await.is_success(), "alive meanwhile");
+
+    for service in docs.iter().filter(|d| d["kind"] == "Service") {
+        assert_eq!(service["spec"]["selector"], deployment["spec"]["selector"]["matchLabels"]);
+    }
+    // A replica of a real store, caught up: every probe passes.
+    let Some(cluster) = mathrank_pgtest::shared() else { return };
+    let url = cluster.create_database().unwrap();
+    let (_dir, engine) =
+        tokio::task::spawn_blocking(move || mathrank_tests::replica_engine(&url, Limits::default())).await.unwrap();
+    let replica = TestServer::start(Some(engine), ServeOptions::default()).await;
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        assert!(status(&replica, path_of(probe)).await.is_success(), "{probe}");
     }
 }

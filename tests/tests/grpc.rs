@@ -241,11 +241,11 @@ async fn resource_exhausted_only_when_nothing_can_be_retrieved() {
     assert_eq!(response.reranked, 30);
 }
 
-/// A reranker that needs seconds for 300 candidates: one pair per batch, 5 ms each.
+/// A reranker that needs seconds for 300 candidates: the fake model, one pair per batch, 5 ms each.
 async fn slow_server() -> TestServer {
-    let rerank =
-        RerankerOptions { max_batch: 1, min_batch_time: Duration::from_millis(5), ..RerankerOptions::default() };
-    TestServer::with_model(Limits::default(), rerank).await
+    let model = mathrank_rerank::FakeModel::new().with_latency(Duration::from_millis(5));
+    TestServer::with_fake(Limits::default(), &model, RerankerOptions { max_batch: 1, ..RerankerOptions::default() })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -315,10 +315,10 @@ async fn not_ready_is_503_and_bm25_only_refuses_rerank() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_the_dialects_cannot_meet_still_lists_every_document() {
-    // One pair per batch of 5 ms: 300 documents take far longer than 300 ms.
-    let rerank =
-        RerankerOptions { max_batch: 1, min_batch_time: Duration::from_millis(5), ..RerankerOptions::default() };
-    let server = TestServer::with_model(Limits::default(), rerank).await;
+    // The fake model, one pair per batch of 5 ms: 300 documents take far longer than 300 ms.
+    let model = mathrank_rerank::FakeModel::new().with_latency(Duration::from_millis(5));
+    let rerank = RerankerOptions { max_batch: 1, ..RerankerOptions::default() };
+    let server = TestServer::with_fake(Limits::default(), &model, rerank).await;
     let documents: Vec<String> = (0..300).map(|i| format!("Answer number {i} about $x^{i}$.")).collect();
     let response = client()
         .post(server.url("/v1/rerank"))

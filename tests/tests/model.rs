@@ -267,9 +267,22 @@ mod convert {
             })
             .collect();
         let expected: Vec<[f32; 2]> = pairs.iter().map(|pair| forward(&weights, pair)).collect();
-        for file in ["model.safetensors", "pytorch_model.bin"] {
-            let out = dir.path().join(format!("converted-{file}"));
-            let manifest = mathrank_model::convert_with(&checkpoint, &out, Some(file)).unwrap();
+        // Both weight formats with the default (fused) attention, and every other form of
+        // attention from safetensors.
+        let mut runs: Vec<(&str, mathrank_model::Attention)> =
+            vec![("pytorch_model.bin", mathrank_model::Attention::default())];
+        // (The packed forms run on CUDA only; their CPU twin, packed-check, runs the same packing.)
+        for name in mathrank_model::Attention::NAMES {
+            let attention: mathrank_model::Attention = name.parse().unwrap();
+            if !attention.cuda_only() {
+                runs.push(("model.safetensors", attention));
+            }
+        }
+        for (file, attention) in runs {
+            let out = dir.path().join(format!("converted-{file}-{attention}"));
+            let options = mathrank_model::GraphOptions { attention, ..Default::default() };
+            let manifest = mathrank_model::convert_to(&checkpoint, &out, Some(file), &options).unwrap();
+            assert_eq!(manifest.attention, attention.describe());
             assert_eq!(manifest.weights_file, file);
             assert!(manifest.sources.iter().all(|s| s.sha256.len() == 64));
             let options = RerankerOptions {
@@ -285,14 +298,15 @@ mod convert {
                 for c in 0..2 {
                     assert!(
                         (score.logits[c] - want[c]).abs() < 1e-4,
-                        "{file} pair {i}: {:?} vs {want:?}",
+                        "{file}, {attention} attention, pair {i}: {:?} vs {want:?}",
                         score.logits
                     );
                 }
             }
         }
         // The shared layer is stored once, not once per layer.
-        let onnx_bytes = std::fs::metadata(dir.path().join("converted-model.safetensors/model.onnx")).unwrap().len();
+        let onnx_bytes =
+            std::fs::metadata(dir.path().join("converted-model.safetensors-onnx/model.onnx")).unwrap().len();
         let weight_bytes: usize =
             weights.iter().filter(|(n, _)| !n.starts_with("predictions")).map(|(_, (_, d))| d.len() * 4).sum();
         assert!(onnx_bytes < weight_bytes as u64 + 64 * 1024, "{onnx_bytes} bytes for {weight_bytes} bytes of weights");
@@ -400,7 +414,74 @@ fn conformance_int8_albert_base_random_stays_close() {
 #[test]
 #[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
 fn conformance_convert_albert_base_random() {
-    assert_converted_parity("albert-base-random", "model.safetensors", 1e-3);
+    assert_converted_parity("albert-base-random", "model.safetensors", 1e-4);
+}
+
+/// Op types of the graph ONNX Runtime runs for `model.onnx` (after its fusions, CPU provider),
+/// with how many nodes of each.
+fn optimized_ops(onnx: &Path) -> std::collections::BTreeMap<String, usize> {
+    let out = tempfile::tempdir().unwrap();
+    let optimized = out.path().join("optimized.onnx");
+    let options = mathrank_rerank::SessionOptions {
+        provider: mathrank_rerank::Provider::Cpu,
+        device_id: 0,
+        intra_threads: 1,
+        optimization_level: 3,
+        attention_kernels: mathrank_rerank::AttentionKernels::DEFAULT,
+        ort_library: Some(ort_library()),
+    };
+    mathrank_rerank::write_optimized_model(onnx, &optimized, &options).unwrap();
+    let bytes = std::fs::read(&optimized).unwrap();
+    let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
+    let mut ops = std::collections::BTreeMap::new();
+    for node in model.graph.unwrap().node {
+        *ops.entry(node.op_type.unwrap_or_default()).or_insert(0) += 1;
+    }
+    ops
+}
+
+/// In what ONNX Runtime runs: one attention node per layer, no Softmax left, and every
+/// residual Add but the first of each layer fused into SkipLayerNormalization.
+fn assert_fused(ops: &std::collections::BTreeMap<String, usize>, layers: usize, what: &str) {
+    let count = |op: &str| ops.get(op).copied().unwrap_or(0);
+    assert_eq!(count("Attention") + count("MultiHeadAttention"), layers, "{what}: {ops:?}");
+    assert_eq!(count("Softmax"), 0, "{what}: {ops:?}");
+    assert!(count("SkipLayerNormalization") >= 2 * layers - 1, "{what}: {ops:?}");
+}
+
+#[test]
+fn onnx_runtime_runs_one_attention_kernel_per_layer_and_fuses_the_layer_norms() {
+    use mathrank_model::{Attention, GraphOptions, Precision};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    convert::write_checkpoint(&checkpoint);
+    let mut graphs: Vec<GraphOptions> =
+        [Precision::F32, Precision::Int8, Precision::F16].into_iter().map(GraphOptions::new).collect();
+    graphs.push(GraphOptions { precision: Precision::F32, attention: Attention::MultiHead });
+    for graph in graphs {
+        let out = dir.path().join(format!("{:?}-{}", graph.precision, graph.attention));
+        mathrank_model::convert_to(&checkpoint, &out, None, &graph).unwrap();
+        assert_fused(&optimized_ops(&out.join("model.onnx")), 3, &format!("{graph:?}"));
+    }
+    // The unfused graph, kept to measure against, really is unfused.
+    let out = dir.path().join("unfused");
+    let unfused = GraphOptions { precision: Precision::F32, attention: Attention::Unfused };
+    mathrank_model::convert_to(&checkpoint, &out, None, &unfused).unwrap();
+    assert_eq!(optimized_ops(&out.join("model.onnx")).get("Softmax"), Some(&3));
+}
+
+#[test]
+#[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
+fn conformance_base_sized_graphs_run_12_attention_kernels_and_23_skip_layer_norms() {
+    let source = shared_dir().join("models/albert-base-random");
+    for precision in [mathrank_model::Precision::F32, mathrank_model::Precision::Int8, mathrank_model::Precision::F16] {
+        let out = tempfile::tempdir().unwrap();
+        mathrank_model::convert_as(&source, out.path(), Some("model.safetensors"), precision).unwrap();
+        let ops = optimized_ops(&out.path().join("model.onnx"));
+        println!("{precision:?}: {ops:?}");
+        assert_fused(&ops, 12, &format!("{precision:?}"));
+    }
 }
 
 /// Converts the test checkpoint to float32 and at `precision`, scores the same three answers
@@ -444,12 +525,17 @@ fn int8_conversion_keeps_scores_close_and_the_shared_layer_once() {
     // The shared layer's six matrices are stored once in int8, however many layers use them.
     let int8_matrices = graph.initializer.iter().filter(|t| t.data_type == Some(3) && !t.dims.is_empty()).count();
     assert_eq!(int8_matrices, 6);
-    let quantized_products = graph.node.iter().filter(|n| n.op_type.as_deref() == Some("MatMulInteger")).count();
-    assert_eq!(quantized_products, 6 * 3, "six products per layer, three layers");
+    let count = |op: &str| graph.node.iter().filter(|n| n.op_type.as_deref() == Some(op)).count();
+    assert_eq!(count("MatMulIntegerToFloat"), 6 * 3, "six products per layer, three layers");
+    // Each layer quantises four activations (the one input of Q, K and V, the attention's
+    // context, the FFN's input and its activation), per row, and keeps attention fused in float32.
+    assert_eq!(count("QuantizeLinear"), 4 * 3);
+    assert_eq!(count("Attention"), 3);
+    assert_eq!(count("Softmax"), 0);
 }
 
 #[test]
-fn fp16_conversion_keeps_scores_close_casts_twice_and_stores_the_shared_layer_once() {
+fn fp16_conversion_keeps_scores_close_casts_once_and_stores_the_shared_layer_once() {
     // ONNX Runtime's CPU provider runs the float16 graph too, so its parity is checked here;
     // its speed is a GPU matter.
     let (full, half, manifest, graph) = convert_beside_fp32(mathrank_model::Precision::F16);
@@ -478,10 +564,11 @@ fn fp16_conversion_keeps_scores_close_casts_twice_and_stores_the_shared_layer_on
     let words =
         graph.initializer.iter().find(|t| t.name.as_deref() == Some("albert.embeddings.word_embeddings.weight.f16"));
     assert_eq!(words.and_then(|t| t.data_type), Some(10));
-    // Two casts in all (the mask in, the first token out): none around each product, which
-    // made the graph slower than float32 on a GPU.
-    let casts = graph.node.iter().filter(|n| n.op_type.as_deref() == Some("Cast")).count();
-    assert_eq!(casts, 2);
+    // One cast in all (the first token out): none around each product, which made the graph
+    // slower than float32 on a GPU. Attention is the same fused operator as in float32.
+    let count = |op: &str| graph.node.iter().filter(|n| n.op_type.as_deref() == Some(op)).count();
+    assert_eq!(count("Cast"), 1);
+    assert_eq!((count("Attention"), count("Softmax")), (3, 0));
     // Every LayerNorm's input and output has a declared [batch, sequence, width] shape, which
     // is what lets ONNX Runtime fuse the residual Adds into SkipLayerNormalization.
     for node in graph.node.iter().filter(|n| n.op_type.as_deref() == Some("LayerNormalization")) {
@@ -696,14 +783,23 @@ mod fetch {
 }
 
 #[test]
-fn a_pairs_score_does_not_depend_on_its_batch_mates_fp32_and_int8() {
+fn a_pairs_score_does_not_depend_on_its_batch_mates_bit_for_bit() {
+    // The score cache relies on it: on ONNX Runtime's CPU kernels a pair's logits are the same
+    // bits alone and padded among 15 others, in every precision with fused attention, and in
+    // float32 with every form of attention.
+    use mathrank_model::{Attention, GraphOptions, Precision};
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("checkpoint");
     std::fs::create_dir(&checkpoint).unwrap();
     convert::write_checkpoint(&checkpoint);
-    for quantize in [false, true] {
-        let out = dir.path().join(if quantize { "int8" } else { "fp32" });
-        mathrank_model::convert_full(&checkpoint, &out, None, quantize).unwrap();
+    let mut graphs: Vec<GraphOptions> =
+        [Precision::F32, Precision::Int8, Precision::F16].into_iter().map(GraphOptions::new).collect();
+    for attention in [Attention::Unfused, Attention::MultiHead, Attention::MultiHeadOffsets] {
+        graphs.push(GraphOptions { precision: Precision::F32, attention });
+    }
+    for graph in graphs {
+        let out = dir.path().join(format!("{:?}-{}", graph.precision, graph.attention));
+        mathrank_model::convert_to(&checkpoint, &out, None, &graph).unwrap();
         // One micro-batch for all 16 pairs, padded to the longest.
         let options = RerankerOptions {
             ort_library: Some(ort_library()),
@@ -714,6 +810,7 @@ fn a_pairs_score_does_not_depend_on_its_batch_mates_fp32_and_int8() {
             ..RerankerOptions::default()
         };
         let reranker = mathrank_rerank::Reranker::load(&out, &options).unwrap();
+        assert!(reranker.info().batch_invariant, "{graph:?}: the load-time probe agrees");
         let answer = "By Fermat, $3^6 \\equiv 1$, so the remainder is $4$.";
         let alone = reranker.score_blocking(QUESTION, &[answer]).unwrap().scores[0].logits;
         let mates: Vec<String> = (0..15).map(|i| "long answer words ".repeat(i + 1)).collect();
@@ -722,12 +819,7 @@ fn a_pairs_score_does_not_depend_on_its_batch_mates_fp32_and_int8() {
         let report = reranker.score_blocking(QUESTION, &batch).unwrap();
         assert!(report.padding_efficiency < 1.0, "the batch must really be padded");
         let among = report.scores[7].logits;
-        for c in 0..2 {
-            assert!(
-                (alone[c] - among[c]).abs() <= 1e-5,
-                "quantize={quantize}: alone {alone:?}, among others {among:?}"
-            );
-        }
+        assert_eq!(alone.map(f32::to_bits), among.map(f32::to_bits), "{graph:?}: alone {alone:?}, among {among:?}");
     }
 }
 
@@ -797,4 +889,65 @@ fn an_edited_model_is_refused_at_load() {
     std::fs::write(&onnx, bytes).unwrap();
     let err = mathrank_rerank::Reranker::load(&out, &options).unwrap_err().to_string();
     assert!(err.contains("model.onnx does not match manifest.json"), "{err}");
+}
+
+#[test]
+fn packed_graphs_run_packed_attention_per_layer_and_name_their_form() {
+    // The packed forms run on CUDA only; what can be checked without a GPU is their structure
+    // (their CPU twin, packed-check, is scored against the independent forward pass above).
+    use mathrank_model::{ATTENTION_METADATA, Attention, GraphOptions, Precision, packed::HOST_INPUTS};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    convert::write_checkpoint(&checkpoint);
+    for (attention, precision) in [
+        (Attention::Packed, Precision::F16),
+        (Attention::PackedHost, Precision::F16),
+        (Attention::PackedHost, Precision::F32),
+    ] {
+        let out = dir.path().join(format!("{attention}-{precision:?}"));
+        let options = GraphOptions { precision, attention };
+        mathrank_model::convert_to(&checkpoint, &out, None, &options).unwrap();
+        // On the CPU provider, a clear refusal rather than ONNX Runtime's missing-kernel error.
+        let cpu = mathrank_rerank::RerankerOptions {
+            ort_library: Some(ort_library()),
+            intra_threads: 1,
+            max_length: 64,
+            ..mathrank_rerank::RerankerOptions::default()
+        };
+        let err = mathrank_rerank::Reranker::load(&out, &cpu).unwrap_err().to_string();
+        assert!(err.contains("runs on CUDA only"), "{err}");
+        let bytes = std::fs::read(out.join("model.onnx")).unwrap();
+        let model = <mathrank_model::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
+        let metadata: Vec<_> = model.metadata_props.iter().map(|p| (p.key.as_deref(), p.value.as_deref())).collect();
+        assert_eq!(metadata, [(Some(ATTENTION_METADATA), Some(attention.name()))]);
+        let graph = model.graph.unwrap();
+        let count = |op: &str| graph.node.iter().filter(|n| n.op_type.as_deref() == Some(op)).count();
+        assert_eq!(count("PackedMultiHeadAttention"), 3, "{attention}: one per layer, three layers");
+        assert_eq!(count("MultiHeadAttention") + count("Attention") + count("Softmax"), 0);
+        // Packing in the graph waits on NonZero twice; packing on the host needs no NonZero.
+        let inputs: Vec<_> = graph.input.iter().map(|i| i.name.clone().unwrap()).collect();
+        if attention == Attention::PackedHost {
+            assert_eq!(count("NonZero"), 0);
+            assert_eq!(inputs[3..], HOST_INPUTS.map(String::from));
+        } else {
+            assert_eq!(count("NonZero"), 2);
+            assert_eq!(inputs.len(), 3);
+        }
+        // Every per-token activation is declared `[1, tokens, width]`.
+        let per_token = graph.value_info.iter().filter(|v| {
+            let Some(mathrank_model::onnx::type_proto::Value::TensorType(t)) =
+                v.r#type.as_ref().and_then(|t| t.value.as_ref())
+            else {
+                return false;
+            };
+            let dims = &t.shape.as_ref().unwrap().dim;
+            dims.len() == 3
+                && matches!(
+                    dims[0].value,
+                    Some(mathrank_model::onnx::tensor_shape_proto::dimension::Value::DimValue(1))
+                )
+        });
+        assert!(per_token.count() > 20, "{attention}: packed activations declared");
+    }
 }

@@ -1,15 +1,15 @@
 //! Every call gets an answer within its deadline, and repeated work costs nothing: a flood far
 //! above inference capacity, the default deadline, the score cache, and long answers scored by
-//! their best window. The slow model is the tiny one with a floor on each micro-batch's time
-//! (`min_batch_time`), so nothing here depends on how fast the machine is; the only clocks are
-//! the calls' own short deadlines.
+//! their best window. The model is the deterministic fake (no ONNX Runtime): a slow one takes a
+//! fixed time per micro-batch, so nothing here depends on how fast the machine is, and a held
+//! one stops at a gate the test opens; the only clocks are the calls' own short deadlines.
 
 use std::time::{Duration, Instant};
 
 use mathrank_engine::{Engine, Limits, LongAnswers, PartialReason, RerankParams};
 use mathrank_proto::v1;
-use mathrank_rerank::RerankerOptions;
-use mathrank_tests::{TestServer, join_all, sample_index, tiny_reranker};
+use mathrank_rerank::{FakeModel, RerankerOptions};
+use mathrank_tests::{TestServer, fake_reranker, join_all, sample_index};
 use proptest::prelude::*;
 
 const QUESTION: &str =
@@ -20,8 +20,12 @@ fn search(query: &str) -> v1::SearchRequest {
 }
 
 /// 20 ms per micro-batch of at most two pairs: 48 calls of depth 30 need 14 s of inference.
-fn slow_model() -> RerankerOptions {
-    RerankerOptions { max_batch: 2, min_batch_time: Duration::from_millis(20), ..RerankerOptions::default() }
+fn slow_model() -> FakeModel {
+    FakeModel::new().with_latency(Duration::from_millis(20))
+}
+
+fn two_at_a_time() -> RerankerOptions {
+    RerankerOptions { max_batch: 2, ..RerankerOptions::default() }
 }
 
 /// Hits after the reranked ones keep their BM25 order.
@@ -38,7 +42,7 @@ async fn a_flood_far_above_capacity_gets_hits_within_every_deadline() {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
     let limits = Limits { default_timeout_ms: 1500, ..Limits::default() };
-    let server = TestServer::with_model(limits, slow_model()).await;
+    let server = TestServer::with_fake(limits, &slow_model(), two_at_a_time()).await;
     let client = server.client().await;
     let mut health = HealthClient::new(server.channel().await);
     for client_deadline in [Some(Duration::from_secs(2)), None] {
@@ -89,34 +93,29 @@ async fn a_flood_far_above_capacity_gets_hits_within_every_deadline() {
 async fn a_full_inference_queue_answers_in_bm25_order() {
     // Room for one job in the inference queue: while a long call holds it, the next call
     // cannot wait for inference and gets its BM25 hits at once.
-    let rerank = RerankerOptions {
-        queue_capacity: 1,
-        max_batch: 1,
-        min_batch_time: Duration::from_millis(20),
-        ..RerankerOptions::default()
-    };
-    let server = TestServer::with_model(Limits::default(), rerank).await;
-    let engine = server.state.engine().unwrap();
-    // The load-time probe has scored a few pairs already.
-    let before = engine.reranker().unwrap().stats().pairs;
+    let model = FakeModel::new();
+    let rerank = RerankerOptions { queue_capacity: 1, max_batch: 1, ..RerankerOptions::default() };
+    let server = TestServer::with_fake(Limits::default(), &model, rerank).await;
+    model.hold();
     let mut first = server.client().await;
     let long =
         tokio::spawn(async move { first.search(v1::SearchRequest { rerank_depth: 300, ..search(QUESTION) }).await });
-    while engine.reranker().unwrap().stats().pairs == before {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    // Its first micro-batch stands at the gate, the rest of its pairs fill the queue.
+    let gate = model.clone();
+    tokio::task::spawn_blocking(move || gate.wait_until_waiting(1)).await.unwrap();
     let mut second = server.client().await;
     let response = second.search(search(QUESTION)).await.unwrap().into_inner();
     assert_eq!((response.partial, response.partial_reason.as_str(), response.reranked), (true, "overload", 0));
     let ranks: Vec<u32> = response.hits.iter().map(|h| h.bm25_rank).collect();
     assert_eq!(ranks, (1..=10).collect::<Vec<u32>>());
     assert_eq!(server.state.metrics().partial_count(PartialReason::Overload), 1);
+    model.release_all();
     drop(long);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_search_is_served_from_the_cache() {
-    let server = TestServer::with_model(Limits::default(), RerankerOptions::default()).await;
+    let server = TestServer::with_fake(Limits::default(), &FakeModel::new(), RerankerOptions::default()).await;
     let mut client = server.client().await;
     let request = v1::SearchRequest { include_body: true, ..search(QUESTION) };
     let first = client.search(request.clone()).await.unwrap().into_inner();
@@ -153,7 +152,7 @@ async fn a_repeated_search_is_served_from_the_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_can_be_turned_off() {
     let limits = Limits { score_cache_mb: 0, ..Limits::default() };
-    let server = TestServer::with_model(limits, RerankerOptions::default()).await;
+    let server = TestServer::with_fake(limits, &FakeModel::new(), RerankerOptions::default()).await;
     let mut client = server.client().await;
     for _ in 0..2 {
         let timings = client.search(search(QUESTION)).await.unwrap().into_inner().timings.unwrap();
@@ -193,7 +192,7 @@ fn long_answer(seed: usize, words: usize) -> String {
 
 fn windowed_engine(max_windows_per_call: u32) -> Engine {
     let limits = Limits { max_windows_per_answer: 4, max_windows_per_call, ..Limits::default() };
-    Engine::new(sample_index(), Some(tiny_reranker(RerankerOptions::default())), limits)
+    Engine::new(sample_index(), Some(fake_reranker(&FakeModel::new(), RerankerOptions::default())), limits)
 }
 
 async fn rerank(engine: &Engine, candidates: &[String], mode: LongAnswers) -> mathrank_engine::RerankOutcome {
@@ -255,7 +254,9 @@ proptest! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_deadline_the_default_applies_and_the_ceiling_holds() {
     let limits = Limits { default_timeout_ms: 300, max_timeout_ms: 600, ..Limits::default() };
-    let engine = Engine::new(sample_index(), Some(tiny_reranker(slow_model())), limits);
+    let slow = FakeModel::new().with_latency(Duration::from_millis(10));
+    let one_at_a_time = RerankerOptions { max_batch: 1, ..RerankerOptions::default() };
+    let engine = Engine::new(sample_index(), Some(fake_reranker(&slow, one_at_a_time)), limits);
     let received = Instant::now();
     assert_eq!(engine.deadline_of(None, received), received + Duration::from_millis(300));
     let asked = received + Duration::from_secs(3600);
@@ -270,4 +271,21 @@ async fn without_a_deadline_the_default_applies_and_the_ceiling_holds() {
     assert!(outcome.reranked < 300);
     let unscored: Vec<usize> = outcome.results.iter().filter(|r| r.score.is_none()).map(|r| r.index).collect();
     assert!(unscored.windows(2).all(|w| w[0] < w[1]), "unscored candidates keep the caller's order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_whose_scores_move_with_the_batch_gets_no_score_cache() {
+    // A cached score must equal a fresh one bit for bit; the load-time probe finds that this
+    // model's do not, and the engine then scores every call afresh.
+    let reranker = fake_reranker(&FakeModel::new().batch_dependent(), RerankerOptions::default());
+    assert!(!reranker.info().batch_invariant);
+    let engine = Engine::new(sample_index(), Some(reranker), Limits::default());
+    let candidates = vec!["By Fermat, the remainder is 4.".to_owned(), "Use induction.".to_owned()];
+    for _ in 0..2 {
+        let params = RerankParams { query: QUESTION.into(), candidates: candidates.clone(), ..Default::default() };
+        let outcome = engine.rerank(params).await.unwrap();
+        assert_eq!((outcome.timings.cache_hits, outcome.timings.cache_misses), (0, 2), "scored afresh");
+        assert_eq!(outcome.reranked, 2);
+    }
+    assert_eq!(engine.reranker().unwrap().stats().pairs, 4, "both calls ran the model");
 }

@@ -1,6 +1,7 @@
-//! Reranker tests on the project's own tiny random-weight model (tests/fixtures/albert-tiny).
-//! They need the ONNX Runtime library: `scripts/setup-ort.sh` puts it in `.ort/`, or set
-//! ORT_DYLIB_PATH.
+//! Reranker tests on the project's own tiny random-weight model (tests/fixtures/albert-tiny)
+//! on ONNX Runtime: parity, batching, inputs, errors. They need the ONNX Runtime library:
+//! `scripts/setup-ort.sh` puts it in `.ort/`, or set ORT_DYLIB_PATH. The scheduler's own tests
+//! (deadlines, cancellation, overload) run on the fake model, in the crate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -153,31 +154,7 @@ fn the_cpu_fallback_runs_only_when_asked_and_reports_the_cpu() {
     assert_eq!(report.scores.len(), 1);
 }
 
-#[test]
-fn a_full_queue_is_overload_not_unbounded_memory() {
-    let reranker = Reranker::load(
-        &fixture(),
-        &RerankerOptions { queue_capacity: 2, max_wait: std::time::Duration::ZERO, ..options() },
-    )
-    .unwrap();
-    let long = "word ".repeat(600);
-    let pairs = reranker.encoder().encode_many(&long, &vec![long.as_str(); 64]).unwrap();
-    let mut handles = Vec::new();
-    let mut overloaded = 0;
-    for _ in 0..40 {
-        match reranker.submit(pairs.clone()) {
-            Ok(handle) => handles.push(handle),
-            Err(Error::Overloaded { capacity: 2 }) => overloaded += 1,
-            Err(other) => panic!("unexpected {other}"),
-        }
-    }
-    assert!(overloaded > 0, "40 big jobs into a queue of 2 must overflow");
-    for handle in handles {
-        assert_eq!(handle.wait().unwrap().scores.len(), 64);
-    }
-}
-
-/// The conformance models of `../shared`.
+/// `../shared` (or MATHRANK_SHARED_DIR): conformance data that only the CI machine has.
 fn shared_models() -> PathBuf {
     mathrank_tests::shared_dir().join("models")
 }
@@ -192,28 +169,6 @@ fn conformance_shared_albert_tiny() {
 #[ignore = "conformance against ../shared; run by .ci/run with --ignored"]
 fn conformance_shared_albert_base_random() {
     assert_parity(&shared_models().join("albert-base-random"), 1e-4);
-}
-
-/// A model that takes `per_batch` per micro-batch of at most `max_batch` pairs: slow enough
-/// for the scheduler's order to show, without timing assertions.
-fn slow(per_batch_ms: u64, max_batch: usize) -> Reranker {
-    let options = RerankerOptions {
-        max_batch,
-        min_batch_time: std::time::Duration::from_millis(per_batch_ms),
-        max_wait: std::time::Duration::ZERO,
-        ..options()
-    };
-    Reranker::load(&fixture(), &options).unwrap()
-}
-
-fn pairs(reranker: &Reranker, count: usize) -> Vec<mathrank_rerank::EncodedPair> {
-    let answers: Vec<String> = (0..count).map(|i| format!("Answer number {i} uses $x^{i}$.")).collect();
-    let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
-    reranker.encoder().encode_many("Why is $x^2 \\ge 0$?", &refs).unwrap()
-}
-
-fn scored(progress: &mathrank_rerank::JobProgress) -> usize {
-    progress.scores.iter().filter(|s| s.is_some()).count()
 }
 
 #[test]
@@ -231,69 +186,6 @@ fn scores_are_bit_identical_alone_and_in_any_batch() {
         let alone = reranker.score_blocking(question, &[answer]).unwrap().scores[0];
         assert_eq!(alone.logits.map(f32::to_bits), together.scores[i].logits.map(f32::to_bits), "pair {i}");
     }
-}
-
-#[test]
-fn the_earliest_deadline_is_served_first() {
-    // 40 batches of 50 ms: 2 s of work, in rounds of at most 1 s (`max_round`).
-    let reranker = slow(50, 1);
-    let mut background = reranker.submit(pairs(&reranker, 40)).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let urgent = reranker.submit_by(pairs(&reranker, 3), Some(deadline)).unwrap();
-    let output = urgent.wait().unwrap();
-    assert_eq!(output.scores.len(), 3);
-    // The job without a deadline came first, yet most of it waits behind the urgent one.
-    assert!(scored(&background.progress()) < 40, "the urgent job waited for all of the first");
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    assert_eq!(runtime.block_on(background.output()).unwrap().scores.len(), 40);
-}
-
-#[test]
-fn a_deadline_keeps_what_was_scored_and_skips_the_rest() {
-    let reranker = slow(50, 1);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    let handle = reranker.submit_by(pairs(&reranker, 100), Some(deadline)).unwrap();
-    let progress_after = |handle: &mathrank_rerank::JobHandle| handle.progress();
-    let err = {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let mut handle = handle;
-        let err = runtime.block_on(handle.output()).unwrap_err();
-        let progress = progress_after(&handle);
-        let count = scored(&progress);
-        assert!(count > 0 && count < 100, "100 batches of 50 ms cannot all finish in 1 s; scored {count}");
-        assert!(matches!(err, Error::Expired { scored, total: 100 } if scored == count), "{err}");
-        err
-    };
-    assert!(err.to_string().contains("deadline"), "{err}");
-    let stats = reranker.stats();
-    assert!(stats.pairs < 100 && stats.skipped_pairs > 0, "{stats:?}");
-}
-
-#[test]
-fn a_job_that_cannot_make_its_deadline_is_not_run() {
-    let reranker = slow(100, 1);
-    // Teach the scheduler the speed first.
-    reranker.submit(pairs(&reranker, 2)).unwrap().wait().unwrap();
-    let before = reranker.stats().pairs;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
-    let err = reranker.submit_by(pairs(&reranker, 5), Some(deadline)).unwrap().wait().unwrap_err();
-    assert!(matches!(err, Error::Expired { scored: 0, total: 5 }), "{err}");
-    assert_eq!(reranker.stats().pairs, before, "no inference for a job that could not use it");
-}
-
-#[test]
-fn a_cancelled_job_is_dropped() {
-    let reranker = slow(5, 1);
-    let handle = reranker.submit(pairs(&reranker, 200)).unwrap();
-    while scored(&handle.progress()) == 0 {
-        std::thread::yield_now();
-    }
-    drop(handle);
-    while reranker.stats().cancelled_jobs == 0 {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    let stats = reranker.stats();
-    assert!(stats.pairs < 200 && stats.skipped_pairs > 0, "{stats:?}");
 }
 
 #[test]
@@ -329,4 +221,11 @@ fn windows_cover_a_long_answer_and_start_with_the_truncated_pair() {
     assert!(joined.len() > alone_part.len(), "windows see beyond the truncated pair");
     assert_eq!(encoder.encode_windows(question, &answer, 3).unwrap().len(), 3, "the cap holds");
     assert_eq!(encoder.encode_windows(question, "A short answer.", 4).unwrap().len(), 1);
+}
+
+#[test]
+fn sha256_of_a_file_is_sha256_of_its_bytes() {
+    let path = fixture().join("tokenizer.json");
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(mathrank_rerank::sha256_file(&path).unwrap(), mathrank_rerank::sha256_hex(&bytes));
 }

@@ -83,12 +83,21 @@ pub struct RerankBenchArgs {
     /// The GPU, with --provider cuda.
     #[arg(long, default_value_t = 0)]
     pub device_id: i32,
+    /// With --provider cuda: the attention kernels ONNX Runtime may choose from (see `serve --help`).
+    #[arg(long, default_value = "flash,efficient,math")]
+    pub attention_kernels: mathrank_rerank::AttentionKernels,
     /// Timed runs (after one warm-up run).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Seed of the synthetic token ids.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Score these token ids instead of synthetic pairs: JSON lines `{"input_ids": [...],
+    /// "token_type_ids": [...]}`, one pair each (bench/mixes.sh writes real length mixes), so
+    /// that another runtime (`bench/torch_rerank.py --ids`) can score the very same inputs.
+    /// --tokens, --mix, --pairs and --batches are then ignored.
+    #[arg(long, env = "MATHRANK_BENCH_IDS")]
+    pub ids: Option<PathBuf>,
     /// Write the pairs' token ids as JSON (for bench/rerank_ort.py).
     #[arg(long)]
     pub ids_out: Option<PathBuf>,
@@ -136,24 +145,67 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
 }
 
 fn rerank(args: RerankBenchArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.ids {
+        let pairs = read_ids(path)?;
+        let label = format!("ids:{}", path.file_stem().unwrap_or_default().to_string_lossy());
+        for &max_batch in &args.max_batch {
+            rerank_pairs(&args, pairs.clone(), &label, 0, max_batch)?;
+        }
+        return Ok(());
+    }
     for &tokens in &args.tokens {
         for &max_batch in &args.max_batch {
-            rerank_one(&args, tokens, max_batch)?;
+            let count = args.batches.map_or(args.pairs, |batches| batches * max_batch);
+            let pairs = synthetic_pairs(count, tokens, args.mix, args.seed);
+            let label = if args.mix { "mix".to_owned() } else { tokens.to_string() };
+            let fixed = if args.mix { 0 } else { max_batch * tokens.clamp(8, 512) };
+            rerank_pairs(&args, pairs, &label, fixed, max_batch)?;
         }
     }
     Ok(())
 }
 
-fn rerank_one(args: &RerankBenchArgs, tokens: usize, max_batch: usize) -> anyhow::Result<()> {
-    let count = args.batches.map_or(args.pairs, |batches| batches * max_batch);
-    let pairs = synthetic_pairs(count, tokens, args.mix, args.seed);
+/// Token-id pairs from JSON lines `{"input_ids": [...], "token_type_ids": [...]}`.
+fn read_ids(path: &std::path::Path) -> anyhow::Result<Vec<EncodedPair>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading token ids from {}", path.display()))?;
+    let mut pairs = Vec::new();
+    for (number, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+        let what = || format!("{} line {}", path.display(), number + 1);
+        let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}: not JSON", what()))?;
+        let ids = |key: &str| -> anyhow::Result<Vec<i64>> {
+            value[key]
+                .as_array()
+                .and_then(|items| items.iter().map(serde_json::Value::as_i64).collect::<Option<Vec<i64>>>())
+                .with_context(|| format!("{}: {key:?} is not an array of integers", what()))
+        };
+        let (input_ids, token_type_ids) = (ids("input_ids")?, ids("token_type_ids")?);
+        anyhow::ensure!(
+            !input_ids.is_empty() && input_ids.len() == token_type_ids.len(),
+            "{}: input_ids and token_type_ids must be non-empty and of one length",
+            what()
+        );
+        pairs.push(EncodedPair { input_ids, token_type_ids });
+    }
+    anyhow::ensure!(!pairs.is_empty(), "{} holds no pairs", path.display());
+    Ok(pairs)
+}
+
+/// Times `pairs` through a reranker with micro-batches of `max_batch` (`fixed`: the padded
+/// tokens a full batch needs, so that the default budget holds it).
+fn rerank_pairs(
+    args: &RerankBenchArgs,
+    pairs: Vec<EncodedPair>,
+    label: &str,
+    fixed: usize,
+    max_batch: usize,
+) -> anyhow::Result<()> {
+    let count = pairs.len();
     if let Some(path) = &args.ids_out {
         let ids: Vec<&Vec<i64>> = pairs.iter().map(|p| &p.input_ids).collect();
         let types: Vec<&Vec<i64>> = pairs.iter().map(|p| &p.token_type_ids).collect();
         let json = serde_json::json!({ "input_ids": ids, "token_type_ids": types, "max_batch": max_batch });
         std::fs::write(path, json.to_string()).with_context(|| format!("writing {}", path.display()))?;
     }
-    let fixed = if args.mix { 0 } else { max_batch * tokens.clamp(8, 512) };
     let options = RerankerOptions {
         max_batch,
         batch_tokens: args.batch_tokens.unwrap_or(fixed.max(8192)),
@@ -163,6 +215,7 @@ fn rerank_one(args: &RerankBenchArgs, tokens: usize, max_batch: usize) -> anyhow
         max_wait: Duration::ZERO,
         ort_library: args.ort_lib.clone(),
         device_id: args.device_id,
+        attention_kernels: args.attention_kernels,
         ..RerankerOptions::for_provider(args.provider)
     };
     let reranker = Reranker::load(&args.model, &options)?;
@@ -180,11 +233,13 @@ fn rerank_one(args: &RerankBenchArgs, tokens: usize, max_batch: usize) -> anyhow
     let result = serde_json::json!({
         "impl": "rust",
         "pairs": count,
-        "tokens": if args.mix { "mix".to_owned() } else { tokens.to_string() },
+        "tokens": label,
+        "real_tokens": pairs.iter().map(EncodedPair::len).sum::<usize>(),
         "batching": if args.naive { "input-order".to_owned() } else { format!("{:?}", args.planning).to_lowercase() },
         "threads": args.threads,
         "provider": reranker.info().provider.name(),
         "max_batch": max_batch,
+        "attention": reranker.info().attention,
         "pairs_per_s": count as f64 / median.as_secs_f64(),
         "median_s": median.as_secs_f64(),
         "padding_efficiency": efficiency,
@@ -289,6 +344,12 @@ pub struct CostModelArgs {
     /// Model directory.
     #[arg(long, env = "MATHRANK_MODEL")]
     pub model: PathBuf,
+    /// Execution provider: cpu, or cuda (a build with `--features mathrank-rerank/cuda`).
+    #[arg(long, env = "MATHRANK_PROVIDER", default_value = "cpu")]
+    pub provider: mathrank_rerank::Provider,
+    /// The GPU, with --provider cuda.
+    #[arg(long, env = "MATHRANK_DEVICE_ID", default_value_t = 0)]
+    pub device_id: i32,
     /// ONNX Runtime library (else ORT_DYLIB_PATH, next to the executable, ./.ort/).
     #[arg(long, env = "MATHRANK_ORT_LIB")]
     pub ort_lib: Option<PathBuf>,
@@ -359,7 +420,8 @@ fn cost_model(args: CostModelArgs) -> anyhow::Result<()> {
         max_batch: args.sizes.iter().copied().max().unwrap_or(1),
         batch_tokens: usize::MAX,
         ort_library: args.ort_lib.clone(),
-        ..RerankerOptions::default()
+        device_id: args.device_id,
+        ..RerankerOptions::for_provider(args.provider)
     };
     let reranker = Reranker::load(&args.model, &options)?;
     let mut points = Vec::new();

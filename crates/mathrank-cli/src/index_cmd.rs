@@ -2,19 +2,53 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mathrank_dump::{DumpSource, SAMPLE_NAME, SAMPLE_POSTS_XML};
-use mathrank_index::{AnswerIndex, BuildOptions, BuildProgress, IndexMeta, build_index, directory_size};
+use mathrank_index::{
+    AnswerIndex, BuildOptions, BuildProgress, IndexMeta, Indexer, IndexerOptions, build_index, directory_size,
+};
+use mathrank_store::{DeltaOptions, DeltaProgress, PostStore, STORE_FILE, SqliteStore};
 
 #[derive(Args, Debug)]
 pub struct IndexArgs {
     /// The dump: a Posts.xml file, a directory holding Posts.xml, or the site's .7z archive.
-    #[arg(long, env = "MATHRANK_DUMP", required_unless_present = "sample", conflicts_with = "sample")]
+    #[arg(
+        long,
+        env = "MATHRANK_DUMP",
+        required_unless_present_any = ["sample", "rebuild"],
+        conflicts_with_all = ["sample", "rebuild"]
+    )]
     pub dump: Option<PathBuf>,
+    /// Apply --dump to the index's post store as a delta instead of building anew: new and
+    /// changed posts (by Id and content hash) are upserted, posts the dump no longer has are
+    /// deleted, and posts the write API changed after the dump's date are left alone. The
+    /// index then follows: a server running on it indexes the changes itself; otherwise this
+    /// command does.
+    #[arg(long, env = "MATHRANK_UPDATE", requires = "dump")]
+    pub update: bool,
+    /// The dump's date for --update: `2024-06-30T00:00:00` or Unix seconds [default: the
+    /// newest CreationDate in the dump].
+    #[arg(long, env = "MATHRANK_DUMP_DATE", requires = "update", value_parser = parse_dump_date)]
+    pub dump_date: Option<i64>,
+    /// Rebuild the index from its post store into a new directory beside the current one,
+    /// replay what was written meanwhile, and switch. A server running on the index rebuilds
+    /// through `POST /v1/index:rebuild` instead (it keeps serving meanwhile).
+    #[arg(long, env = "MATHRANK_REBUILD", conflicts_with = "sample")]
+    pub rebuild: bool,
+    /// The post store for --update and --rebuild: a SQLite file, or a shared PostgreSQL
+    /// database (`postgres://USER:PASSWORD@HOST:PORT/DB`, created tables and all when empty:
+    /// `--update` with a full dump seeds it) [default: INDEX/posts.sqlite, which a build
+    /// writes].
+    #[arg(long, env = "MATHRANK_STORE")]
+    pub store: Option<String>,
+    /// Build without a post store: a smaller, read-only index (no write API, no --update).
+    #[arg(long, env = "MATHRANK_NO_STORE", conflicts_with_all = ["update", "rebuild"])]
+    pub no_store: bool,
     /// Index the sample dump compiled into this binary instead of a file.
     #[arg(long, env = "MATHRANK_SAMPLE")]
     pub sample: bool,
@@ -53,14 +87,75 @@ fn sample_source() -> DumpSource {
     DumpSource::from_reader(SAMPLE_NAME, Some(SAMPLE_POSTS_XML.len() as u64), SAMPLE_POSTS_XML.as_bytes())
 }
 
+/// `2024-06-30T00:00:00` (the dump's format) or Unix seconds.
+fn parse_dump_date(text: &str) -> Result<i64, String> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .or_else(|| mathrank_dump::parse_creation_date(text))
+        .ok_or_else(|| format!("{text:?} is neither a date such as 2024-06-30T00:00:00 nor Unix seconds"))
+}
+
+/// The post store of `index` (or `--store`, a file).
+pub fn store_path(index: &std::path::Path, store: Option<&std::path::Path>) -> PathBuf {
+    store.map_or_else(|| index.join(STORE_FILE), std::path::Path::to_path_buf)
+}
+
+/// A post store opened by location, and how messages name it.
+pub struct OpenedStore {
+    pub store: Arc<dyn PostStore>,
+    /// The file's path, or the URL without its password.
+    pub name: String,
+}
+
+/// The post store at `location` (`--store`): a PostgreSQL database when it is a
+/// `postgres://` URL, else a SQLite file, which must exist.
+pub fn open_store_at(location: &str) -> anyhow::Result<OpenedStore> {
+    if mathrank_store::is_postgres_url(location) {
+        let store = mathrank_store::PgStore::connect(location)?;
+        let name = store.location().to_owned();
+        return Ok(OpenedStore { store: Arc::new(store), name });
+    }
+    let path = std::path::Path::new(location);
+    anyhow::ensure!(
+        path.is_file(),
+        "no post store at {}: build an index first (`mathrank index --dump FILE`), or point --store at one",
+        path.display()
+    );
+    let store = SqliteStore::open(path).with_context(|| format!("opening the post store {}", path.display()))?;
+    Ok(OpenedStore { store: Arc::new(store), name: path.display().to_string() })
+}
+
+fn open_store(args: &IndexArgs) -> anyhow::Result<OpenedStore> {
+    if let Some(location) = &args.store {
+        return open_store_at(location);
+    }
+    let path = args.index.join(STORE_FILE);
+    anyhow::ensure!(
+        path.is_file(),
+        "no post store at {}: build the index first (`mathrank index --dump FILE --index {}`), or point --store at one",
+        path.display(),
+        args.index.display()
+    );
+    open_store_at(&path.to_string_lossy())
+}
+
 pub fn run_index(args: IndexArgs) -> anyhow::Result<()> {
-    let mut options = BuildOptions { memory_mb: args.memory_mb, ..BuildOptions::default() };
+    let mut options = BuildOptions { memory_mb: args.memory_mb, store: !args.no_store, ..BuildOptions::default() };
     if let Some(repeats) = args.field_repeats {
         options.field_repeats = repeats;
     }
     if let Some(threads) = args.threads {
         options.threads = threads.max(1);
     }
+    if args.update || args.rebuild {
+        return run_live(&args, options);
+    }
+    anyhow::ensure!(
+        args.store.is_none(),
+        "a build writes its post store inside the index directory ({}); --store is for --update and --rebuild",
+        args.index.join(STORE_FILE).display()
+    );
     let meta = match &args.dump {
         Some(dump) => {
             let source = DumpSource::open(dump).with_context(|| format!("opening dump {}", dump.display()))?;
@@ -72,20 +167,96 @@ pub fn run_index(args: IndexArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(source: DumpSource, index: &std::path::Path, options: &BuildOptions) -> anyhow::Result<IndexMeta> {
-    let interactive = std::io::stderr().is_terminal();
-    let bar = if interactive {
-        let bar = ProgressBar::new(source.total_bytes.unwrap_or(0));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+/// `--update` and `--rebuild`: work on the store, then let the index follow it.
+fn run_live(args: &IndexArgs, options: BuildOptions) -> anyhow::Result<()> {
+    let OpenedStore { store, name, .. } = open_store(args)?;
+    if let (true, Some(dump)) = (args.update, &args.dump) {
+        let source = DumpSource::open(dump).with_context(|| format!("opening dump {}", dump.display()))?;
+        let bar = progress_bar(source.total_bytes);
+        let mut on_progress = |progress: &DeltaProgress| {
+            if let Some(bar) = &bar {
+                bar.set_position(progress.bytes_read);
+                bar.set_message(format!("{} posts, {} changed", progress.posts, progress.changed));
+            }
+        };
+        let delta = DeltaOptions { dump_date: args.dump_date };
+        let summary = mathrank_store::apply_dump_delta(source, store.as_ref(), &delta, &mut on_progress)
+            .with_context(|| format!("applying {} to {name}", dump.display()))?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        println!("applied {} to {name} as a delta", dump.display());
+        println!("  posts read       {}", summary.posts);
+        println!("  unchanged        {}", summary.unchanged);
+        println!("  created          {}", summary.created);
+        println!("  updated          {}", summary.updated);
+        println!("  deleted          {} (no longer in the dump)", summary.deleted);
+        println!(
+            "  left alone       {} (written through the API after the dump's date, {})",
+            summary.kept, summary.dump_date
         );
-        Some(bar)
-    } else {
-        None
-    };
+        println!("  refused          {}", summary.rejected);
+        println!("  seconds          {:.1}", summary.seconds);
+    }
+    // A missing index is built from the store as the indexer starts: no second rebuild.
+    let existed = args.index.join("meta.json").is_file();
+    let indexer_options = IndexerOptions { rebuild: options, ..IndexerOptions::default() };
+    let (live, indexer) = Indexer::start(&args.index, Arc::clone(&store), indexer_options)?;
+    if indexer.status().role == "follower" {
+        anyhow::ensure!(
+            !args.rebuild,
+            "a server indexes {}: ask it to rebuild with `POST /v1/index:rebuild` (write token), or stop it first",
+            args.index.display()
+        );
+        println!("a server indexes {}: it applies the changes itself", args.index.display());
+        return Ok(());
+    }
+    let started = Instant::now();
+    if args.rebuild && existed {
+        indexer.request_rebuild();
+        loop {
+            let status = indexer.status();
+            if status.rebuilds > 0 {
+                break;
+            }
+            if let Some(error) = status.rebuild_error {
+                anyhow::bail!("rebuilding {} failed: {error}", args.index.display());
+            }
+            store.wait_for_change(u64::MAX, Duration::from_millis(200))?;
+        }
+    }
+    let seq = store.last_seq()?;
+    while !live.wait_searchable(seq, Duration::from_secs(1)) {
+        if let Some(error) = indexer.status().last_error {
+            anyhow::bail!("indexing {} failed: {error}", args.index.display());
+        }
+    }
+    indexer.stop();
+    println!(
+        "index {} follows {name} up to sequence number {seq} ({} answers; {:.1} s)",
+        args.index.display(),
+        live.current().num_answers(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn progress_bar(total: Option<u64>) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(total.unwrap_or(0));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+fn build(source: DumpSource, index: &std::path::Path, options: &BuildOptions) -> anyhow::Result<IndexMeta> {
+    let bar = progress_bar(source.total_bytes);
     let mut last_log = Instant::now();
     let mut on_progress = |progress: &BuildProgress| {
         let rate = progress.rows as f64 / progress.elapsed.as_secs_f64().max(1e-3);
@@ -153,6 +324,11 @@ pub fn run_info(args: InfoArgs) -> anyhow::Result<()> {
         value["size_bytes"] = serde_json::json!(size);
         value["segments"] = serde_json::json!(segments);
         value["documents"] = serde_json::json!(index.num_answers());
+        value["payload"] = serde_json::to_value(index.payload())?;
+        let store = args.index.join(STORE_FILE);
+        if store.is_file() {
+            value["store"] = serde_json::to_value(SqliteStore::open(&store)?.counts()?)?;
+        }
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
@@ -171,5 +347,20 @@ pub fn run_info(args: InfoArgs) -> anyhow::Result<()> {
     );
     println!("repeats      {}", meta.field_repeats);
     println!("size         {:.1} MiB in {segments} segments", size as f64 / (1024.0 * 1024.0));
+    if let Some(payload) = index.payload() {
+        println!("follows      post store {} up to sequence number {}", payload.store_id, payload.seq);
+    }
+    let store = args.index.join(STORE_FILE);
+    if store.is_file() {
+        let counts = SqliteStore::open(&store)?.counts()?;
+        println!(
+            "store        {}: {} questions, {} answers, {} deleted, last sequence number {}",
+            store.display(),
+            counts.questions,
+            counts.answers,
+            counts.tombstones,
+            counts.last_seq
+        );
+    }
     Ok(())
 }

@@ -56,6 +56,12 @@ pub struct ModelArgs {
     /// The GPU to use with --provider cuda.
     #[arg(long, env = "MATHRANK_DEVICE_ID", default_value_t = 0)]
     pub device_id: i32,
+    /// With --provider cuda: the attention kernels ONNX Runtime may choose from, in its order
+    /// of preference: `flash`, `cudnn` (cuDNN's SDPA, cuDNN 9.3 or newer), `efficient`
+    /// (cutlass), and `math` (unfused) when none applies. The choice is logged at load;
+    /// ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO=1 prints the kernel of every attention node.
+    #[arg(long, env = "MATHRANK_ATTENTION_KERNELS", default_value = "flash,efficient,math")]
+    pub attention_kernels: mathrank_rerank::AttentionKernels,
     /// ONNX Runtime graph optimisation level: 0 (off) to 3 (all).
     #[arg(long, env = "MATHRANK_OPT_LEVEL", default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub optimization_level: u8,
@@ -82,6 +88,7 @@ impl ModelArgs {
             queue_capacity: self.queue_capacity,
             max_wait: std::time::Duration::from_millis(self.max_wait_ms),
             device_id: self.device_id,
+            attention_kernels: self.attention_kernels,
             cpu_fallback: self.cpu_fallback,
             optimization_level: self.optimization_level,
             cost_model: self.cost_model.unwrap_or(defaults.cost_model),

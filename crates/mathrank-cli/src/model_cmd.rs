@@ -54,6 +54,14 @@ pub struct ConvertArgs {
     /// float32; pooler, classifier and logits float32). On a CPU fp16 is slower than fp32.
     #[arg(long, env = "MATHRANK_CONVERT_DTYPE", default_value = "fp32", value_parser = ["fp32", "fp16"])]
     pub dtype: String,
+    /// How the graph computes self-attention, one fused operator per layer: `onnx` (ONNX
+    /// Attention, opset 24, with one length per pair), `mha` (ONNX Runtime's
+    /// MultiHeadAttention with one length per pair), `mha-offsets` (the same with lengths and
+    /// row offsets, the mask of CUDA's memory-efficient kernel); or `unfused` (separate MatMul,
+    /// Softmax, MatMul; to measure against). The fused forms assume right padding, as mathrank
+    /// pads.
+    #[arg(long, env = "MATHRANK_CONVERT_ATTENTION", default_value = "onnx")]
+    pub attention: mathrank_model::Attention,
 }
 
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
@@ -107,13 +115,15 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 (None, "fp16") => mathrank_model::Precision::F16,
                 (None, _) => mathrank_model::Precision::F32,
             };
-            let manifest = mathrank_model::convert_as(&args.from, &args.out, weights, precision)
+            let options = mathrank_model::GraphOptions { precision, attention: args.attention };
+            let manifest = mathrank_model::convert_to(&args.from, &args.out, weights, &options)
                 .with_context(|| format!("converting {}", args.from.display()))?;
             println!(
-                "wrote {} (ONNX opset {}, {} from {}, sha256 {})",
+                "wrote {} (ONNX opset {}, {}, attention {} from {}, sha256 {})",
                 args.out.join("model.onnx").display(),
                 manifest.opset,
                 manifest.dtype,
+                args.attention,
                 manifest.weights_file,
                 manifest.onnx_sha256
             );

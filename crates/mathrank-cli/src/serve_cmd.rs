@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use mathrank_engine::{Engine, Limits, LongAnswers};
-use mathrank_index::AnswerIndex;
+use mathrank_index::{AnswerIndex, Indexer, IndexerOptions};
 use mathrank_server::{BearerToken, ConnectionLimits, ServeOptions, ServerState, TlsFiles};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,22 @@ pub struct ServeArgs {
     #[arg(long, env = "MATHRANK_AUTH_TOKEN", hide_env_values = true, help_heading = "Security")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    /// Turn the write API on (gRPC mathrank.v1.Posts; HTTP POST /v1/posts:bulk, PUT and
+    /// DELETE /v1/posts/ID, POST /v1/index:rebuild): its calls need `authorization: Bearer
+    /// TOKEN`, and the search token cannot write [default: writes off].
+    #[arg(long, env = "MATHRANK_WRITE_TOKEN", hide_env_values = true, help_heading = "Security")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_token: Option<String>,
+    /// The post store the live index follows and writes go to: a SQLite file, or a
+    /// PostgreSQL database shared by replicas (`postgres://USER:PASSWORD@HOST:PORT/DB`), each
+    /// keeping its own index of it; a missing --index is then built from the store
+    /// [default: INDEX/posts.sqlite, which `mathrank index` writes]. Whenever there is a store,
+    /// the server indexes its changes (those of `mathrank index --update` and of other
+    /// replicas too), with or without --write-token, and /health is 503 until the index has
+    /// caught up with it.
+    #[arg(long, env = "MATHRANK_STORE", help_heading = "Index")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// TLS certificate chain (PEM); with --tls-key, serves TLS [default: plaintext].
     #[arg(long, env = "MATHRANK_TLS_CERT", requires = "tls_key", help_heading = "Security")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,6 +173,10 @@ pub struct ServeConfig {
     pub no_rerank: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,6 +326,7 @@ impl ServeConfig {
     pub fn options(&self) -> anyhow::Result<ServeOptions> {
         Ok(ServeOptions {
             auth_token: self.auth_token.clone().map(BearerToken::new).transpose()?,
+            write_token: self.write_token.clone().map(BearerToken::new).transpose()?,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
                 _ => None,
@@ -324,6 +345,9 @@ impl ServeConfig {
         shown.max_connections = Some(self.connections().max_connections);
         if shown.auth_token.is_some() {
             shown.auth_token = Some("(set)".into());
+        }
+        if shown.write_token.is_some() {
+            shown.write_token = Some("(set)".into());
         }
         Ok(toml::to_string(&shown)?)
     }
@@ -424,7 +448,8 @@ async fn serve(config: ServeConfig, mut model: ModelArgs) -> anyhow::Result<()> 
 
     // Load while the listener already answers health checks with NOT_SERVING.
     let (index_dir, limits) = (config.index.clone(), config.limits());
-    let loaded = tokio::task::spawn_blocking(move || load_engine(&index_dir, model_dir, &model, limits)).await?;
+    let live = LiveOptions { store: config.store.clone(), writes: config.write_token.is_some() };
+    let loaded = tokio::task::spawn_blocking(move || load_engine(&index_dir, &live, model_dir, &model, limits)).await?;
     match loaded {
         Ok(engine) => state.set_engine(engine).await,
         Err(err) => {
@@ -458,30 +483,120 @@ async fn serve_metrics(
     Ok(())
 }
 
-/// The index (built from the embedded sample when there is none) and the model.
+/// What makes the index live: a post store, and writes taken into it.
+struct LiveOptions {
+    /// `--store` (a file or a PostgreSQL URL); `None` is the default place next to the index.
+    store: Option<String>,
+    /// `--write-token` is set.
+    writes: bool,
+}
+
+/// The index (built from the embedded sample when there is none) and the model. With a post
+/// store the index is live: this process indexes the store's changes (or follows the process
+/// that does).
 fn load_engine(
     index_dir: &Path,
+    live: &LiveOptions,
     model_dir: Option<PathBuf>,
     model: &ModelArgs,
     limits: Limits,
 ) -> anyhow::Result<Engine> {
-    if !index_dir.join("meta.json").is_file() && !index_dir.exists() {
+    if let Some(location) = live.store.as_deref().filter(|location| mathrank_store::is_postgres_url(location)) {
+        return replica_engine(index_dir, location, reranker_of(model_dir, model)?, limits, live.writes);
+    }
+    let custom_store = live.store.is_some();
+    let store_path = crate::index_cmd::store_path(index_dir, live.store.as_deref().map(Path::new));
+    if !index_dir.join("meta.json").is_file() && !index_dir.exists() && !custom_store {
         tracing::info!(index = %index_dir.display(), "no index there: building one from the embedded sample");
         crate::index_cmd::build_sample(index_dir)?;
     }
-    let index = AnswerIndex::open(index_dir)?;
-    tracing::info!(index = %index_dir.display(), answers = index.num_answers(), "index loaded");
-    let reranker = match model_dir {
-        Some(dir) => Some(Arc::new(
+    let reranker = reranker_of(model_dir, model)?;
+    if !store_path.is_file() && !custom_store {
+        anyhow::ensure!(
+            !live.writes,
+            "--write-token needs a post store, and {} has none (built with --no-store or by an older mathrank): rebuild it with `mathrank index --dump FILE --index {}`",
+            index_dir.display(),
+            index_dir.display()
+        );
+        let index = AnswerIndex::open(index_dir)?;
+        tracing::info!(index = %index_dir.display(), answers = index.num_answers(), "index loaded (no post store: read-only)");
+        return Ok(Engine::new(Arc::new(index), reranker, limits));
+    }
+    let store: Arc<dyn mathrank_store::PostStore> = Arc::new(
+        mathrank_store::SqliteStore::open(&store_path)
+            .with_context(|| format!("opening the post store {}", store_path.display()))?,
+    );
+    let (index, indexer) = Indexer::start(index_dir, Arc::clone(&store), IndexerOptions::default())
+        .with_context(|| format!("opening the live index {}", index_dir.display()))?;
+    tracing::info!(
+        index = %index_dir.display(),
+        store = %store_path.display(),
+        answers = index.current().num_answers(),
+        searchable_seq = index.searchable_seq(),
+        role = indexer.status().role,
+        writes = live.writes,
+        "live index loaded: following the post store"
+    );
+    Ok(Engine::with_live(index, reranker, limits).with_store(store, Some(indexer))?)
+}
+
+fn reranker_of(
+    model_dir: Option<PathBuf>,
+    model: &ModelArgs,
+) -> anyhow::Result<Option<Arc<mathrank_rerank::Reranker>>> {
+    match model_dir {
+        Some(dir) => Ok(Some(Arc::new(
             mathrank_rerank::Reranker::load(&dir, &model.options())
                 .with_context(|| format!("loading model {}", dir.display()))?,
-        )),
+        ))),
         None => {
             tracing::warn!("running BM25 only (--no-rerank): Search returns BM25 order, Rerank is FAILED_PRECONDITION");
-            None
+            Ok(None)
+        }
+    }
+}
+
+/// A replica of a shared PostgreSQL store: its own index at `index_dir`, built from the
+/// store when missing (or when it follows another store), then following the store.
+fn replica_engine(
+    index_dir: &Path,
+    location: &str,
+    reranker: Option<Arc<mathrank_rerank::Reranker>>,
+    limits: Limits,
+    writes: bool,
+) -> anyhow::Result<Engine> {
+    let opened = crate::index_cmd::open_store_at(location)?;
+    let started = std::time::Instant::now();
+    // The store may be restarting, or drop the connection of a long build: such failures are
+    // retried (health says NOT_SERVING meanwhile); anything else ends the server.
+    let mut backoff = Duration::from_secs(1);
+    let (live, indexer) = loop {
+        match Indexer::start(index_dir, Arc::clone(&opened.store), IndexerOptions::default()) {
+            Ok(started) => break started,
+            Err(mathrank_index::Error::Store(err)) if err.is_retryable() => {
+                tracing::warn!(error = %err, retry_in_s = backoff.as_secs(), "the post store is unavailable; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(err) => {
+                return Err(anyhow::Error::new(err).context(format!(
+                    "opening the index {} of the post store {}",
+                    index_dir.display(),
+                    opened.name
+                )));
+            }
         }
     };
-    Ok(Engine::new(Arc::new(index), reranker, limits))
+    tracing::info!(
+        index = %index_dir.display(),
+        store = %opened.name,
+        answers = live.current().num_answers(),
+        searchable_seq = live.searchable_seq(),
+        seconds = started.elapsed().as_secs_f64(),
+        writes,
+        "replica loaded: following the shared post store (ready once caught up)"
+    );
+    Ok(Engine::with_live(live, reranker, limits).with_store(opened.store, Some(indexer))?)
 }
 
 #[cfg(test)]

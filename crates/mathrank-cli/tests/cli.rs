@@ -256,6 +256,108 @@ fn eval_known_items_reports_mrr_and_recall_and_takes_fusion() {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--fusion"));
 }
 
+/// `GET path` on a server at `port`: the status and the body, or `None` while it does not answer.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    let status = reply.split(' ').nth(1)?.parse().ok()?;
+    let body = reply.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn serve_replica(index: &Path, url: &str, port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_mathrank"))
+        .args(["serve", "--no-rerank", "--index", index.to_str().unwrap(), "--addr", &format!("127.0.0.1:{port}")])
+        .env("MATHRANK_STORE", url)
+        .env("MATHRANK_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("mathrank serve starts")
+}
+
+/// A replica of a shared PostgreSQL store, SIGKILLed while it builds its index from the store,
+/// builds it again on restart (nothing half-built is kept) and then serves the whole store.
+#[test]
+fn a_replica_killed_mid_catch_up_catches_up_on_restart() {
+    use mathrank_store::{Op, Post, PostKind, PostStore as _};
+    let Some(cluster) = mathrank_pgtest::shared() else { return };
+    let url = cluster.create_database().unwrap();
+    let store = mathrank_store::PgStore::connect(&url).unwrap();
+    let post = |id: u64, kind: PostKind, parent: Option<u64>| Post {
+        id,
+        kind,
+        parent_id: parent,
+        accepted_answer_id: None,
+        title: format!("question {id} on finite groups"),
+        tags: vec!["group-theory".into()],
+        body_html: format!("<p>post {id}: every group of prime order {} is cyclic</p>", id % 97),
+        score: 0,
+        created: 1_700_000_000,
+    };
+    let mut seq = 0;
+    for chunk in 0..10u64 {
+        let mut ops = Vec::new();
+        for n in chunk * 2000..(chunk + 1) * 2000 {
+            let id = n * 3 + 1;
+            ops.push(Op::Upsert { post: post(id, PostKind::Question, None), version: 1 });
+            ops.push(Op::Upsert { post: post(id + 1, PostKind::Answer, Some(id)), version: 1 });
+            ops.push(Op::Upsert { post: post(id + 2, PostKind::Answer, Some(id)), version: 1 });
+        }
+        seq = store.apply(&ops, 1_700_000_000).unwrap().seq;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    let port = free_port();
+    let mut replica = serve_replica(&index, &url, port);
+    // Killed once the build from the store has started (a tantivy directory exists, meta.json
+    // does not name it yet).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let building = || {
+        std::fs::read_dir(&index).is_ok_and(|entries| {
+            entries.flatten().any(|entry| entry.file_name().to_string_lossy().starts_with("tantivy"))
+        })
+    };
+    while !building() {
+        assert!(std::time::Instant::now() < deadline, "the replica starts building its index");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    replica.kill().unwrap();
+    replica.wait().unwrap();
+    assert!(!index.join("meta.json").exists(), "killed before the build finished (40,000 answers)");
+
+    let port = free_port();
+    let mut replica = serve_replica(&index, &url, port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let info = loop {
+        if let Some((200, _)) = http_get(port, "/health") {
+            break http_get(port, "/v1/info").unwrap().1;
+        }
+        assert!(std::time::Instant::now() < deadline, "the restarted replica catches up");
+        assert!(replica.try_wait().unwrap().is_none(), "the restarted replica keeps running");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    replica.kill().unwrap();
+    replica.wait().unwrap();
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["searchable_seq"].as_u64(), Some(seq), "{info}");
+    assert_eq!(info["index"]["answers"].as_u64(), Some(40_000), "{info}");
+    let tantivy_dirs = std::fs::read_dir(&index)
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("tantivy"))
+        .count();
+    assert_eq!(tantivy_dirs, 1, "the half-built directory was removed");
+}
+
 /// `serve`'s configuration layers, as the binary reads them: the embedded defaults, a file,
 /// the environment, flags, each overriding the one below.
 #[test]

@@ -28,6 +28,24 @@ pub struct JoinedAnswer {
     pub question_body_html: String,
 }
 
+impl JoinedAnswer {
+    /// An answer with its question, as a live index joins them (the question's accepted
+    /// answer decides `accepted`). The build's streaming join gives the same result.
+    pub fn from_posts(question: &Post, answer: Post) -> Self {
+        Self {
+            answer_id: answer.id,
+            question_id: question.id,
+            question_title: question.title.clone(),
+            tags: question.tags.clone(),
+            accepted: question.accepted_answer_id == Some(answer.id),
+            votes: answer.score,
+            created: answer.created,
+            body_html: answer.body_html,
+            question_body_html: question.body_html.clone(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct QuestionInfo {
     title: String,
@@ -203,6 +221,16 @@ mod tests {
             body_html: format!("answer {id}"),
             ..question(id, None)
         }
+    }
+
+    #[test]
+    fn a_live_join_equals_the_streaming_one() {
+        let mut joiner = AnswerJoiner::default();
+        let streamed = joiner.push(question(10, Some(11))).unwrap();
+        assert!(streamed.is_empty());
+        let streamed = joiner.push(answer(11, 10)).unwrap();
+        assert_eq!(streamed, [JoinedAnswer::from_posts(&question(10, Some(11)), answer(11, 10))]);
+        assert!(streamed[0].accepted);
     }
 
     #[test]

@@ -13,12 +13,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mathrank_index::{AnswerIndex, FieldWeights, Filters, Hit, SearchRequest};
+use mathrank_index::{AnswerIndex, FieldWeights, Filters, Hit, Indexer, IndexerStatus, LiveIndex, SearchRequest};
 use mathrank_rerank::{EncodedPair, Reranker, Score};
+use mathrank_store::PostStore;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{CacheKey, CacheStats, ScoreCache, cache_key};
 use crate::ranking::{Fusion, compare_fused, compare_scored, normalize_candidate, normalize_question, ranking_value};
+use crate::replica::{ReplicaStatus, StoreWatch};
+use crate::write::{Committer, ItemOutcome, WriteItem, WriteOutcome, outcome_of};
 use crate::{EngineError, Result, invalid};
 
 /// How an answer longer than the model's 512 tokens is scored.
@@ -248,14 +251,27 @@ pub struct RerankOutcome {
     pub timings: Timings,
 }
 
-/// The engine: an index, optionally a reranker and its score cache, and admission control.
+/// The engine: an index, optionally a reranker and its score cache, admission control, and,
+/// for a live index, its post store and indexer.
 pub struct Engine {
-    index: Arc<AnswerIndex>,
+    index: Arc<LiveIndex>,
+    /// Tells waiters how far the index is searchable.
+    searchable: tokio::sync::watch::Receiver<u64>,
+    writes: Option<Writes>,
     reranker: Option<Arc<Reranker>>,
     cache: Option<Arc<ScoreCache>>,
     limits: Limits,
     slots: Arc<Semaphore>,
     running: Arc<Semaphore>,
+}
+
+/// What a live index adds: the store written to, its group committer, the indexer, and the
+/// watch of how far behind the store this replica is.
+struct Writes {
+    store: Arc<dyn PostStore>,
+    committer: Committer,
+    indexer: Option<Indexer>,
+    watch: StoreWatch,
 }
 
 impl std::fmt::Debug for Engine {
@@ -298,7 +314,17 @@ fn internal(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Engine
 }
 
 impl Engine {
+    /// An engine over a fixed index.
     pub fn new(index: Arc<AnswerIndex>, reranker: Option<Arc<Reranker>>, limits: Limits) -> Self {
+        Self::with_live(LiveIndex::fixed(index), reranker, limits)
+    }
+
+    /// An engine over a live index (what an [`Indexer`] keeps up to date).
+    pub fn with_live(index: Arc<LiveIndex>, reranker: Option<Arc<Reranker>>, limits: Limits) -> Self {
+        let (sender, searchable) = tokio::sync::watch::channel(index.searchable_seq());
+        index.on_searchable(move |seq| {
+            sender.send_replace(seq);
+        });
         let slots = Arc::new(Semaphore::new((limits.max_concurrent + limits.max_queued).max(1) as usize));
         let running = Arc::new(Semaphore::new(limits.max_concurrent.max(1) as usize));
         // A cached score must be the score a fresh call would get: only for a model whose
@@ -310,11 +336,119 @@ impl Engine {
             );
         }
         let cache = if invariant { ScoreCache::with_megabytes(limits.score_cache_mb).map(Arc::new) } else { None };
-        Self { index, reranker, cache, limits, slots, running }
+        Self { index, searchable, writes: None, reranker, cache, limits, slots, running }
     }
 
-    pub fn index(&self) -> &AnswerIndex {
+    /// Turns writes on: they go to `store`, which `indexer` (when this process runs it)
+    /// applies to the index.
+    ///
+    /// Blocks for a first read of the store's sequence number (for readiness): call it off
+    /// the async workers.
+    pub fn with_store(mut self, store: Arc<dyn PostStore>, indexer: Option<Indexer>) -> Result<Self> {
+        let committer = Committer::start(Arc::clone(&store))?;
+        let watch = StoreWatch::start(Arc::clone(&store))
+            .map_err(|err| EngineError::Unavailable(format!("cannot start the store watch thread: {err}")))?;
+        self.writes = Some(Writes { store, committer, indexer, watch });
+        Ok(self)
+    }
+
+    /// How far behind its post store this replica is; `None` without a store.
+    pub fn replica_status(&self) -> Option<ReplicaStatus> {
+        self.writes.as_ref().map(|writes| writes.watch.status(&self.index))
+    }
+
+    /// Whether this server should take traffic: always without a store; with one, once every
+    /// change the store held [`READY_LAG`](crate::READY_LAG) ago is searchable.
+    pub fn is_ready(&self) -> bool {
+        self.replica_status().is_none_or(|status| status.ready)
+    }
+
+    /// The index searched now.
+    pub fn index(&self) -> Arc<AnswerIndex> {
+        self.index.current()
+    }
+
+    pub fn live(&self) -> &Arc<LiveIndex> {
         &self.index
+    }
+
+    /// Every store change up to this sequence number is searchable.
+    pub fn searchable_seq(&self) -> u64 {
+        self.index.searchable_seq()
+    }
+
+    /// The post store, when writes are on.
+    pub fn store(&self) -> Option<&Arc<dyn PostStore>> {
+        self.writes.as_ref().map(|writes| &writes.store)
+    }
+
+    /// The indexer's state, when this process runs one.
+    pub fn indexer_status(&self) -> Option<IndexerStatus> {
+        self.writes.as_ref()?.indexer.as_ref().map(Indexer::status)
+    }
+
+    /// Starts a rebuild of the index from the store (in the background; searches go on).
+    pub fn request_rebuild(&self) -> Result<()> {
+        let indexer = self.writes.as_ref().and_then(|writes| writes.indexer.as_ref()).ok_or_else(|| {
+            EngineError::Unavailable("this server does not index a post store, so it cannot rebuild".into())
+        })?;
+        indexer.request_rebuild();
+        Ok(())
+    }
+
+    /// Validates and writes `items` in order; returns once the valid ones are durable in the
+    /// store. Each item gets its own outcome: a bad one never spoils the rest.
+    pub async fn write(&self, items: Vec<WriteItem>) -> Result<WriteOutcome> {
+        let writes = self
+            .writes
+            .as_ref()
+            .ok_or_else(|| EngineError::Unavailable("this server has no post store: writes are off".into()))?;
+        let now = crate::write::unix_now();
+        let mut outcomes: Vec<Option<ItemOutcome>> = Vec::with_capacity(items.len());
+        let mut ops = Vec::new();
+        let mut versions = Vec::new();
+        for item in items {
+            match crate::write::validate(item, now) {
+                Ok(op) => {
+                    versions.push(match &op {
+                        mathrank_store::Op::Upsert { version, .. } | mathrank_store::Op::Delete { version, .. } => {
+                            Some(*version)
+                        }
+                        _ => None,
+                    });
+                    ops.push(op);
+                    outcomes.push(None);
+                }
+                Err(outcome) => outcomes.push(Some(outcome)),
+            }
+        }
+        let seq = if ops.is_empty() {
+            let store = Arc::clone(&writes.store);
+            tokio::task::spawn_blocking(move || store.last_seq())
+                .await
+                .map_err(internal("the store task"))?
+                .map_err(|err| EngineError::Unavailable(err.to_string()))?
+        } else {
+            let ids: Vec<u64> = ops.iter().map(mathrank_store::Op::id).collect();
+            let applied = writes.committer.apply(ops).await?;
+            let mut applied_outcomes =
+                applied.outcomes.into_iter().zip(ids).zip(versions).map(|((o, id), v)| outcome_of(id, o, v));
+            for slot in outcomes.iter_mut().filter(|slot| slot.is_none()) {
+                *slot = applied_outcomes.next();
+            }
+            applied.seq
+        };
+        let items = outcomes.into_iter().flatten().collect();
+        Ok(WriteOutcome { seq, items })
+    }
+
+    /// Waits until `seq` is searchable, or `deadline`; whether it is.
+    pub async fn wait_visible(&self, seq: u64, deadline: Instant) -> bool {
+        let mut searchable = self.searchable.clone();
+        matches!(
+            tokio::time::timeout_at(deadline.into(), searchable.wait_for(|current| *current >= seq)).await,
+            Ok(Ok(_))
+        )
     }
 
     pub fn reranker(&self) -> Option<&Reranker> {
@@ -424,7 +558,7 @@ impl Engine {
         let deadline = self.deadline_of(params.deadline, started);
         let admission = self.admit(deadline).await?;
         let retrieve_count = if rerank { top_k.max(depth) } else { top_k };
-        let index = Arc::clone(&self.index);
+        let index = self.index.current();
         let fusion = params.fusion.unwrap_or_default();
         let SearchParams { query, query_is_text, filters, field_weights, .. } = params;
         let retrieve_started = Instant::now();
@@ -683,7 +817,7 @@ impl Engine {
         if answer_id == 0 {
             return Err(invalid("answer_id", "must be set (a Stack Exchange post id)"));
         }
-        let index = Arc::clone(&self.index);
+        let index = self.index.current();
         tokio::task::spawn_blocking(move || index.get_answer(answer_id))
             .await
             .map_err(internal("the lookup task"))?

@@ -33,6 +33,8 @@
 mod cache;
 mod engine;
 mod ranking;
+mod replica;
+pub mod write;
 
 pub use cache::{CacheKey, CacheStats, ENTRY_BYTES, ScoreCache, cache_key};
 pub use engine::{
@@ -43,6 +45,8 @@ pub use ranking::{
     DEFAULT_LINEAR_WEIGHT, DEFAULT_RRF_K, Fusion, compare_fused, compare_scored, normalize_candidate,
     normalize_question, ranking_value,
 };
+pub use replica::{READY_LAG, ReplicaStatus, SAMPLE_EVERY};
+pub use write::{ItemError, ItemOutcome, ItemResult, PostInput, WriteItem, WriteOutcome};
 
 /// Domain errors of the engine. Each protocol adapter maps them to its statuses in one
 /// function (gRPC codes, HTTP statuses).

@@ -23,6 +23,9 @@ pub struct BuildOptions {
     pub cancel: Arc<AtomicBool>,
     /// How many times each part of a thread counts in the searched fields.
     pub field_repeats: FieldRepeats,
+    /// Also load every post into a new post store inside the index directory
+    /// (`mathrank_store::STORE_FILE`), which a live index follows.
+    pub store: bool,
 }
 
 impl Default for BuildOptions {
@@ -33,6 +36,7 @@ impl Default for BuildOptions {
             memory_mb: 512,
             cancel: Arc::new(AtomicBool::new(false)),
             field_repeats: FieldRepeats::default(),
+            store: true,
         }
     }
 }
@@ -122,27 +126,14 @@ fn build_into(
     let spill_path = work.join("question-bodies.spill");
     let bodies = mathrank_dump::QuestionBodies::spill_to(&spill_path, mathrank_dump::RECENT_BODY_BYTES)?;
     let mut joiner = AnswerJoiner::with_bodies(bodies);
+    let loader = if options.store { Some(StoreLoader::start(&work.join(mathrank_store::STORE_FILE))?) } else { None };
     let mut report = BuildProgress { total_bytes, ..BuildProgress::default() };
     let mut last_report = Instant::now();
 
     let (sender, receiver) = crossbeam_channel::bounded::<Vec<JoinedAnswer>>(threads * 4);
     let read_outcome: Result<()> = std::thread::scope(|scope| {
         let writer = &writer;
-        let repeats = &options.field_repeats;
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let receiver = receiver.clone();
-                scope.spawn(move || -> Result<()> {
-                    for batch in receiver {
-                        for answer in &batch {
-                            writer.add_document(fields.document(answer, repeats))?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        drop(receiver);
+        let workers = spawn_document_workers(scope, writer, &fields, &options.field_repeats, receiver, threads);
         let mut batch = Vec::with_capacity(BATCH);
         let mut outcome = Ok(());
         for event in source.posts() {
@@ -155,6 +146,12 @@ fn build_into(
                 Ok(RowEvent::Post(post)) => {
                     if post.kind == mathrank_dump::PostKind::Question {
                         report.questions += 1;
+                    }
+                    if let Some(loader) = &loader
+                        && !loader.send(&post)
+                    {
+                        // The loader stopped: its error is reported below.
+                        break;
                     }
                     let joined = match joiner.push(post) {
                         Ok(joined) => joined,
@@ -200,21 +197,23 @@ fn build_into(
             let _ = sender.send(batch);
         }
         drop(sender);
-        for worker in workers {
-            let worker_outcome = worker.join().unwrap_or(Err(Error::Interrupted));
-            if outcome.is_ok() {
-                outcome = worker_outcome;
-            }
-        }
-        outcome
+        let joined = join_document_workers(workers);
+        outcome.and(joined)
     });
+    let stored = loader.map(StoreLoader::finish).transpose();
     read_outcome?;
+    let stored = stored?;
     let spilled = joiner.spilled_bytes();
     let summary = joiner.finish();
     std::fs::remove_file(&spill_path).map_err(io_error("removing", &spill_path))?;
     tracing::debug!(bytes = spilled, "question bodies spilled during the join");
     warnings.flush().map_err(io_error("writing", &warnings_path))?;
-    writer.commit()?;
+    let mut prepared = writer.prepare_commit()?;
+    if let Some((store_id, seq)) = stored {
+        // The index holds the store up to its last change: a live index replays from here.
+        prepared.set_payload(&crate::live::CommitPayload { store_id, seq }.encode());
+    }
+    prepared.commit()?;
     writer.wait_merging_threads()?;
 
     report.bytes_read = bytes_read.load(Ordering::Relaxed);
@@ -254,7 +253,82 @@ fn build_into(
     Ok(meta)
 }
 
-fn split_target(target: &Path) -> (PathBuf, String) {
+/// Loads a build's posts into its new post store on a thread of its own, so that the reader
+/// goes on parsing meanwhile.
+struct StoreLoader {
+    sender: crossbeam_channel::Sender<mathrank_dump::Post>,
+    thread: std::thread::JoinHandle<Result<(String, u64)>>,
+}
+
+impl StoreLoader {
+    fn start(path: &Path) -> Result<Self> {
+        let mut loader = mathrank_store::SqliteStore::bulk_load(path)?;
+        let (sender, receiver) = crossbeam_channel::bounded::<mathrank_dump::Post>(4096);
+        let written_at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let thread = std::thread::Builder::new()
+            .name("store-loader".into())
+            .spawn(move || -> Result<(String, u64)> {
+                for post in receiver {
+                    loader.load(&post, written_at)?;
+                }
+                let store_id = loader.store_id().to_owned();
+                Ok((store_id, loader.finish()?))
+            })
+            .map_err(io_error("starting the store loader for", path))?;
+        Ok(Self { sender, thread })
+    }
+
+    /// Hands a post to the loader; false when it has stopped (after an error).
+    fn send(&self, post: &mathrank_dump::Post) -> bool {
+        self.sender.send(post.clone()).is_ok()
+    }
+
+    /// The store's id and last sequence number, once every post is loaded and durable.
+    fn finish(self) -> Result<(String, u64)> {
+        drop(self.sender);
+        self.thread.join().unwrap_or(Err(Error::Interrupted))
+    }
+}
+
+/// Threads that add the documents of each batch of answers to `writer` until the channel
+/// closes: the dump build and the live index's rebuild from the store both feed them.
+pub(crate) fn spawn_document_workers<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    writer: &'scope IndexWriter,
+    fields: &'scope Fields,
+    repeats: &'scope FieldRepeats,
+    receiver: crossbeam_channel::Receiver<Vec<JoinedAnswer>>,
+    threads: usize,
+) -> Vec<std::thread::ScopedJoinHandle<'scope, Result<()>>> {
+    (0..threads)
+        .map(|_| {
+            let receiver = receiver.clone();
+            scope.spawn(move || -> Result<()> {
+                for batch in receiver {
+                    for answer in &batch {
+                        writer.add_document(fields.document(answer, repeats))?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect()
+}
+
+/// Waits for every document worker; the first failure (a panic counts as interrupted).
+pub(crate) fn join_document_workers(workers: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Result<()> {
+    let mut outcome = Ok(());
+    for worker in workers {
+        let worker_outcome = worker.join().unwrap_or(Err(Error::Interrupted));
+        if outcome.is_ok() {
+            outcome = worker_outcome;
+        }
+    }
+    outcome
+}
+
+pub(crate) fn split_target(target: &Path) -> (PathBuf, String) {
     let parent =
         target.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let name = target.file_name().map_or_else(|| "index".to_owned(), |n| n.to_string_lossy().into_owned());
@@ -282,7 +356,10 @@ fn check_target(target: &Path) -> Result<()> {
     if !target.exists() {
         return Ok(());
     }
-    let is_index = target.join("meta.json").is_file() && target.join("tantivy").is_dir();
+    let is_index = target.join("meta.json").is_file()
+        && std::fs::read_dir(target).is_ok_and(|entries| {
+            entries.flatten().any(|entry| entry.file_name().to_string_lossy().starts_with("tantivy"))
+        });
     let is_empty = std::fs::read_dir(target).map(|mut entries| entries.next().is_none()).unwrap_or(false);
     if is_index || is_empty { Ok(()) } else { Err(Error::TargetNotIndex { path: target.display().to_string() }) }
 }

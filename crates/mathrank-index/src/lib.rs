@@ -34,6 +34,7 @@
 
 pub mod analysis;
 mod build;
+pub mod live;
 pub mod maxscore;
 mod schema;
 mod search;
@@ -47,6 +48,7 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::{IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 pub use build::{BuildOptions, BuildProgress, build_index, sibling_work_dirs};
+pub use live::{CommitPayload, Indexer, IndexerOptions, IndexerStatus, LiveIndex, build_from_store};
 pub use schema::{FieldRepeats, Fields, SCHEMA_VERSION};
 pub use search::{
     DEFAULT_MAX_TERMS, FieldWeights, Filters, Hit, SearchRequest, SearchStats, delimit_bare_latex, snippet,
@@ -84,6 +86,8 @@ pub enum Error {
     Interrupted,
     #[error("{path} is being built by another mathrank ({holder}); wait for it to finish, or build elsewhere")]
     Locked { path: String, holder: String },
+    #[error("post store: {0}")]
+    Store(#[from] mathrank_store::Error),
 }
 
 impl From<mathrank_dump::Error> for Error {
@@ -131,11 +135,20 @@ pub struct IndexMeta {
     pub build_seconds: f64,
     /// Size of the index directory in bytes.
     pub index_bytes: u64,
+    /// The tantivy directory inside the index directory (`tantivy` unless the index was
+    /// rebuilt from its post store, which writes a new one beside the old and switches here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tantivy_dir: Option<String>,
 }
 
 impl IndexMeta {
     pub fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()
+    }
+
+    /// The name of the tantivy directory inside the index directory.
+    pub fn tantivy_dir_name(&self) -> &str {
+        self.tantivy_dir.as_deref().unwrap_or("tantivy")
     }
 }
 
@@ -187,10 +200,11 @@ impl AnswerIndex {
                 ),
             });
         }
-        let index = tantivy::Index::open_in_dir(path.join("tantivy")).map_err(|err| Error::Incompatible {
-            path: path.display().to_string(),
-            reason: format!("its tantivy directory cannot be opened ({err})"),
-        })?;
+        let index =
+            tantivy::Index::open_in_dir(path.join(meta.tantivy_dir_name())).map_err(|err| Error::Incompatible {
+                path: path.display().to_string(),
+                reason: format!("its tantivy directory cannot be opened ({err})"),
+            })?;
         let mut opened = Self::from_tantivy(index, meta)?;
         opened.path = Some(path.to_path_buf());
         Ok(opened)
@@ -245,6 +259,17 @@ impl AnswerIndex {
     /// The directory, for an index on disk.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Makes the last commit searchable (the live indexer calls it right after committing).
+    pub fn reload(&self) -> Result<()> {
+        Ok(self.reader.reload()?)
+    }
+
+    /// What the last commit recorded about the post store it follows; `None` for an index
+    /// built without a store.
+    pub fn payload(&self) -> Option<CommitPayload> {
+        live::read_payload(&self.index)
     }
 
     /// Number of answer documents.

@@ -1,18 +1,19 @@
-//! `AlbertForSequenceClassification` as an ONNX graph (opset 17), written node by node.
+//! `AlbertForSequenceClassification` as an ONNX graph, written node by node.
 //!
 //! The shared transformer layer's weights are stored once and referenced by every one of the
-//! `num_hidden_layers` applications, as in the model itself.
+//! `num_hidden_layers` applications, as in the model itself. Self-attention is one fused
+//! operator per layer by default ([`Attention`]).
 
-use std::collections::BTreeSet;
-
-use crate::checkpoint::{Tensor, Weights};
+use crate::checkpoint::Weights;
+use crate::graph::{Dim, Graph, MS_DOMAIN, attr_int, attr_ints, i64_tensor, tensor_info};
 use crate::onnx::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto, attribute_proto, tensor_proto, tensor_shape_proto, type_proto,
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, ValueInfoProto, tensor_proto,
 };
+use crate::packed::{self, Packing};
 use crate::{Error, Result};
 
-/// ONNX opset of the written graph.
+/// ONNX opset of the written graph, unless its attention needs a later one
+/// ([`Attention::opset`]).
 pub const OPSET: i64 = 17;
 
 /// What the converter needs from `config.json`.
@@ -142,7 +143,8 @@ pub enum Precision {
     /// Everything in float32.
     #[default]
     F32,
-    /// The shared layer's MatMul weights in int8, activations quantised per row at run time.
+    /// The shared layer's MatMul weights in int8, activations quantised per row at run time
+    /// (`MatMulIntegerToFloat`); attention stays float32.
     Int8,
     /// The encoder in float16, for GPUs' tensor cores: embeddings, the shared layer's weights,
     /// its products and the activations between them. Where float16 would cost accuracy the
@@ -167,318 +169,322 @@ impl Precision {
     }
 }
 
-struct Graph<'w> {
-    weights: &'w Weights,
-    precision: Precision,
-    /// Whether the tensors being built are float16 (the encoder of a [`Precision::F16`] graph).
-    half: bool,
-    nodes: Vec<NodeProto>,
-    initializers: Vec<TensorProto>,
-    /// Shapes of the encoder's `[batch, sequence, width]` activations. ONNX Runtime infers
-    /// shapes itself, but its inference loses the link between the sequence length of the
-    /// embeddings (sliced by `Shape`) and the others, and its SkipLayerNormalization fusion
-    /// then refuses the residual Adds. Declared here, 23 of the 25 LayerNorms fuse.
-    value_info: Vec<ValueInfoProto>,
-    stored: BTreeSet<String>,
-    next: usize,
+/// How the graph computes self-attention. Every fused form reads the padding from
+/// `attention_mask` as one length per pair, so it assumes right padding (each row is ones, then
+/// zeros), which is how mathrank and the usual Python loop pad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Attention {
+    /// Separate operators: Q·Kᵀ, the scale, an additive mask, Softmax, then ·V. ONNX Runtime
+    /// runs no attention kernel for it; kept to measure against.
+    Unfused,
+    /// ONNX Runtime's `com.microsoft.MultiHeadAttention`, one per layer: separate Q, K and V
+    /// (their biases added inside), `key_padding_mask` as int32 lengths `[batch]`. On the CPU
+    /// it runs MLAS's attention; on CUDA the kernel is chosen by the session's attention backend
+    /// (cuDNN's SDPA takes these lengths; flash attention takes no mask).
+    MultiHead,
+    /// MultiHeadAttention with the `[3 batch + 2]` mask (lengths, then the cumulative query and
+    /// key offsets), the form ONNX Runtime's CUDA memory-efficient (cutlass) kernel takes.
+    MultiHeadOffsets,
+    /// ONNX's own `Attention` (opset 24) with `nonpad_kv_seqlen` (int64 lengths `[batch]`); the
+    /// graph is opset 24. The default: on ONNX Runtime 1.31's CPU provider its kernel runs
+    /// faster than MultiHeadAttention's (measured in the README), and its CUDA kernel takes the
+    /// lengths into flash attention, which MultiHeadAttention's masked form cannot use.
+    #[default]
+    Onnx,
+    /// Padding-free: only the real tokens go through the encoder, and attention is ONNX
+    /// Runtime's `com.microsoft.PackedMultiHeadAttention` (flash attention over variable
+    /// lengths on CUDA). The packing is computed in the graph from `attention_mask`. CUDA only:
+    /// the operator has no CPU kernel. See [`crate::packed`].
+    Packed,
+    /// [`Packed`](Self::Packed), with the packing computed by mathrank on the host and fed as
+    /// four more inputs ([`crate::packed::HOST_INPUTS`]), so that a run never waits for the GPU
+    /// to learn the number of real tokens.
+    PackedHost,
+    /// The packed graph's CPU twin, to test the packing where there is no GPU: the same
+    /// padding-free encoder, with attention computed by MultiHeadAttention on the rows
+    /// scattered back to their padded places. Not for serving (it pays for the scatter).
+    PackedCheck,
+    /// [`PackedCheck`](Self::PackedCheck) with the packing fed by the host, as
+    /// [`PackedHost`](Self::PackedHost) takes it: the CPU check of the runtime's packing.
+    PackedCheckHost,
 }
 
-fn attr_int(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::Int as i32),
-        i: Some(value),
-        ..Default::default()
+impl Attention {
+    /// Every form, for `--help` and errors.
+    pub const NAMES: [&'static str; 8] =
+        ["unfused", "mha", "mha-offsets", "onnx", "packed", "packed-host", "packed-check", "packed-check-host"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Attention::Unfused => "unfused",
+            Attention::MultiHead => "mha",
+            Attention::MultiHeadOffsets => "mha-offsets",
+            Attention::Onnx => "onnx",
+            Attention::Packed => "packed",
+            Attention::PackedHost => "packed-host",
+            Attention::PackedCheck => "packed-check",
+            Attention::PackedCheckHost => "packed-check-host",
+        }
     }
-}
-fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::Ints as i32),
-        ints: values.to_vec(),
-        ..Default::default()
+
+    /// Whether the encoder runs on the real tokens only.
+    pub fn is_packed(self) -> bool {
+        matches!(self, Attention::Packed | Attention::PackedHost | Attention::PackedCheck | Attention::PackedCheckHost)
     }
-}
-fn attr_float(name: &str, value: f32) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::Float as i32),
-        f: Some(value),
-        ..Default::default()
+
+    /// Whether the graph takes its packing as inputs ([`crate::packed::HOST_INPUTS`]).
+    pub fn packs_on_host(self) -> bool {
+        matches!(self, Attention::PackedHost | Attention::PackedCheckHost)
+    }
+
+    /// Whether the graph runs only on CUDA (its attention operator has no CPU kernel).
+    pub fn cuda_only(self) -> bool {
+        matches!(self, Attention::Packed | Attention::PackedHost)
+    }
+
+    /// The default domain's opset the graph needs.
+    pub fn opset(self) -> i64 {
+        if self == Attention::Onnx { 24 } else { OPSET }
+    }
+
+    /// What the manifest records.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Attention::Unfused => "unfused (MatMul, Softmax, MatMul)",
+            Attention::MultiHead => "com.microsoft.MultiHeadAttention, key_padding_mask int32 lengths [batch]",
+            Attention::MultiHeadOffsets => {
+                "com.microsoft.MultiHeadAttention, key_padding_mask int32 [3 batch + 2] (lengths, query and key offsets)"
+            }
+            Attention::Onnx => "ONNX Attention (opset 24), nonpad_kv_seqlen",
+            Attention::Packed => {
+                "padding-free, com.microsoft.PackedMultiHeadAttention (CUDA only), packing computed in the graph"
+            }
+            Attention::PackedHost => {
+                "padding-free, com.microsoft.PackedMultiHeadAttention (CUDA only), packing fed by the host"
+            }
+            Attention::PackedCheck => {
+                "padding-free, MultiHeadAttention on re-padded rows (the packed graph's CPU check)"
+            }
+            Attention::PackedCheckHost => {
+                "padding-free, MultiHeadAttention on re-padded rows, packing fed by the host (packed-host's CPU check)"
+            }
+        }
     }
 }
 
-/// A float tensor, stored as float16 when `half`, else float32.
-fn float_tensor(name: &str, shape: &[usize], data: &[f32], half: bool) -> TensorProto {
-    let (raw, data_type): (Vec<u8>, _) = if half {
-        (data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(), tensor_proto::DataType::Float16)
-    } else {
-        (data.iter().flat_map(|v| v.to_le_bytes()).collect(), tensor_proto::DataType::Float)
+impl std::fmt::Display for Attention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Attention {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "unfused" => Ok(Attention::Unfused),
+            "mha" => Ok(Attention::MultiHead),
+            "mha-offsets" => Ok(Attention::MultiHeadOffsets),
+            "onnx" => Ok(Attention::Onnx),
+            "packed" => Ok(Attention::Packed),
+            "packed-host" => Ok(Attention::PackedHost),
+            "packed-check" => Ok(Attention::PackedCheck),
+            "packed-check-host" => Ok(Attention::PackedCheckHost),
+            other => Err(format!("unknown attention {other:?}; use one of {}", Attention::NAMES.join(", "))),
+        }
+    }
+}
+
+/// What the converter writes: the number format and the form of attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GraphOptions {
+    pub precision: Precision,
+    pub attention: Attention,
+}
+
+impl GraphOptions {
+    pub fn new(precision: Precision) -> Self {
+        Self { precision, ..Self::default() }
+    }
+}
+
+/// A linear layer's product `x @ W^T`: float (MatMul), or int8 for the shared layer of an int8
+/// graph. With `bias`, the bias is added (inside `MatMulIntegerToFloat` for int8).
+fn product(g: &mut Graph<'_>, int8: bool, input: &str, prefix: &str, bias: bool) -> Result<String> {
+    let shared = prefix.starts_with(LAYER);
+    let weight_name = format!("{prefix}.weight");
+    let (out, width) = match g.weight(&weight_name)?.shape[..] {
+        [out, width] => (out, width),
+        _ => return Err(Error::Checkpoint(format!("{weight_name} is not a matrix"))),
     };
-    TensorProto {
-        dims: shape.iter().map(|&d| d as i64).collect(),
-        data_type: Some(data_type as i32),
-        name: Some(name.into()),
-        raw_data: Some(raw),
-        ..Default::default()
-    }
-}
-
-fn i64_tensor(name: &str, shape: &[usize], data: &[i64]) -> TensorProto {
-    TensorProto {
-        dims: shape.iter().map(|&d| d as i64).collect(),
-        data_type: Some(tensor_proto::DataType::Int64 as i32),
-        name: Some(name.into()),
-        int64_data: data.to_vec(),
-        ..Default::default()
-    }
-}
-
-impl Graph<'_> {
-    fn weight(&self, name: &str) -> Result<&Tensor> {
-        self.weights.get(name).ok_or_else(|| Error::MissingWeight(name.to_owned()))
-    }
-
-    /// The element type of the activations being built.
-    fn float(&self) -> tensor_proto::DataType {
-        if self.half { tensor_proto::DataType::Float16 } else { tensor_proto::DataType::Float }
-    }
-
-    /// Stores a checkpoint tensor once, in the activations' type, and returns its name.
-    fn stored(&mut self, name: &str) -> Result<String> {
-        let stored_name = if self.half { format!("{name}.f16") } else { name.to_owned() };
-        if self.stored.insert(stored_name.clone()) {
-            let tensor = self.weight(name)?;
-            let initializer = float_tensor(&stored_name, &tensor.shape, &tensor.data, self.half);
-            self.initializers.push(initializer);
-        }
-        Ok(stored_name)
-    }
-
-    /// Stores a Linear weight `[out, in]` transposed to `[in, out]` for MatMul, once, in the
-    /// activations' type.
-    fn stored_transposed(&mut self, name: &str) -> Result<String> {
-        let stored_name = if self.half { format!("{name}.T.f16") } else { format!("{name}.T") };
-        if self.stored.insert(stored_name.clone()) {
-            let tensor = self.weight(name)?;
-            let [rows, cols] = tensor.shape[..] else {
-                return Err(Error::Checkpoint(format!("{name} has shape {:?}, expected a matrix", tensor.shape)));
-            };
-            let mut transposed = vec![0f32; rows * cols];
-            for r in 0..rows {
-                for c in 0..cols {
-                    transposed[c * rows + r] = tensor.data[r * cols + c];
+    let per_token = prefix.starts_with("albert.encoder");
+    let bias = if bias { Some(g.stored(&format!("{prefix}.bias"))?) } else { None };
+    let output = if shared && int8 {
+        g.quantized_matmul(input, width, &weight_name, bias.as_deref())?
+    } else {
+        let weight = g.stored_transposed(&weight_name)?;
+        let product = g.node("MatMul", &[input, &weight], vec![]);
+        match bias {
+            Some(bias) => {
+                if per_token {
+                    g.per_token(&product, out);
                 }
+                g.node("Add", &[&product, &bias], vec![])
             }
-            self.initializers.push(float_tensor(&stored_name, &[cols, rows], &transposed, self.half));
+            None => product,
         }
-        Ok(stored_name)
+    };
+    // The pooler and the classifier see one vector per pair; everything else is per token.
+    if per_token {
+        g.per_token(&output, out);
     }
-
-    fn cast(&mut self, input: &str, to: tensor_proto::DataType) -> String {
-        self.node("Cast", &[input], vec![attr_int("to", to as i64)])
-    }
-
-    /// A scalar constant in the activations' type.
-    fn constant_f32(&mut self, value: f32) -> String {
-        let name = format!("const_f32_{}", self.initializers.len());
-        self.initializers.push(float_tensor(&name, &[], &[value], self.half));
-        name
-    }
-
-    fn constant_i64(&mut self, values: &[i64]) -> String {
-        let name = format!("const_i64_{}", self.initializers.len());
-        self.initializers.push(i64_tensor(&name, &[values.len()], values));
-        name
-    }
-
-    fn node(&mut self, op: &str, inputs: &[&str], attributes: Vec<AttributeProto>) -> String {
-        self.next += 1;
-        let output = format!("{}_{}", op.to_lowercase(), self.next);
-        self.nodes.push(NodeProto {
-            input: inputs.iter().map(|s| (*s).to_owned()).collect(),
-            output: vec![output.clone()],
-            name: Some(format!("{op}_{}", self.next)),
-            op_type: Some(op.into()),
-            attribute: attributes,
-            ..Default::default()
-        });
-        output
-    }
-
-    fn linear(&mut self, input: &str, prefix: &str) -> Result<String> {
-        let shared = prefix.starts_with(LAYER);
-        let bias = self.stored(&format!("{prefix}.bias"))?;
-        let product = if shared && self.precision == Precision::Int8 {
-            self.quantized_matmul(input, &format!("{prefix}.weight"))?
-        } else {
-            let weight = self.stored_transposed(&format!("{prefix}.weight"))?;
-            self.node("MatMul", &[input, &weight], vec![])
-        };
-        let sum = self.node("Add", &[&product, &bias], vec![]);
-        // The pooler and the classifier see one vector per pair; everything else is per token.
-        if prefix.starts_with("albert.encoder") {
-            let width = self.weight(&format!("{prefix}.weight"))?.shape[0];
-            self.per_token(&product, width);
-            self.per_token(&sum, width);
-        }
-        Ok(sum)
-    }
-
-    /// Declares `name` a `[batch, sequence, width]` activation (see `value_info`).
-    fn per_token(&mut self, name: &str, width: usize) {
-        let info = tensor_info(name, self.float(), &[Dim::Param("batch"), Dim::Param("sequence"), Dim::Value(width)]);
-        self.value_info.push(info);
-    }
-
-    /// Stores a Linear weight transposed and quantised to int8 (symmetric, per tensor), once;
-    /// returns the names of the weight and its scale.
-    fn stored_int8(&mut self, name: &str) -> Result<(String, String)> {
-        let (q, scale_name) = (format!("{name}.T.int8"), format!("{name}.T.scale"));
-        if self.stored.insert(q.clone()) {
-            let tensor = self.weight(name)?;
-            let [rows, cols] = tensor.shape[..] else {
-                return Err(Error::Checkpoint(format!("{name} has shape {:?}, expected a matrix", tensor.shape)));
-            };
-            let max = tensor.data.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-            let mut quantized = vec![0u8; rows * cols];
-            for r in 0..rows {
-                for c in 0..cols {
-                    let value = (tensor.data[r * cols + c] / scale).round().clamp(-127.0, 127.0) as i8;
-                    quantized[c * rows + r] = value as u8;
-                }
-            }
-            self.initializers.push(TensorProto {
-                dims: vec![cols as i64, rows as i64],
-                data_type: Some(tensor_proto::DataType::Int8 as i32),
-                name: Some(q.clone()),
-                raw_data: Some(quantized),
-                ..Default::default()
-            });
-            self.initializers.push(float_tensor(&scale_name, &[], &[scale], false));
-        }
-        Ok((q, scale_name))
-    }
-
-    /// `x @ W^T` with the weight in int8 and the activation quantised at run time, symmetric,
-    /// with one scale per row (per token). ONNX's DynamicQuantizeLinear would take one scale
-    /// for the whole tensor, that is for the whole micro-batch, so a pair's score would depend
-    /// on its batch-mates and on padding; per row it cannot, and a cached score equals a fresh
-    /// one. The activation is stored as uint8 around a constant zero point of 128: ONNX
-    /// Runtime's fast u8 x s8 kernel takes only a scalar zero point, and a constant one keeps
-    /// the rows independent (its int8 x int8 path measured 3x slower here).
-    fn quantized_matmul(&mut self, input: &str, weight: &str) -> Result<String> {
-        let (q, w_scale) = self.stored_int8(weight)?;
-        let abs = self.node("Abs", &[input], vec![]);
-        let absmax = self.node("ReduceMax", &[&abs], vec![attr_ints("axes", &[-1]), attr_int("keepdims", 1)]);
-        // An all-zero row (never seen in practice) must not divide by zero.
-        let tiny = self.constant_f32(1e-12);
-        let absmax = self.node("Max", &[&absmax, &tiny], vec![]);
-        let levels = self.constant_f32(127.0);
-        let x_scale = self.node("Div", &[&absmax, &levels], vec![]);
-        let scaled = self.node("Div", &[input, &x_scale], vec![]);
-        let rounded = self.node("Round", &[&scaled], vec![]);
-        let (low, high) = (self.constant_f32(-127.0), self.constant_f32(127.0));
-        let clipped = self.node("Clip", &[&rounded, &low, &high], vec![]);
-        let offset = self.constant_f32(128.0);
-        let shifted = self.node("Add", &[&clipped, &offset], vec![]);
-        let xq = self.node("Cast", &[&shifted], vec![attr_int("to", tensor_proto::DataType::Uint8 as i64)]);
-        let x_zero = self.activation_zero_point();
-        // The weight's zero point is 0 (symmetric), ONNX's default when it is left out.
-        let product = self.node("MatMulInteger", &[&xq, &q, &x_zero], vec![]);
-        let product = self.node("Cast", &[&product], vec![attr_int("to", tensor_proto::DataType::Float as i64)]);
-        let scale = self.node("Mul", &[&x_scale, &w_scale], vec![]);
-        Ok(self.node("Mul", &[&product, &scale], vec![]))
-    }
-
-    /// The constant uint8 zero point 128 of quantised activations, stored once.
-    fn activation_zero_point(&mut self) -> String {
-        let name = "activation_zero_point_u8".to_owned();
-        if self.stored.insert(name.clone()) {
-            self.initializers.push(TensorProto {
-                dims: vec![],
-                data_type: Some(tensor_proto::DataType::Uint8 as i32),
-                name: Some(name.clone()),
-                raw_data: Some(vec![128]),
-                ..Default::default()
-            });
-        }
-        name
-    }
-
-    fn layer_norm(&mut self, input: &str, prefix: &str, eps: f32) -> Result<String> {
-        let scale = self.stored(&format!("{prefix}.weight"))?;
-        let bias = self.stored(&format!("{prefix}.bias"))?;
-        let width = self.weight(&format!("{prefix}.weight"))?.shape[0];
-        let mut attributes = vec![attr_int("axis", -1), attr_float("epsilon", eps)];
-        if self.half {
-            // stash_type 1 (the default, written out): mean and variance in float32 whatever
-            // the input type, so the float16 graph loses nothing here.
-            attributes.push(attr_int("stash_type", 1));
-        }
-        let output = self.node("LayerNormalization", &[input, &scale, &bias], attributes);
-        self.per_token(&output, width);
-        Ok(output)
-    }
-
-    fn activation(&mut self, input: &str, kind: &str) -> String {
-        match kind {
-            "relu" => self.node("Relu", &[input], vec![]),
-            "gelu" => {
-                // 0.5 x (1 + erf(x / sqrt 2))
-                let inv_sqrt2 = self.constant_f32(std::f32::consts::FRAC_1_SQRT_2);
-                let (half, one) = (self.constant_f32(0.5), self.constant_f32(1.0));
-                let scaled = self.node("Mul", &[input, &inv_sqrt2], vec![]);
-                let erf = self.node("Erf", &[&scaled], vec![]);
-                let plus = self.node("Add", &[&erf, &one], vec![]);
-                let times = self.node("Mul", &[input, &plus], vec![]);
-                self.node("Mul", &[&times, &half], vec![])
-            }
-            _ => {
-                // gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in the order the
-                // torch exporter writes it, which ONNX Runtime fuses into one FastGelu kernel.
-                let (c, k) = (self.constant_f32((2.0 / std::f32::consts::PI).sqrt()), self.constant_f32(0.044715));
-                let (half, one, three) = (self.constant_f32(0.5), self.constant_f32(1.0), self.constant_f32(3.0));
-                let half_x = self.node("Mul", &[input, &half], vec![]);
-                let cube = self.node("Pow", &[input, &three], vec![]);
-                let scaled_cube = self.node("Mul", &[&cube, &k], vec![]);
-                let inner = self.node("Add", &[input, &scaled_cube], vec![]);
-                let scaled = self.node("Mul", &[&inner, &c], vec![]);
-                let tanh = self.node("Tanh", &[&scaled], vec![]);
-                let plus = self.node("Add", &[&tanh, &one], vec![]);
-                self.node("Mul", &[&half_x, &plus], vec![])
-            }
-        }
-    }
+    Ok(output)
 }
 
-/// One dimension of a declared tensor shape: named (symbolic) or fixed.
-enum Dim {
-    Param(&'static str),
-    Value(usize),
+/// The padding as the graph's attention reads it, built once before the layers.
+enum Mask {
+    /// Additive bias `[batch, 1, 1, sequence]`: 0 to keep, a large negative value to drop.
+    Bias(String),
+    /// int32 lengths `[batch]`, or `[3 batch + 2]` lengths and offsets (MultiHeadAttention).
+    KeyPadding(String),
+    /// int64 lengths `[batch]` (ONNX Attention's `nonpad_kv_seqlen`).
+    NonPadLengths(String),
+    /// Where the real tokens are, for a padding-free encoder; `check` for the CPU twin.
+    Packed { packing: Packing, check: bool },
 }
 
-/// The declared type and shape of a graph input, output or intermediate tensor.
-fn tensor_info(name: &str, elem_type: tensor_proto::DataType, dims: &[Dim]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| tensor_shape_proto::Dimension {
-            value: Some(match d {
-                Dim::Param(p) => tensor_shape_proto::dimension::Value::DimParam((*p).into()),
-                Dim::Value(v) => tensor_shape_proto::dimension::Value::DimValue(*v as i64),
-            }),
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem_type as i32),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-        }),
+fn attention_mask(g: &mut Graph<'_>, attention: Attention) -> Mask {
+    if attention.is_packed() {
+        let packing = packed::packing(g, attention.packs_on_host());
+        let check = matches!(attention, Attention::PackedCheck | Attention::PackedCheckHost);
+        return Mask::Packed { packing, check };
     }
+    if attention == Attention::Unfused {
+        // (-10000 in float16, whose lowest value times 0 or plus a score would overflow).
+        let float = g.float();
+        let mask = g.cast("attention_mask", float);
+        let axes = g.constant_i64(&[1, 2]);
+        let mask = g.node("Unsqueeze", &[&mask, &axes], vec![]);
+        let one = g.constant_f32(1.0);
+        let inverted = g.node("Sub", &[&one, &mask], vec![]);
+        let minimum = g.constant_f32(if g.half { -10_000.0 } else { f32::MIN });
+        return Mask::Bias(g.node("Mul", &[&inverted, &minimum], vec![]));
+    }
+    // Right padding: a pair's length is the number of ones in its row.
+    let lengths = g.reduce("ReduceSum", "attention_mask", &[1], false);
+    if attention == Attention::Onnx {
+        return Mask::NonPadLengths(lengths);
+    }
+    let lengths = g.cast(&lengths, tensor_proto::DataType::Int32);
+    if attention == Attention::MultiHead {
+        return Mask::KeyPadding(lengths);
+    }
+    // Rows of a padded batch start at multiples of the sequence length: 0, S, ..., B S.
+    let shape = g.node("Shape", &["input_ids"], vec![]);
+    let (zero, one) = (g.scalar_i64(0), g.scalar_i64(1));
+    let batch = g.node("Gather", &[&shape, &zero], vec![attr_int("axis", 0)]);
+    let sequence = g.node("Gather", &[&shape, &one], vec![attr_int("axis", 0)]);
+    let rows = g.node("Add", &[&batch, &one], vec![]);
+    let end = g.node("Mul", &[&rows, &sequence], vec![]);
+    let starts = g.node("Range", &[&zero, &end, &sequence], vec![]);
+    let starts = g.cast(&starts, tensor_proto::DataType::Int32);
+    Mask::KeyPadding(g.node("Concat", &[&lengths, &starts, &starts], vec![attr_int("axis", 0)]))
+}
+
+/// One application of the shared layer's self-attention: the context `[batch, sequence,
+/// hidden]` before the output projection.
+fn self_attention(
+    g: &mut Graph<'_>,
+    options: &GraphOptions,
+    config: &AlbertConfig,
+    hidden: &str,
+    mask: &Mask,
+) -> Result<String> {
+    let int8 = options.precision == Precision::Int8;
+    let heads = config.num_attention_heads as i64;
+    let part = |name: &str| format!("{LAYER}attention.{name}");
+    let context = match mask {
+        Mask::KeyPadding(mask) => {
+            let query = product(g, int8, hidden, &part("query"), false)?;
+            let key = product(g, int8, hidden, &part("key"), false)?;
+            let value = product(g, int8, hidden, &part("value"), false)?;
+            let biases = ["query", "key", "value"].map(|p| format!("{}.bias", part(p)));
+            let bias = g.stored_concat(&part("qkv.bias"), &biases)?;
+            let inputs = [query.as_str(), &key, &value, &bias, mask];
+            g.node_ms("MultiHeadAttention", &inputs, vec![attr_int("num_heads", heads)])
+        }
+        Mask::NonPadLengths(lengths) => {
+            let query = product(g, int8, hidden, &part("query"), true)?;
+            let key = product(g, int8, hidden, &part("key"), true)?;
+            let value = product(g, int8, hidden, &part("value"), true)?;
+            let inputs = [query.as_str(), &key, &value, "", "", "", lengths];
+            g.node("Attention", &inputs, vec![attr_int("q_num_heads", heads), attr_int("kv_num_heads", heads)])
+        }
+        Mask::Bias(bias) => unfused_attention(g, int8, config, hidden, bias)?,
+        Mask::Packed { packing, check } => {
+            let query = product(g, int8, hidden, &part("query"), true)?;
+            let key = product(g, int8, hidden, &part("key"), true)?;
+            let value = product(g, int8, hidden, &part("value"), true)?;
+            let qkv = [query.as_str(), &key, &value];
+            if *check {
+                packed::attention_check(g, qkv, packing, heads, config.hidden_size)
+            } else {
+                packed::attention(g, qkv, packing, heads, config.hidden_size)
+            }
+        }
+    };
+    g.per_token(&context, config.hidden_size);
+    Ok(context)
+}
+
+/// Attention as separate operators, as the torch exporter writes it.
+fn unfused_attention(g: &mut Graph<'_>, int8: bool, config: &AlbertConfig, hidden: &str, bias: &str) -> Result<String> {
+    let heads = config.num_attention_heads as i64;
+    let head_dim = (config.hidden_size / config.num_attention_heads) as i64;
+    let split_shape = g.constant_i64(&[0, 0, heads, head_dim]);
+    let merged_shape = g.constant_i64(&[0, 0, config.hidden_size as i64]);
+    let scale = g.constant_f32(1.0 / (head_dim as f32).sqrt());
+    let query = product(g, int8, hidden, &format!("{LAYER}attention.query"), true)?;
+    let key = product(g, int8, hidden, &format!("{LAYER}attention.key"), true)?;
+    let value = product(g, int8, hidden, &format!("{LAYER}attention.value"), true)?;
+    let query = g.node("Reshape", &[&query, &split_shape], vec![]);
+    let query = g.node("Transpose", &[&query], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+    let key = g.node("Reshape", &[&key, &split_shape], vec![]);
+    let key = g.node("Transpose", &[&key], vec![attr_ints("perm", &[0, 2, 3, 1])]);
+    let value = g.node("Reshape", &[&value, &split_shape], vec![]);
+    let value = g.node("Transpose", &[&value], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+    let scores = g.node("MatMul", &[&query, &key], vec![]);
+    let scores = g.node("Mul", &[&scores, &scale], vec![]);
+    let scores = g.node("Add", &[&scores, bias], vec![]);
+    let probabilities = g.node("Softmax", &[&scores], vec![attr_int("axis", -1)]);
+    let context = g.node("MatMul", &[&probabilities, &value], vec![]);
+    let context = g.node("Transpose", &[&context], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+    Ok(g.node("Reshape", &[&context, &merged_shape], vec![]))
+}
+
+/// One application of the shared layer.
+fn layer(
+    g: &mut Graph<'_>,
+    options: &GraphOptions,
+    config: &AlbertConfig,
+    hidden: &str,
+    mask: &Mask,
+) -> Result<String> {
+    let int8 = options.precision == Precision::Int8;
+    let eps = config.layer_norm_eps as f32;
+    let context = self_attention(g, options, config, hidden, mask)?;
+    let projected = product(g, int8, &context, &format!("{LAYER}attention.dense"), true)?;
+    let residual = g.node("Add", &[hidden, &projected], vec![]);
+    g.per_token(&residual, config.hidden_size);
+    let attended = g.layer_norm(&residual, &format!("{LAYER}attention.LayerNorm"), eps)?;
+    let ffn = product(g, int8, &attended, &format!("{LAYER}ffn"), true)?;
+    let ffn = g.activation(&ffn, &config.hidden_act);
+    g.per_token(&ffn, config.intermediate_size);
+    let ffn = product(g, int8, &ffn, &format!("{LAYER}ffn_output"), true)?;
+    let residual = g.node("Add", &[&ffn, &attended], vec![]);
+    g.per_token(&residual, config.hidden_size);
+    g.layer_norm(&residual, &format!("{LAYER}full_layer_layer_norm"), eps)
 }
 
 fn int64_input(name: &str) -> ValueInfoProto {
@@ -489,9 +495,9 @@ fn logits_output(labels: usize) -> ValueInfoProto {
     tensor_info("logits", tensor_proto::DataType::Float, &[Dim::Param("batch"), Dim::Value(labels)])
 }
 
-/// Builds the ONNX model of an ALBERT sequence classifier (float32).
+/// Builds the ONNX model of an ALBERT sequence classifier (float32, fused attention).
 pub fn build_model(config: &AlbertConfig, weights: &Weights) -> Result<ModelProto> {
-    build_model_with(config, weights, false)
+    build_graph(config, weights, &GraphOptions::default())
 }
 
 /// [`build_model`], optionally with the shared layer's MatMul weights in int8 (dynamic
@@ -502,101 +508,49 @@ pub fn build_model_with(config: &AlbertConfig, weights: &Weights, quantize_int8:
 
 /// [`build_model`] at a [`Precision`]; the shared layer's weights are stored once whatever it is.
 pub fn build_model_as(config: &AlbertConfig, weights: &Weights, precision: Precision) -> Result<ModelProto> {
+    build_graph(config, weights, &GraphOptions::new(precision))
+}
+
+/// The ONNX model of an ALBERT sequence classifier at a precision, with a form of attention.
+pub fn build_graph(config: &AlbertConfig, weights: &Weights, options: &GraphOptions) -> Result<ModelProto> {
     for name in required_weights() {
         if !weights.contains_key(&name) {
             return Err(Error::MissingWeight(name));
         }
     }
     let labels = weights["classifier.weight"].shape.first().copied().unwrap_or(2);
-    let eps = config.layer_norm_eps as f32;
-    let heads = config.num_attention_heads;
-    let head_dim = config.hidden_size / heads;
-    let mut g = Graph {
-        weights,
-        precision,
-        half: precision == Precision::F16,
-        nodes: Vec::new(),
-        initializers: Vec::new(),
-        value_info: Vec::new(),
-        stored: BTreeSet::new(),
-        next: 0,
-    };
+    let opset = options.attention.opset();
+    let mut g = Graph::new(weights, opset, options.precision == Precision::F16);
+    g.packed = options.attention.is_packed();
 
-    // Embeddings: word + position + token type, LayerNorm, projection to the hidden size.
-    let word_table = g.stored("albert.embeddings.word_embeddings.weight")?;
-    let position_table = g.stored("albert.embeddings.position_embeddings.weight")?;
-    let type_table = g.stored("albert.embeddings.token_type_embeddings.weight")?;
-    let words = g.node("Gather", &[&word_table, "input_ids"], vec![attr_int("axis", 0)]);
-    let sequence_length = g.node("Shape", &["input_ids"], vec![attr_int("start", 1), attr_int("end", 2)]);
-    let zero = g.constant_i64(&[0]);
-    let positions = g.node("Slice", &[&position_table, &zero, &sequence_length, &zero], vec![]);
-    let types = g.node("Gather", &[&type_table, "token_type_ids"], vec![attr_int("axis", 0)]);
-    let sum = g.node("Add", &[&words, &positions], vec![]);
-    let sum = g.node("Add", &[&sum, &types], vec![]);
-    g.per_token(&sum, config.embedding_size);
-    let embedded = g.layer_norm(&sum, "albert.embeddings.LayerNorm", eps)?;
-    let mut hidden = g.linear(&embedded, "albert.encoder.embedding_hidden_mapping_in")?;
-
-    // Padding mask as an additive bias [batch, 1, 1, sequence]: 0 to keep, float min to drop
-    // (-10000 in float16, whose lowest value times 0 or plus a score would overflow).
-    let float = g.float();
-    let mask = g.cast("attention_mask", float);
-    let axes = g.constant_i64(&[1, 2]);
-    let mask = g.node("Unsqueeze", &[&mask, &axes], vec![]);
-    let one = g.constant_f32(1.0);
-    let inverted = g.node("Sub", &[&one, &mask], vec![]);
-    let minimum = g.constant_f32(if g.half { -10_000.0 } else { f32::MIN });
-    let mask_bias = g.node("Mul", &[&inverted, &minimum], vec![]);
-
-    let split_shape = g.constant_i64(&[0, 0, heads as i64, head_dim as i64]);
-    let merged_shape = g.constant_i64(&[0, 0, config.hidden_size as i64]);
-    let scale = g.constant_f32(1.0 / (head_dim as f32).sqrt());
+    // The padding as attention reads it (for a packed graph, where the real tokens are, which
+    // the embeddings need first).
+    let mask = attention_mask(&mut g, options.attention);
+    let mut hidden = embeddings(&mut g, config, &mask)?;
     for _ in 0..config.num_hidden_layers {
-        let query = g.linear(&hidden, &format!("{LAYER}attention.query"))?;
-        let key = g.linear(&hidden, &format!("{LAYER}attention.key"))?;
-        let value = g.linear(&hidden, &format!("{LAYER}attention.value"))?;
-        let query = g.node("Reshape", &[&query, &split_shape], vec![]);
-        let query = g.node("Transpose", &[&query], vec![attr_ints("perm", &[0, 2, 1, 3])]);
-        let key = g.node("Reshape", &[&key, &split_shape], vec![]);
-        let key = g.node("Transpose", &[&key], vec![attr_ints("perm", &[0, 2, 3, 1])]);
-        let value = g.node("Reshape", &[&value, &split_shape], vec![]);
-        let value = g.node("Transpose", &[&value], vec![attr_ints("perm", &[0, 2, 1, 3])]);
-        let scores = g.node("MatMul", &[&query, &key], vec![]);
-        let scores = g.node("Mul", &[&scores, &scale], vec![]);
-        let scores = g.node("Add", &[&scores, &mask_bias], vec![]);
-        let probabilities = g.node("Softmax", &[&scores], vec![attr_int("axis", -1)]);
-        let context = g.node("MatMul", &[&probabilities, &value], vec![]);
-        let context = g.node("Transpose", &[&context], vec![attr_ints("perm", &[0, 2, 1, 3])]);
-        let context = g.node("Reshape", &[&context, &merged_shape], vec![]);
-        g.per_token(&context, config.hidden_size);
-        let projected = g.linear(&context, &format!("{LAYER}attention.dense"))?;
-        let residual = g.node("Add", &[&hidden, &projected], vec![]);
-        g.per_token(&residual, config.hidden_size);
-        let attended = g.layer_norm(&residual, &format!("{LAYER}attention.LayerNorm"), eps)?;
-        let ffn = g.linear(&attended, &format!("{LAYER}ffn"))?;
-        let ffn = g.activation(&ffn, &config.hidden_act);
-        g.per_token(&ffn, config.intermediate_size);
-        let ffn = g.linear(&ffn, &format!("{LAYER}ffn_output"))?;
-        let residual = g.node("Add", &[&ffn, &attended], vec![]);
-        g.per_token(&residual, config.hidden_size);
-        hidden = g.layer_norm(&residual, &format!("{LAYER}full_layer_layer_norm"), eps)?;
+        hidden = layer(&mut g, options, config, &hidden, &mask)?;
     }
 
     // Pooler (first token, dense, tanh) and classifier.
-    let first_index = {
-        let name = format!("const_i64_{}", g.initializers.len());
-        g.initializers.push(i64_tensor(&name, &[], &[0]));
-        name
+    let mut first = match &mask {
+        Mask::Packed { packing, .. } => packed::first_tokens(&mut g, &hidden, packing, config.hidden_size),
+        _ => {
+            let first_index = {
+                let name = format!("const_i64_{}", g.initializers.len());
+                g.initializers.push(i64_tensor(&name, &[], &[0]));
+                name
+            };
+            g.node("Gather", &[&hidden, &first_index], vec![attr_int("axis", 1)])
+        }
     };
-    let mut first = g.node("Gather", &[&hidden, &first_index], vec![attr_int("axis", 1)]);
     if g.half {
         // One vector per pair from here on: float32 costs nothing and keeps the logits exact.
         first = g.cast(&first, tensor_proto::DataType::Float);
         g.half = false;
     }
-    let pooled = g.linear(&first, "albert.pooler")?;
+    let pooled = product(&mut g, false, &first, "albert.pooler", true)?;
     let pooled = g.node("Tanh", &[&pooled], vec![]);
-    let logits = g.linear(&pooled, "classifier")?;
+    let logits = product(&mut g, false, &pooled, "classifier", true)?;
     g.nodes.push(NodeProto {
         input: vec![logits],
         output: vec!["logits".into()],
@@ -604,25 +558,71 @@ pub fn build_model_as(config: &AlbertConfig, weights: &Weights, precision: Preci
         op_type: Some("Identity".into()),
         ..Default::default()
     });
+    Ok(model_of(g, options, labels))
+}
 
+/// Word + position + token type embeddings, LayerNorm, and the projection to the hidden size:
+/// `[batch, sequence, hidden]`, or `[1, tokens, hidden]` for a packed graph.
+fn embeddings(g: &mut Graph<'_>, config: &AlbertConfig, mask: &Mask) -> Result<String> {
+    let word_table = g.stored("albert.embeddings.word_embeddings.weight")?;
+    let position_table = g.stored("albert.embeddings.position_embeddings.weight")?;
+    let type_table = g.stored("albert.embeddings.token_type_embeddings.weight")?;
+    let sum = if let Mask::Packed { packing, .. } = mask {
+        let tables = [word_table.as_str(), &position_table, &type_table];
+        packed::embedding_sum(g, packing, tables, config.embedding_size)
+    } else {
+        let words = g.node("Gather", &[&word_table, "input_ids"], vec![attr_int("axis", 0)]);
+        let sequence_length = g.node("Shape", &["input_ids"], vec![attr_int("start", 1), attr_int("end", 2)]);
+        let zero = g.constant_i64(&[0]);
+        let positions = g.node("Slice", &[&position_table, &zero, &sequence_length, &zero], vec![]);
+        let types = g.node("Gather", &[&type_table, "token_type_ids"], vec![attr_int("axis", 0)]);
+        let sum = g.node("Add", &[&words, &positions], vec![]);
+        let sum = g.node("Add", &[&sum, &types], vec![]);
+        g.per_token(&sum, config.embedding_size);
+        sum
+    };
+    let embedded = g.layer_norm(&sum, "albert.embeddings.LayerNorm", config.layer_norm_eps as f32)?;
+    product(g, false, &embedded, "albert.encoder.embedding_hidden_mapping_in", true)
+}
+
+/// The model around the finished graph: inputs, output, opsets, and the form of attention in
+/// the metadata (`mathrank.attention`), where the runtime reads how to feed and batch it.
+fn model_of(g: Graph<'_>, options: &GraphOptions, labels: usize) -> ModelProto {
+    let opset = options.attention.opset();
+    let mut opset_import = vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }];
+    if g.uses_ms_domain {
+        opset_import.push(OperatorSetIdProto { domain: Some(MS_DOMAIN.into()), version: Some(1) });
+    }
+    let mut input = vec![int64_input("input_ids"), int64_input("attention_mask"), int64_input("token_type_ids")];
+    if options.attention.packs_on_host() {
+        input.extend(packed::host_inputs());
+    }
     let graph = GraphProto {
         node: g.nodes,
         name: Some("albert_for_sequence_classification".into()),
         initializer: g.initializers,
-        doc_string: Some("Written by mathrank model convert".into()),
-        input: vec![int64_input("input_ids"), int64_input("attention_mask"), int64_input("token_type_ids")],
+        doc_string: Some(format!("Written by mathrank model convert; attention: {}", options.attention.describe())),
+        input,
         output: vec![logits_output(labels)],
         value_info: g.value_info,
     };
-    Ok(ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) }],
+    ModelProto {
+        // Opset 24 needs IR version 11; 17 is read since IR version 8.
+        ir_version: Some(if opset >= 23 { 11 } else { 8 }),
+        opset_import,
         producer_name: Some("mathrank".into()),
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
         doc_string: None,
         graph: Some(graph),
-    })
+        metadata_props: vec![StringStringEntryProto {
+            key: Some(ATTENTION_METADATA.into()),
+            value: Some(options.attention.name().into()),
+        }],
+    }
 }
+
+/// The metadata key naming the graph's attention form (defined with the runtime that reads it).
+pub use mathrank_rerank::packing::ATTENTION_METADATA;
 
 #[cfg(test)]
 mod tests {

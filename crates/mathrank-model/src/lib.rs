@@ -11,6 +11,8 @@
 mod albert;
 mod checkpoint;
 mod fetch;
+mod graph;
+pub mod packed;
 mod pickle;
 
 /// The ONNX protobuf messages (generated from this crate's minimal `proto/onnx.proto`).
@@ -21,11 +23,14 @@ pub mod onnx {
 
 use std::path::{Path, PathBuf};
 
-use sha2::Digest;
-
-pub use albert::{AlbertConfig, OPSET, Precision, build_model, build_model_as, build_model_with, required_weights};
+pub use albert::{
+    ATTENTION_METADATA, AlbertConfig, Attention, GraphOptions, OPSET, Precision, build_graph, build_model,
+    build_model_as, build_model_with, required_weights,
+};
 pub use checkpoint::{Tensor, Weights, read_pytorch_bin, read_safetensors};
 pub use fetch::{FetchOptions, FetchProgress, fetch};
+/// `manifest.json`: one type, shared with the reranker that checks it at load.
+pub use mathrank_rerank::{Manifest, SourceFile};
 
 /// The model mathrank is made for.
 pub const DEFAULT_REPO: &str = "AnReu/albert-for-math-ar-base-ft";
@@ -152,36 +157,14 @@ pub fn find_cached_default() -> Option<PathBuf> {
     ["model.onnx", "tokenizer.json", "config.json"].iter().all(|f| dir.join(f).is_file()).then_some(dir)
 }
 
-/// What a conversion wrote, saved as `manifest.json` next to the model.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Manifest {
-    /// Hub repository, when known (`fetch`); else empty.
-    #[serde(default)]
-    pub source_repo: String,
-    /// Source files and their sha256.
-    pub sources: Vec<SourceFile>,
-    pub weights_file: String,
-    pub converter: String,
-    pub opset: i64,
-    pub dtype: String,
-    pub onnx_sha256: String,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct SourceFile {
-    pub name: String,
-    pub sha256: String,
-    pub bytes: u64,
-}
-
 pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
     let path = path.display().to_string();
     move |source| Error::Io { action, path, source }
 }
 
 fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let bytes = std::fs::read(path).map_err(io("reading", path))?;
-    Ok((hex(&sha2::Sha256::digest(&bytes)), bytes.len() as u64))
+    let bytes = std::fs::metadata(path).map_err(io("reading", path))?.len();
+    Ok((mathrank_rerank::sha256_file(path).map_err(io("reading", path))?, bytes))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -205,8 +188,13 @@ pub fn convert_full(from: &Path, out: &Path, weights_file: Option<&str>, quantiz
     convert_as(from, out, weights_file, if quantize_int8 { Precision::Int8 } else { Precision::F32 })
 }
 
-/// [`convert_with`] at a [`Precision`] (float32, int8 or float16).
+/// [`convert_with`] at a [`Precision`] (float32, int8 or float16), with fused attention.
 pub fn convert_as(from: &Path, out: &Path, weights_file: Option<&str>, precision: Precision) -> Result<Manifest> {
+    convert_to(from, out, weights_file, &GraphOptions::new(precision))
+}
+
+/// [`convert_with`] with every choice of the graph: precision and form of attention.
+pub fn convert_to(from: &Path, out: &Path, weights_file: Option<&str>, options: &GraphOptions) -> Result<Manifest> {
     let config_path = from.join("config.json");
     let config_text = std::fs::read_to_string(&config_path).map_err(io("reading", &config_path))?;
     let config = AlbertConfig::parse(&config_text)?;
@@ -232,7 +220,7 @@ pub fn convert_as(from: &Path, out: &Path, weights_file: Option<&str>, precision
     for name in weights.keys().filter(|name| !required.contains(*name)) {
         tracing::debug!(name, "ignoring a weight the classifier does not use");
     }
-    let model = build_model_as(&config, &weights, precision)?;
+    let model = build_graph(&config, &weights, options)?;
     let bytes = prost::Message::encode_to_vec(&model);
 
     check_replaceable(out)?;
@@ -263,9 +251,10 @@ pub fn convert_as(from: &Path, out: &Path, weights_file: Option<&str>, precision
         sources,
         weights_file: weights_name,
         converter: format!("mathrank {}", env!("CARGO_PKG_VERSION")),
-        opset: OPSET,
-        dtype: precision.describe().into(),
-        onnx_sha256: hex(&sha2::Sha256::digest(&bytes)),
+        opset: options.attention.opset(),
+        dtype: options.precision.describe().into(),
+        attention: options.attention.describe().into(),
+        onnx_sha256: mathrank_rerank::sha256_hex(&bytes),
     };
     let manifest_path = out.join("manifest.json");
     let text = serde_json::to_string_pretty(&manifest)

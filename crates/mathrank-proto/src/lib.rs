@@ -28,6 +28,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("math
 /// Full name of the service, as used by health checks and reflection.
 pub const SERVICE_NAME: &str = "mathrank.v1.AnswerSearch";
 
+/// Full name of the write service.
+pub const POSTS_SERVICE_NAME: &str = "mathrank.v1.Posts";
+
 #[cfg(test)]
 mod tests {
     use super::v1;

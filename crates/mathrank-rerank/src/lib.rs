@@ -1,5 +1,8 @@
 //! ALBERT cross-encoder reranking on ONNX Runtime.
 //!
+//! The model runs behind a [`Backend`]: [`OrtBackend`] (ONNX Runtime's CPU or CUDA execution
+//! provider) in service, the deterministic [`FakeModel`] in tests.
+//!
 //! A model directory holds `model.onnx` (inputs `input_ids`, `attention_mask`,
 //! `token_type_ids`, int64 `[batch, sequence]`; output `logits` float32 `[batch, 2]`),
 //! `tokenizer.json` and `config.json`. Pairs are encoded exactly as the model was trained —
@@ -17,20 +20,29 @@
 //! # Ok::<(), mathrank_rerank::Error>(())
 //! ```
 
+mod backend;
 mod batch;
+mod clock;
 mod encode;
+mod jobs;
+mod manifest;
 mod model;
+pub mod packing;
+mod reranker;
+mod rounds;
 mod runtime;
-mod scheduler;
+mod stats;
+mod worker;
 
+pub use backend::{AttentionKernels, Backend, FakeBatch, FakeModel, OrtBackend, SessionOptions, write_optimized_model};
 pub use batch::{CostModel, MicroBatch, Planner, Planning, plan_by_cost, plan_micro_batches};
 pub use encode::{EncodedPair, PairEncoder};
-pub use model::{ModelConfig, ModelInfo, OnnxModel};
-pub use model::{check_model_dir, verify_manifest};
+pub use jobs::{JobHandle, JobOutput, JobProgress};
+pub use manifest::{Manifest, SourceFile, sha256_file, sha256_hex};
+pub use model::{ModelConfig, ModelInfo, check_model_dir};
+pub use reranker::{Reranker, RerankerOptions, ScoreReport};
 pub use runtime::{Provider, RuntimeInfo, find_ort_library, init_runtime};
-pub use scheduler::{
-    BATCH_BUCKETS, JobHandle, JobOutput, JobProgress, Reranker, RerankerOptions, RerankerStats, ScoreReport, efficiency,
-};
+pub use stats::{BATCH_BUCKETS, RerankerStats, efficiency};
 
 use std::path::PathBuf;
 

@@ -12,6 +12,9 @@ pub enum Provider {
     Cpu,
     /// NVIDIA CUDA; needs the `cuda` cargo feature and a CUDA build of ONNX Runtime.
     Cuda,
+    /// The deterministic test model ([`crate::FakeModel`]), no ONNX Runtime; never parsed from
+    /// a flag.
+    Fake,
 }
 
 impl Provider {
@@ -19,6 +22,7 @@ impl Provider {
         match self {
             Provider::Cpu => "cpu",
             Provider::Cuda => "cuda",
+            Provider::Fake => "fake",
         }
     }
 }

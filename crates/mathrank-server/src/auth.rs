@@ -24,6 +24,11 @@ impl BearerToken {
         Ok(Self(token))
     }
 
+    /// Whether two tokens are the same secret.
+    pub fn same_secret(&self, other: &BearerToken) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
+    }
+
     /// Whether an `authorization` header value carries this token. The scheme is matched
     /// case-insensitively (RFC 9110); the token itself in constant time.
     pub fn accepts(&self, header: Option<&str>) -> bool {
@@ -35,6 +40,13 @@ impl BearerToken {
 
 /// The message of a refused call.
 pub const UNAUTHENTICATED: &str = "missing or wrong bearer token: send `authorization: Bearer <token>`";
+
+/// What a server without `--write-token` answers on the write routes and methods.
+pub const WRITES_OFF: &str = "the write API is off: start mathrank serve with --write-token TOKEN (or MATHRANK_WRITE_TOKEN) to turn it on; writes then need `authorization: Bearer TOKEN`";
+
+/// What a search token gets on the write routes.
+pub const SEARCH_TOKEN_CANNOT_WRITE: &str =
+    "this token may search but not write: writes need the server's write token (--write-token)";
 
 #[cfg(test)]
 mod tests {

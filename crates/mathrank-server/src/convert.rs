@@ -176,7 +176,8 @@ pub fn answer_response(answer: &Hit) -> v1::GetAnswerResponse {
 
 /// What the server runs: its model, index and limits.
 pub fn info_response(engine: &Engine) -> v1::InfoResponse {
-    let meta = engine.index().meta();
+    let index = engine.index();
+    let meta = index.meta();
     let limits = engine.limits();
     let model = match engine.reranker() {
         Some(reranker) => {
@@ -197,7 +198,7 @@ pub fn info_response(engine: &Engine) -> v1::InfoResponse {
     v1::InfoResponse {
         model: Some(model),
         index: Some(v1::IndexInfo {
-            answers: engine.index().num_answers(),
+            answers: index.num_answers(),
             questions: meta.questions,
             source: meta.source.clone(),
             built_at: meta.built_at,
@@ -223,7 +224,28 @@ pub fn info_response(engine: &Engine) -> v1::InfoResponse {
             score_cache_mb: if engine.cache_stats().is_some() { limits.score_cache_mb } else { 0 },
         }),
         server_version: env!("CARGO_PKG_VERSION").into(),
+        searchable_seq: engine.searchable_seq(),
+        live: live_info(engine),
     }
+}
+
+/// The live index's state; `None` without a post store.
+fn live_info(engine: &Engine) -> Option<v1::LiveInfo> {
+    let status = engine.indexer_status().unwrap_or_default();
+    // Not `store.last_seq()`: this runs on an async worker, and a PostgreSQL read blocks.
+    let replica = engine.replica_status()?;
+    Some(v1::LiveInfo {
+        store_seq: replica.store_seq,
+        indexer: status.role.into(),
+        committed_seq: status.committed_seq,
+        commits: status.commits,
+        rebuilding: status.rebuilding,
+        rebuilds: status.rebuilds,
+        last_error: status.last_error.unwrap_or_default(),
+        caught_up: replica.ready,
+        lag_seconds: replica.lag_seconds,
+        store_error: replica.store_error.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The server's errors, and what it tells callers refused for overload.
 
-/// How long a caller refused for overload should wait before retrying: HTTP's `Retry-After`
+/// How long a caller refused for overload (or by an unavailable store) should wait before retrying: HTTP's `Retry-After`
 /// and gRPC's `grpc-retry-pushback-ms` both say this.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
@@ -19,6 +19,10 @@ pub enum ServeError {
         "the auth token is empty or blank: every call would be accepted; use a secret, or no token to run without auth"
     )]
     EmptyToken,
+    #[error(
+        "the write token equals the search token: anyone who may search could write; give writes a token of their own"
+    )]
+    SameTokens,
     #[error("site URL {url:?}: {reason}; give the site the index came from, e.g. https://math.stackexchange.com")]
     SiteUrl { url: String, reason: &'static str },
     #[error("the gRPC reflection service")]

@@ -23,9 +23,9 @@ pub fn status_of(err: &EngineError) -> Status {
         EngineError::Cancelled => Code::Cancelled,
         EngineError::Index(_) | EngineError::Rerank(_) | EngineError::Task(..) => Code::Internal,
     };
-    if code == Code::ResourceExhausted {
+    if matches!(code, Code::ResourceExhausted | Code::Unavailable) {
         // gRPC's retry-policy hint (gRFC A6): clients with a retry policy wait this long
-        // before trying again.
+        // before trying again (overload, or a post store that is down).
         let mut metadata = tonic::metadata::MetadataMap::new();
         metadata.insert(RETRY_PUSHBACK, tonic::metadata::MetadataValue::from(crate::error::RETRY_AFTER_SECS * 1000));
         return Status::with_metadata(code, err.message(), metadata);
@@ -179,7 +179,7 @@ mod tests {
             let status = status_of(&err);
             assert_eq!(status.code(), code, "{err}");
             let pushback = status.metadata().get(RETRY_PUSHBACK).map(|v| v.to_str().unwrap().to_owned());
-            assert_eq!(pushback.is_some(), code == Code::ResourceExhausted, "{err}");
+            assert_eq!(pushback.is_some(), matches!(code, Code::ResourceExhausted | Code::Unavailable), "{err}");
         }
         assert_eq!(status_of(&EngineError::Overloaded("x".into())).metadata().get(RETRY_PUSHBACK).unwrap(), "1000");
         assert!(

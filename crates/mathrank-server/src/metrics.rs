@@ -297,6 +297,38 @@ impl Collector for LiveCollector {
             engine.queued_requests() as f64,
         )?;
         gauge(&mut encoder, "index_answers", "Answers in the index", engine.index().num_answers() as f64)?;
+        if let Some(replica) = engine.replica_status() {
+            gauge(
+                &mut encoder,
+                "searchable_seq",
+                "Every post-store change up to this sequence number is searchable here",
+                replica.searchable_seq as f64,
+            )?;
+            gauge(
+                &mut encoder,
+                "store_seq",
+                "The post store's last sequence number, as last read",
+                replica.store_seq as f64,
+            )?;
+            gauge(
+                &mut encoder,
+                "replica_lag_seconds",
+                "How long the oldest change not yet searchable here has been in the post store",
+                replica.lag_seconds,
+            )?;
+            gauge(
+                &mut encoder,
+                "replica_caught_up",
+                "1 when every change the post store held 5 s ago is searchable (readiness)",
+                f64::from(u8::from(replica.ready)),
+            )?;
+            gauge(
+                &mut encoder,
+                "store_reachable",
+                "0 while the post store's sequence number cannot be read",
+                f64::from(u8::from(replica.store_error.is_none())),
+            )?;
+        }
         if let Some(cache) = engine.cache_stats() {
             encode_cache(&mut encoder, &cache)?;
         }

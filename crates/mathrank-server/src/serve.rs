@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mathrank_proto::v1::answer_search_server::AnswerSearchServer;
+use mathrank_proto::v1::posts_server::PostsServer;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
@@ -13,6 +14,7 @@ use crate::auth::{BearerToken, UNAUTHENTICATED};
 use crate::connections::{ConnectionLimits, Server};
 use crate::error::ServeError;
 use crate::grpc::AnswerSearchService;
+use crate::grpc_posts::PostsService;
 use crate::listen::{self, TlsFiles};
 use crate::state::ServerState;
 
@@ -23,6 +25,9 @@ pub struct ServeOptions {
     /// API routes). Health, readiness, reflection and metrics stay open so that load
     /// balancers, probes and grpcurl can reach them.
     pub auth_token: Option<BearerToken>,
+    /// Turns the write API on (gRPC `mathrank.v1.Posts`, HTTP `/v1/posts...`): its calls need
+    /// `authorization: Bearer <write token>`; the search token is refused there.
+    pub write_token: Option<BearerToken>,
     pub tls: Option<TlsFiles>,
     /// Largest gRPC message or HTTP request body accepted (and gRPC message sent).
     pub max_message_bytes: usize,
@@ -38,6 +43,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             auth_token: None,
+            write_token: None,
             tls: None,
             max_message_bytes: 16 * 1024 * 1024,
             grace_period: Duration::from_secs(10),
@@ -47,8 +53,14 @@ impl Default for ServeOptions {
     }
 }
 
-/// gRPC (`mathrank.v1.AnswerSearch`, health, reflection) and the HTTP/JSON API as one router.
+/// gRPC (`mathrank.v1.AnswerSearch`, `mathrank.v1.Posts`, health, reflection) and the HTTP/JSON
+/// API as one router.
 fn routes(state: &Arc<ServerState>, options: &ServeOptions) -> Result<axum::Router, ServeError> {
+    if let (Some(write), Some(search)) = (&options.write_token, &options.auth_token)
+        && write.same_secret(search)
+    {
+        return Err(ServeError::SameTokens);
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(mathrank_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -68,10 +80,27 @@ fn routes(state: &Arc<ServerState>, options: &ServeOptions) -> Result<axum::Rout
         }
         None => Ok(request),
     });
-    let http = crate::http::router(Arc::clone(state), options.auth_token.clone(), options.max_message_bytes);
+    let posts = PostsServer::new(PostsService::new(Arc::clone(state)))
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
+    let (write_token, search_token) = (options.write_token.clone(), options.auth_token.clone());
+    let posts = InterceptedService::new(posts, move |request: Request<()>| {
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        crate::grpc_posts::check_write_token(write_token.as_ref(), search_token.as_ref(), header).map(|()| request)
+    });
+    let http = crate::http::router(
+        Arc::clone(state),
+        options.auth_token.clone(),
+        options.write_token.clone(),
+        options.max_message_bytes,
+    );
     let page = crate::page::router(&crate::page::site_url(&options.site_url)?, options.auth_token.is_some());
-    tracing::debug!(services = ?[AnswerSearchServer::<AnswerSearchService>::NAME], "gRPC services registered");
+    tracing::debug!(
+        services = ?[AnswerSearchServer::<AnswerSearchService>::NAME, PostsServer::<PostsService>::NAME],
+        "gRPC services registered"
+    );
     Ok(Routes::new(search)
+        .add_service(posts)
         .add_service(health_service)
         .add_service(reflection)
         .into_axum_router()
@@ -112,6 +141,7 @@ pub async fn serve(
         addr = %local,
         tls = options.tls.is_some(),
         auth = options.auth_token.is_some(),
+        writes = options.write_token.is_some(),
         max_connections = options.connections.max_connections,
         "serving mathrank.v1.AnswerSearch (gRPC) and the HTTP/JSON API on one port"
     );

@@ -45,13 +45,37 @@ impl ServerState {
         self.health.set_service_status(mathrank_proto::SERVICE_NAME, status).await;
     }
 
-    /// Installs the loaded engine and reports SERVING.
-    pub async fn set_engine(&self, engine: Engine) {
+    /// Installs the loaded engine and reports SERVING once it is ready: at once for a fixed
+    /// index; for a replica of a post store, once it has caught up with the store (see
+    /// [`Engine::is_ready`]), and NOT_SERVING again whenever it falls behind.
+    pub async fn set_engine(self: &Arc<Self>, engine: Engine) {
         if self.engine.set(Arc::new(engine)).is_err() {
             tracing::warn!("the engine was already set; keeping the first");
         }
-        if !self.draining.load(Ordering::SeqCst) {
-            self.report(ServingStatus::Serving).await;
+        let serving = self.is_serving();
+        self.report(if serving { ServingStatus::Serving } else { ServingStatus::NotServing }).await;
+        if self.engine().is_some_and(|engine| engine.replica_status().is_some()) {
+            // gRPC health is pushed to watchers, so readiness changes are reported as they come.
+            let state = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut reported = serving;
+                loop {
+                    tokio::time::sleep(mathrank_engine::SAMPLE_EVERY).await;
+                    let Some(state) = state.upgrade() else { return };
+                    if state.draining.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let serving = state.is_serving();
+                    if serving != reported {
+                        tracing::info!(
+                            ready = serving,
+                            "readiness changed (caught up with the post store or fell behind)"
+                        );
+                        state.report(if serving { ServingStatus::Serving } else { ServingStatus::NotServing }).await;
+                        reported = serving;
+                    }
+                }
+            });
         }
     }
 
@@ -61,9 +85,10 @@ impl ServerState {
         self.report(ServingStatus::NotServing).await;
     }
 
-    /// Loaded and not shutting down.
+    /// Loaded, caught up with its post store (if any), and not shutting down: what readiness
+    /// (HTTP `/health`, gRPC health) says.
     pub fn is_serving(&self) -> bool {
-        self.engine.get().is_some() && !self.draining.load(Ordering::SeqCst)
+        self.engine.get().is_some_and(|engine| engine.is_ready()) && !self.draining.load(Ordering::SeqCst)
     }
 
     pub fn engine(&self) -> Option<Arc<Engine>> {

@@ -80,7 +80,8 @@ impl IntoResponse for ApiError {
             error["field"] = field.as_str().into();
         }
         let mut response = (self.status, axum::Json(serde_json::json!({ "error": error }))).into_response();
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
+        // Overload and an unavailable store (or a server still loading) are worth retrying.
+        if self.status == StatusCode::TOO_MANY_REQUESTS || self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECS));
         }
         response

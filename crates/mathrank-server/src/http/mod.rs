@@ -1,12 +1,14 @@
 //! The HTTP/JSON adapter, a file per job: the rerank dialects that search engines call
 //! ([`cohere`] `/v1|v2/rerank`, [`tei`] and [`weaviate`] `/rerank`, sharing [`rerank`]), the
 //! contract's own methods as proto3 JSON ([`proto_json`]: `/v1/search`, `/v1/answers/{id}`,
-//! `/v1/info`), [`probes`] and metrics. Errors are JSON `{"error": {"code", "message",
+//! `/v1/info`), the write API ([`posts`]: `/v1/posts:bulk`, `/v1/posts/{id}`,
+//! `/v1/index:rebuild`, under a write token of its own), [`probes`] and metrics. Errors are JSON `{"error": {"code", "message",
 //! "field"?}}`, mapped from the engine's errors in [`http_status_of`] ([`errors`]); [`shared`]
 //! holds what every route shares. This file is the router: a new dialect is a file and a route.
 
 mod cohere;
 mod errors;
+pub(crate) mod posts;
 mod probes;
 mod proto_json;
 mod rerank;
@@ -36,7 +38,13 @@ use crate::auth::{BearerToken, UNAUTHENTICATED};
 use crate::state::ServerState;
 
 /// The HTTP routes, ready to merge beside the gRPC services.
-pub(crate) fn router(state: Arc<ServerState>, token: Option<BearerToken>, max_body_bytes: usize) -> Router {
+pub(crate) fn router(
+    state: Arc<ServerState>,
+    token: Option<BearerToken>,
+    write_token: Option<BearerToken>,
+    max_body_bytes: usize,
+) -> Router {
+    let writes = posts::router(Arc::clone(&state), write_token, token.clone(), max_body_bytes);
     let http = Http { state: Arc::clone(&state), token };
     let api = Router::new()
         .route("/v1/rerank", post(cohere::cohere_v1))
@@ -54,6 +62,8 @@ pub(crate) fn router(state: Arc<ServerState>, token: Option<BearerToken>, max_bo
     api.with_state(http.clone())
         .merge(open.with_state(state))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        // After the body limit: the bulk route streams its body and sets no limit of its own.
+        .merge(writes)
         .layer(axum::middleware::from_fn_with_state(http, observe))
 }
 
@@ -105,7 +115,7 @@ pub(crate) async fn fallback(request: Request) -> Response {
         status: StatusCode::NOT_FOUND,
         code: "NOT_FOUND",
         message: format!(
-            "no route {} {}; see docs/http-api.md for / (the search page), /v1/rerank, /v2/rerank, /rerank, /v1/search, /v1/answers/ID, /v1/info, /health, /metrics",
+            "no route {} {}; see docs/http-api.md for / (the search page), /v1/rerank, /v2/rerank, /rerank, /v1/search, /v1/answers/ID, /v1/info, /health, /metrics, and docs/live-index.md for /v1/posts:bulk, /v1/posts/ID",
             request.method(),
             request.uri().path()
         ),
