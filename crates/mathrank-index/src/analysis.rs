@@ -25,7 +25,25 @@ pub const PROSE_ANALYZER: &str = "mathrank_prose";
 pub const MATH_ANALYZER: &str = "mathrank_math";
 /// Bumped whenever analysis changes what terms a text yields (an index must then be rebuilt).
 /// 3: words of `\text{..}`-like commands, function names whole without a backslash.
-pub const ANALYZER_VERSION: u32 = 3;
+/// 4: the words that phrase a question ("how do I") are stop words too.
+pub const ANALYZER_VERSION: u32 = 4;
+
+/// The prose stop words: Lucene's English set (what tantivy ships), and the words that
+/// phrase a question rather than say what it is about ("How do I ...", "Can someone help
+/// me ..."). On a site's full corpus these are in most documents and weigh almost nothing,
+/// but on a small index (a sample, a few hundred threads) their weight is large, and a
+/// question made mostly of LaTeX was then ranked by them. Words that say what is asked
+/// (`prove`, `show`, `find`, `compute`) and quantifiers (`all`, `any`, `some`) stay terms.
+const STOP_WORDS: &[&str] = &[
+    // Lucene's English stop set (`EnglishAnalyzer.ENGLISH_STOP_WORDS_SET`).
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of",
+    "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will",
+    "with",
+    // Question phrasing.
+    "how", "what", "why", "which", "who", "whom", "do", "does", "did", "i", "me", "my", "we", "us", "our", "you",
+    "your", "am", "can", "could", "would", "should", "please", "anyone", "someone", "somebody", "help", "thanks",
+    "thank", "hi", "hello",
+];
 
 /// Joins the two symbols of a structure bigram; not a character LaTeX source uses.
 const BIGRAM_JOINER: char = '\u{b7}';
@@ -517,7 +535,7 @@ pub fn prose_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(ProseTokenizer)
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
-        .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
+        .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|word| (*word).to_owned())))
         .filter(Stemmer::new(Language::English))
         .filter(Repeat)
         .build()
@@ -547,6 +565,12 @@ pub fn analyze(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn question_phrasing_is_not_searched_but_what_is_asked_is() {
+        let terms = analyze(&mut prose_analyzer(), "How do I compute this? Can someone help me prove that all of them are zero");
+        assert_eq!(terms, ["comput", "prove", "all", "them", "zero"]);
+    }
 
     #[test]
     fn segments_split_prose_and_math() {
