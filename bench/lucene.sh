@@ -142,7 +142,7 @@ corpus="$work/synth-${answers}a"
 rm -rf "$corpus-mathrank" "$corpus-docs" "$corpus-lucene"
 log "indexing with mathrank"
 timed "index mathrank (from the XML dump: parse, HTML to text, join, analyse)" \
-  "$mathrank" --log error index --dump "$dump" --index "$corpus-mathrank"
+  "$mathrank" --log error index --no-store --dump "$dump" --index "$corpus-mathrank"
 echo "{\"what\": \"index size mathrank\", \"bytes\": $(du -sb "$corpus-mathrank" | cut -f1)}"
 log "exporting documents for Lucene"
 mkdir -p "$corpus-docs"
