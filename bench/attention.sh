@@ -31,7 +31,7 @@ for round in $(seq "$rounds"); do
     graph="${graphs[$(( (k + round) % 3 ))]}"
     "$mathrank_bench" --log error rerank --model "$work/$graph" --tokens "$tokens" --max-batch 4 --batches 1 \
       --threads "$threads" --repeats "$repeats" \
-      | python3 -c "import json, sys; r = json.loads(sys.stdin.read()); r.update(graph='$graph', round=$round); print(json.dumps(r))"
+      | grep -v '^#' | python3 -c "import json, sys; r = json.loads(sys.stdin.read()); r.update(graph='$graph', round=$round); print(json.dumps(r))"
   done
 done
 if [[ "${PROFILE:-0}" == 1 ]]; then
