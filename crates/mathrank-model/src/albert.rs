@@ -186,9 +186,9 @@ pub enum Attention {
     /// key offsets), the form ONNX Runtime's CUDA memory-efficient (cutlass) kernel takes.
     MultiHeadOffsets,
     /// ONNX's own `Attention` (opset 24) with `nonpad_kv_seqlen` (int64 lengths `[batch]`); the
-    /// graph is opset 24. The default: on ONNX Runtime 1.31's CPU provider its kernel runs
-    /// faster than MultiHeadAttention's (measured in the README), and its CUDA kernel takes the
-    /// lengths into flash attention, which MultiHeadAttention's masked form cannot use.
+    /// graph is opset 24. The default because its CUDA kernel takes the lengths into flash
+    /// attention, which MultiHeadAttention's masked form cannot use; on the CPU provider
+    /// MultiHeadAttention ran about 7% faster (docs/benchmarks.md, issue 21's section).
     #[default]
     Onnx,
     /// Padding-free: only the real tokens go through the encoder, and attention is ONNX
