@@ -8,7 +8,8 @@
 #
 # Environment: DUMP (the dump for build/serve, default the full-size synthetic one), SMALL (the
 # dump for delta/updates), WORK (indexes, default /work/data/live), BIN (release binaries),
-# RESULTS (default bench/results-live-DATE.jsonl), RATE (posts/s, 1000), SECONDS (60),
+# RESULTS (default bench/results-live-DATE.jsonl), RATE (posts/s, 1000), DURATION (seconds of the freshness run, 60;
+# not SECONDS, which bash keeps as its own clock),
 # UPDATES (1000000).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,7 +19,7 @@ WORK="${WORK:-/work/data/live}"
 BIN="${BIN:-target/release}"
 RESULTS="${RESULTS:-bench/results-live-$(date -u +%F).jsonl}"
 RATE="${RATE:-1000}"
-SECONDS_EACH="${SECONDS:-60}"
+SECONDS_EACH="${DURATION:-60}"
 UPDATES="${UPDATES:-1000000}"
 COMMIT="$(git rev-parse --short HEAD)"
 CPU="$(lscpu | sed -n 's/^Model name: *//p')"
