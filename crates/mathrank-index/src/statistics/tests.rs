@@ -1,0 +1,1 @@
+//! Live statistics against a clean index, and replicas with different histories.
