@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::ops::Bound;
 
 use serde::Serialize;
+use tantivy::query::Bm25StatisticsProvider;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
-use tantivy::query::Bm25StatisticsProvider;
 use tantivy::{DateTime, TantivyDocument, Term};
 
 use crate::analysis::{MATH_ANALYZER, PROSE_ANALYZER, analyze, math_analyzer, prose_analyzer, strip_repeat_mark};
@@ -176,8 +176,7 @@ pub(crate) fn run_search(
         query = query.with_filter(Box::new(BooleanQuery::new(all)));
     }
     let answer_id = searcher.schema().get_field_name(fields.answer_id);
-    let top =
-        top_k(searcher, statistics, &query, request.top_k, TieBreak::FastField(answer_id), &mut stats.pruning)?;
+    let top = top_k(searcher, statistics, &query, request.top_k, TieBreak::FastField(answer_id), &mut stats.pruning)?;
     top.into_iter()
         .enumerate()
         .map(|(rank, (score, address))| {

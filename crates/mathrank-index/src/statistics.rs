@@ -209,9 +209,7 @@ impl StatisticsCache {
                 let snapshot = Arc::new(Snapshot::new(searcher, last.as_deref())?);
                 let mut slot = self.last.lock().unwrap_or_else(PoisonError::into_inner);
                 // A query on an older searcher does not push out a newer generation.
-                let newer = slot
-                    .as_ref()
-                    .is_none_or(|kept| kept.generation <= snapshot.generation);
+                let newer = slot.as_ref().is_none_or(|kept| kept.generation <= snapshot.generation);
                 if newer {
                     *slot = Some(Arc::clone(&snapshot));
                 }

@@ -2,9 +2,9 @@
 
 use proptest::prelude::*;
 use tantivy::collector::TopDocs;
+use tantivy::query::{Bm25StatisticsProvider, EnableScoring};
 use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{FAST, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
-use tantivy::query::{Bm25StatisticsProvider, EnableScoring};
 use tantivy::{DocAddress, Index, IndexWriter, Score, Searcher, TantivyDocument, Term};
 
 use super::{PruningStats, TermUnion, TieBreak, UnionWeight, fixed_below, fixed_threshold, from_fixed, top_k};
@@ -326,8 +326,7 @@ fn a_union_works_under_tantivys_collectors_too() {
 /// exhaustive scoring does, even once the threshold equals every remaining score.
 #[test]
 fn ties_keep_the_first_documents() {
-    let same =
-        |count: usize| (0..count).map(|_| Doc { a: vec![0, 1], b: vec![2], tag: 0, key: 0 }).collect::<Vec<_>>();
+    let same = |count: usize| (0..count).map(|_| Doc { a: vec![0, 1], b: vec![2], tag: 0, key: 0 }).collect::<Vec<_>>();
     let case = Case {
         segments: vec![same(700), same(300)],
         deleted: vec![1],
@@ -384,7 +383,10 @@ fn ties_by_key_keep_the_smallest_keys_wherever_they_are() {
     assert_eq!(keys_of(&searcher, &top), [2, 3, 4, 5, 6]);
     // Ties by address keep the first documents instead.
     let first = top_k(&searcher, &live, &built.union(&case), case.k, TieBreak::Address, &mut stats).unwrap();
-    assert_eq!(first.iter().map(|&(_, address)| address).collect::<Vec<_>>(), (0..5).map(|doc| DocAddress::new(0, doc)).collect::<Vec<_>>());
+    assert_eq!(
+        first.iter().map(|&(_, address)| address).collect::<Vec<_>>(),
+        (0..5).map(|doc| DocAddress::new(0, doc)).collect::<Vec<_>>()
+    );
 }
 
 /// A document tied with the k-th score and a smaller key enters; one tied with a larger key
@@ -407,8 +409,9 @@ fn a_tie_at_the_kth_place_goes_to_the_smaller_key() {
     check(&case).unwrap();
     let built = build(&case.segments, &case.deleted);
     let searcher = built.searcher();
-    let top = top_k(&searcher, &searcher, &built.union(&case), 3, TieBreak::FastField("key"), &mut PruningStats::default())
-        .unwrap();
+    let top =
+        top_k(&searcher, &searcher, &built.union(&case), 3, TieBreak::FastField("key"), &mut PruningStats::default())
+            .unwrap();
     // The two with word 1, then of the four tied on word 0 the smallest key: 20, in the
     // segment written second.
     assert_eq!(keys_of(&searcher, &top), [40, 50, 20]);
