@@ -5,7 +5,9 @@
 //! as prose (stemmed words) and as math (LaTeX symbols and symbol bigrams, see [`analysis`]),
 //! into one field each, where the question's parts count more than the answer by repetition
 //! ([`FieldRepeats`]). Queries — usually a whole question — are built from the same
-//! analyzers' tokens, one clause per distinct term, and run by a MaxScore union ([`maxscore`]).
+//! analyzers' tokens, one clause per distinct term, and run by a MaxScore union ([`maxscore`]), scored with BM25
+//! statistics over live documents only and ties broken by answer id ([`statistics`]), so that
+//! indexes holding the same answers rank them alike whatever their segments.
 //!
 //! An index on disk is a directory with `meta.json` (versions, source, counts),
 //! `warnings.jsonl` (skipped rows) and `tantivy/` (the index itself). Builds happen next to the

@@ -16,7 +16,9 @@
 //!   reading the postings against the alive bitset when they are shorter than the deleted list.
 //!
 //! What depends on a segment's deletes (its sorted deleted documents, its live token counts) is
-//! cached per searcher generation in a [`StatisticsCache`], one generation at a time.
+//! cached per searcher generation in a [`StatisticsCache`], one generation at a time, with the
+//! live document frequencies queries asked for (up to a bound); a segment whose deletes did not
+//! change is carried over to the next generation.
 //!
 //! ```
 //! use mathrank_index::statistics::StatisticsCache;
@@ -54,6 +56,9 @@ use tantivy::index::SegmentId;
 use tantivy::query::Bm25StatisticsProvider;
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Opstamp, Searcher, SegmentReader, TERMINATED, Term};
+
+/// Live document frequencies remembered per generation, at most (about 10 MB).
+const MAX_REMEMBERED_TERMS: usize = 100_000;
 
 /// Fields whose token counts are kept: the indexed ones with field norms.
 fn normed_fields(searcher: &Searcher) -> Vec<Field> {
@@ -160,6 +165,9 @@ struct Snapshot {
     segments: Vec<Arc<SegmentStatistics>>,
     total_docs: u64,
     tokens: Vec<(Field, u64)>,
+    /// Live document frequencies asked for, shared by the queries of this generation (a
+    /// query asks for each term more than once, and common terms come back in most queries).
+    doc_freqs: Mutex<HashMap<Term, u64>>,
 }
 
 impl Snapshot {
@@ -181,7 +189,8 @@ impl Snapshot {
             total_docs += u64::from(reader.num_docs());
             segments.push(segment);
         }
-        Ok(Self { generation: searcher.generation().generation_id(), segments, total_docs, tokens })
+        let generation = searcher.generation().generation_id();
+        Ok(Self { generation, segments, total_docs, tokens, doc_freqs: Mutex::new(HashMap::new()) })
     }
 
     /// Whether it describes the searcher's segments, in its order, at their current deletes.
@@ -216,16 +225,14 @@ impl StatisticsCache {
                 snapshot
             }
         };
-        Ok(LiveStatistics { searcher, snapshot, doc_freqs: Mutex::new(HashMap::new()) })
+        Ok(LiveStatistics { searcher, snapshot })
     }
 }
 
-/// BM25 statistics of one searcher over its live documents, with the document frequencies a
-/// query asked for remembered (a query asks for each term more than once).
+/// BM25 statistics of one searcher over its live documents.
 pub struct LiveStatistics<'s> {
     searcher: &'s Searcher,
     snapshot: Arc<Snapshot>,
-    doc_freqs: Mutex<HashMap<Term, u64>>,
 }
 
 impl std::fmt::Debug for LiveStatistics<'_> {
@@ -255,14 +262,19 @@ impl Bm25StatisticsProvider for LiveStatistics<'_> {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        if let Some(&doc_freq) = self.doc_freqs.lock().unwrap_or_else(PoisonError::into_inner).get(term) {
+        let remembered = || self.snapshot.doc_freqs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&doc_freq) = remembered().get(term) {
             return Ok(doc_freq);
         }
         let mut doc_freq = 0;
         for (segment, reader) in self.snapshot.segments.iter().zip(self.searcher.segment_readers()) {
             doc_freq += segment.doc_freq(reader, term)?;
         }
-        self.doc_freqs.lock().unwrap_or_else(PoisonError::into_inner).insert(term.clone(), doc_freq);
+        let mut doc_freqs = remembered();
+        if doc_freqs.len() >= MAX_REMEMBERED_TERMS {
+            doc_freqs.clear();
+        }
+        doc_freqs.insert(term.clone(), doc_freq);
         Ok(doc_freq)
     }
 }
