@@ -91,14 +91,19 @@ impl Replica {
     }
 
     async fn search(&self, query: &str) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.ranked(query).await.into_iter().map(|(id, _)| id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The BM25 top 30 in rank order: (answer id, score).
+    async fn ranked(&self, query: &str) -> Vec<(u64, f64)> {
         let body = json!({"query": query, "topK": 30, "rerank": false});
         let response = client().post(self.url("/v1/search")).json(&body).send().await.unwrap();
         assert_eq!(response.status(), 200);
         let reply: Value = response.json().await.unwrap();
-        let mut ids: Vec<u64> =
-            reply["hits"].as_array().unwrap().iter().map(|h| h["answerId"].as_u64().unwrap()).collect();
-        ids.sort_unstable();
-        ids
+        let hits = reply["hits"].as_array().unwrap();
+        hits.iter().map(|h| (h["answerId"].as_u64().unwrap(), h["bm25Score"].as_f64().unwrap())).collect()
     }
 }
 
@@ -227,6 +232,23 @@ async fn replicas_follow_one_store_accept_writes_and_agree() {
         let (_, hit) = replica.get("/v1/answers/30").await;
         assert!(hit.to_string().contains("concurrent answer 40 (version 40)"), "{hit}");
     }
+
+    // Forty answers that score alike, written from the highest id down, half through each
+    // replica: both rank them by answer id, and alike (statistics count live documents only,
+    // ties go by answer id, whatever each replica's segments).
+    let mut last = 0;
+    for (n, replica) in [(0u64, &a), (1, &b)] {
+        let posts: Vec<Value> = (0..20).map(|i| upsert(answer(139 - n * 20 - i, 20, "an equal answer", 1))).collect();
+        let (status, _, reply) = replica.bulk(&posts).await;
+        assert_eq!(status, 200, "{reply}");
+        last = last.max(seq_of(&reply));
+    }
+    a.wait_searchable(last).await;
+    b.wait_searchable(last).await;
+    let ranked = a.ranked("equal").await;
+    assert_eq!(ranked, b.ranked("equal").await, "replicas agree on order and scores");
+    assert_eq!(ranked.iter().map(|&(id, _)| id).collect::<Vec<_>>(), (100..130).collect::<Vec<_>>());
+    assert!(ranked.iter().all(|&(_, score)| score == ranked[0].1), "{ranked:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

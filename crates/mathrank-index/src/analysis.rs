@@ -37,8 +37,7 @@ pub const ANALYZER_VERSION: u32 = 4;
 const STOP_WORDS: &[&str] = &[
     // Lucene's English stop set (`EnglishAnalyzer.ENGLISH_STOP_WORDS_SET`).
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of",
-    "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will",
-    "with",
+    "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with",
     // Question phrasing.
     "how", "what", "why", "which", "who", "whom", "do", "does", "did", "i", "me", "my", "we", "us", "our", "you",
     "your", "am", "can", "could", "would", "should", "please", "anyone", "someone", "somebody", "help", "thanks",
@@ -568,7 +567,10 @@ mod tests {
 
     #[test]
     fn question_phrasing_is_not_searched_but_what_is_asked_is() {
-        let terms = analyze(&mut prose_analyzer(), "How do I compute this? Can someone help me prove that all of them are zero");
+        let terms = analyze(
+            &mut prose_analyzer(),
+            "How do I compute this? Can someone help me prove that all of them are zero",
+        );
         assert_eq!(terms, ["comput", "prove", "all", "them", "zero"]);
     }
 

@@ -5,7 +5,9 @@
 //! as prose (stemmed words) and as math (LaTeX symbols and symbol bigrams, see [`analysis`]),
 //! into one field each, where the question's parts count more than the answer by repetition
 //! ([`FieldRepeats`]). Queries — usually a whole question — are built from the same
-//! analyzers' tokens, one clause per distinct term, and run by a MaxScore union ([`maxscore`]).
+//! analyzers' tokens, one clause per distinct term, and run by a MaxScore union ([`maxscore`]), scored with BM25
+//! statistics over live documents only and ties broken by answer id ([`statistics`]), so that
+//! indexes holding the same answers rank them alike whatever their segments.
 //!
 //! An index on disk is a directory with `meta.json` (versions, source, counts),
 //! `warnings.jsonl` (skipped rows) and `tantivy/` (the index itself). Builds happen next to the
@@ -38,6 +40,7 @@ pub mod live;
 pub mod maxscore;
 mod schema;
 mod search;
+pub mod statistics;
 
 use std::path::{Path, PathBuf};
 
@@ -159,6 +162,8 @@ pub struct AnswerIndex {
     fields: Fields,
     meta: IndexMeta,
     path: Option<PathBuf>,
+    /// BM25 statistics over live documents, of the current searcher.
+    statistics: statistics::StatisticsCache,
 }
 
 impl std::fmt::Debug for AnswerIndex {
@@ -214,7 +219,7 @@ impl AnswerIndex {
         analysis::register(&index);
         let fields = Fields::from_schema(&index.schema())?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Self { index, reader, fields, meta, path: None })
+        Ok(Self { index, reader, fields, meta, path: None, statistics: statistics::StatisticsCache::default() })
     }
 
     /// Builds an index in RAM from joined answers (tests, small collections).
@@ -291,7 +296,9 @@ impl AnswerIndex {
     /// long they were (logged at debug level too).
     pub fn search_with_stats(&self, request: &SearchRequest) -> Result<(Vec<Hit>, SearchStats)> {
         let mut stats = SearchStats::default();
-        let hits = search::run_search(&self.reader.searcher(), &self.fields, request, &mut stats)?;
+        let searcher = self.reader.searcher();
+        let statistics = self.statistics.statistics(&searcher)?;
+        let hits = search::run_search(&statistics, &self.fields, request, &mut stats)?;
         tracing::debug!(
             clauses = stats.clauses,
             summed_doc_freq = stats.summed_doc_freq,

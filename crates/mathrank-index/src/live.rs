@@ -482,7 +482,8 @@ fn apply_rows(
                 }
                 let question = store.get(parent)?.and_then(|row| row.post).filter(|q| q.kind == PostKind::Question);
                 if let Some(question) = question {
-                    writer.add_document(fields.document(&JoinedAnswer::from_posts(&question, post.clone()), repeats))?;
+                    writer
+                        .add_document(fields.document(&JoinedAnswer::from_posts(&question, post.clone()), repeats))?;
                     operations += 1;
                 }
             }
@@ -560,7 +561,12 @@ impl Worker {
         }
         let rows = self.store.changes(self.applied, self.options.read_batch)?;
         if let Some(last) = rows.last() {
-            self.index_ops += apply_rows(&self.writer, (&self.fields, &self.options.rebuild.field_repeats), self.store.as_ref(), &rows)?;
+            self.index_ops += apply_rows(
+                &self.writer,
+                (&self.fields, &self.options.rebuild.field_repeats),
+                self.store.as_ref(),
+                &rows,
+            )?;
             self.applied = last.seq;
             self.pending_ops += rows.len();
         }

@@ -22,20 +22,27 @@
 //! on the order the clauses were visited in (pruning changes that order), and bounds compare
 //! with sums without rounding. The sum is then rounded once to `f32`: tantivy's union adds
 //! the same `f32` clause scores in `f32`, in an order that depends on its iteration, so the two
-//! agree to within `f32` rounding. Ties are broken as tantivy's `TopDocs` breaks them: by
-//! segment, then document id, ascending.
+//! agree to within `f32` rounding. Ties are broken as [`TieBreak`] says: as tantivy's `TopDocs`
+//! breaks them (by segment, then document id), or by a fast field such as the answer id, which
+//! does not depend on how the index was written. Ordered by a field, a document whose score
+//! equals the threshold may still enter (its key may be smaller), so pruning then drops only
+//! the documents that cannot reach the threshold, rather than those that cannot beat it.
+//!
+//! Statistics: clauses are scored with the statistics the query is given (the searcher's, or
+//! [`crate::statistics::LiveStatistics`] over live documents only).
 //!
 //! Block maxima: tantivy picks each block's best (field norm, term frequency) pair with the
-//! average field length of the segment, while scores use the average of the whole index, so
-//! the stored pair is not always the best one. The bound corrects for the ratio of the two
-//! averages (see [`Cursor::block_bound`]) so that it stays an upper bound.
+//! average field length of the segment, while scores use the average of the statistics given,
+//! so the stored pair is not always the best one. The bound corrects for the ratio of the two
+//! averages (see [`Cursor::block_bound`]) so that it stays an upper bound, whatever the
+//! scoring average is.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::postings::BlockSegmentPostings;
-use tantivy::query::{Bm25Weight, EnableScoring, Explanation, Query, Scorer, Weight};
+use tantivy::query::{Bm25StatisticsProvider, Bm25Weight, EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, DocSet, Score, Searcher, SegmentReader, TERMINATED, TantivyError, Term};
 
@@ -82,6 +89,16 @@ fn fixed_threshold(threshold: Score) -> i64 {
         sum += 1;
     }
     sum
+}
+
+/// The largest fixed-point sum whose score is below `threshold` (so that a document with a
+/// larger sum reaches it); -1 for a threshold of zero or less.
+fn fixed_below(threshold: Score) -> i64 {
+    if threshold.is_nan() || threshold <= 0.0 {
+        return -1;
+    }
+    // Scores are `f32`: below `threshold` is at most the float just under it.
+    fixed_threshold(threshold.next_down())
 }
 
 /// tantivy's BM25 weight of a term (`idf * (1 + k1) * boost`), computed as tantivy computes it.
@@ -178,23 +195,47 @@ pub struct PruningStats {
     pub scored: u64,
 }
 
-/// The best `k` documents of `query`, best first, with the threshold carried from segment to
-/// segment (tantivy's `TopDocs` starts each segment from nothing).
+/// How documents of equal score are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TieBreak<'a> {
+    /// By segment, then document id, ascending, as tantivy's `TopDocs` orders them: it depends
+    /// on how the index was written (its commits, segments and merges).
+    Address,
+    /// By a `u64` fast field, ascending (documents without a value last), then by address:
+    /// with a field that identifies documents, the same on every index holding the same
+    /// documents, however it was written.
+    FastField(&'a str),
+}
+
+/// The best `k` documents of `query`, best first, scored with `statistics` (the searcher
+/// itself for tantivy's, or [`crate::statistics::LiveStatistics`]) and ties ordered by
+/// `tie_break`, with the threshold carried from segment to segment (tantivy's `TopDocs`
+/// starts each segment from nothing).
 pub fn top_k(
     searcher: &Searcher,
+    statistics: &dyn Bm25StatisticsProvider,
     query: &TermUnion,
     k: usize,
+    tie_break: TieBreak<'_>,
     stats: &mut PruningStats,
 ) -> tantivy::Result<Vec<(Score, DocAddress)>> {
     if k == 0 {
         return Ok(Vec::new());
     }
-    let weight = query.union_weight(EnableScoring::enabled_from_searcher(searcher))?;
+    let weight = query.union_weight(EnableScoring::enabled_from_statistics_provider(statistics, searcher))?;
+    // Ordered by key, a document whose score equals the threshold can still enter: it is
+    // offered, and the top k compares keys.
+    let admit_ties = tie_break != TieBreak::Address;
     let mut top = TopK::new(k);
     for (ordinal, reader) in searcher.segment_readers().iter().enumerate() {
+        let keys = match tie_break {
+            TieBreak::Address => None,
+            TieBreak::FastField(name) => Some(reader.fast_fields().u64(name)?),
+        };
         let threshold = top.threshold();
-        weight.prune(reader, threshold, stats, &mut |doc, score| {
-            top.push(score, DocAddress::new(ordinal as u32, doc));
+        weight.prune(reader, threshold, admit_ties, stats, &mut |doc, score| {
+            let key = keys.as_ref().map_or(0, |keys| keys.first(doc).unwrap_or(u64::MAX));
+            top.push(Ranked { score, key, address: DocAddress::new(ordinal as u32, doc) });
             top.threshold()
         })?;
         stats.segments += 1;
@@ -202,20 +243,29 @@ pub fn top_k(
     Ok(top.into_sorted())
 }
 
-/// The best `k` (score, address) pairs, kept in a min-heap.
+/// The best `k` documents, kept in a min-heap.
 struct TopK {
     k: usize,
     heap: BinaryHeap<Ranked>,
 }
 
-/// Ordered best first (a higher score, then of equal scores the lower address, is smaller), so
-/// that the top of the max-heap is the entry to evict.
+/// A scored document, ordered best first (a higher score, then of equal scores the lower key,
+/// then the lower address, is smaller), so that the top of the max-heap is the entry to evict.
 #[derive(Debug, Clone, Copy)]
-struct Ranked(Score, DocAddress);
+struct Ranked {
+    score: Score,
+    /// The tie-break key (0 for all when ties go by address).
+    key: u64,
+    address: DocAddress,
+}
 
 impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> Ordering {
-        other.0.total_cmp(&self.0).then_with(|| self.1.cmp(&other.1))
+        other
+            .score
+            .total_cmp(&self.score)
+            .then_with(|| self.key.cmp(&other.key))
+            .then_with(|| self.address.cmp(&other.address))
     }
 }
 
@@ -240,13 +290,12 @@ impl TopK {
 
     fn threshold(&self) -> Score {
         match self.heap.peek() {
-            Some(worst) if self.heap.len() >= self.k => worst.0,
+            Some(worst) if self.heap.len() >= self.k => worst.score,
             _ => Score::MIN,
         }
     }
 
-    fn push(&mut self, score: Score, address: DocAddress) {
-        let entry = Ranked(score, address);
+    fn push(&mut self, entry: Ranked) {
         if self.heap.len() < self.k {
             self.heap.push(entry);
         } else if let Some(mut worst) = self.heap.peek_mut()
@@ -258,21 +307,21 @@ impl TopK {
 
     fn into_sorted(self) -> Vec<(Score, DocAddress)> {
         // Ascending by "worse first" is best first.
-        self.heap.into_sorted_vec().into_iter().map(|Ranked(score, address)| (score, address)).collect()
+        self.heap.into_sorted_vec().into_iter().map(|ranked| (ranked.score, ranked.address)).collect()
     }
 }
 
-/// One clause with the index-wide statistics of its term.
+/// One clause with the statistics of its term (the index's, or those given for scoring).
 struct ClauseWeight {
     term: Term,
-    /// Scores with the index's average field length, boosted: the clause's score.
+    /// Scores with the scoring statistics' average field length, boosted: the clause's score.
     bm25: Bm25Weight,
     doc_freq: u64,
     total_docs: u64,
     boost: Score,
     /// `idf * (1 + k1) * boost`: no score of the clause reaches it.
     weight: f64,
-    /// The index's average field length.
+    /// The average field length of the scoring statistics (what the block bounds correct to).
     average: Score,
     /// Whether tantivy stored usable block maxima for the field (field norms and frequencies).
     block_maxima: bool,
@@ -367,12 +416,14 @@ impl UnionWeight {
         self.filter.as_ref().map(|filter| filter.scorer(reader, 1.0)).transpose()
     }
 
-    /// MaxScore over one segment: offers `callback` every document that beats the threshold,
-    /// in doc id order; `callback` returns the new threshold.
+    /// MaxScore over one segment: offers `callback` every document that beats the threshold
+    /// (or, with `admit_ties`, reaches it), in doc id order; `callback` returns the new
+    /// threshold.
     fn prune(
         &self,
         reader: &SegmentReader,
         threshold: Score,
+        admit_ties: bool,
         stats: &mut PruningStats,
         callback: &mut dyn FnMut(DocId, Score) -> Score,
     ) -> tantivy::Result<()> {
@@ -383,7 +434,7 @@ impl UnionWeight {
         if cursors.is_empty() {
             return Ok(());
         }
-        let mut pruner = Pruner::new(cursors, self.filter_scorer(reader)?, reader, threshold, *stats);
+        let mut pruner = Pruner::new(cursors, self.filter_scorer(reader)?, reader, threshold, admit_ties, *stats);
         pruner.run(callback);
         *stats = pruner.stats;
         Ok(())
@@ -412,7 +463,8 @@ impl Weight for UnionWeight {
         reader: &SegmentReader,
         callback: &mut dyn FnMut(DocId, Score) -> Score,
     ) -> tantivy::Result<()> {
-        self.prune(reader, threshold, &mut PruningStats::default(), callback)
+        // tantivy's collectors break ties by address, and documents come in address order.
+        self.prune(reader, threshold, false, &mut PruningStats::default(), callback)
     }
 }
 
@@ -428,7 +480,7 @@ struct Cursor {
     /// The clause's BM25 with the segment's average field length, for tantivy's block maxima;
     /// `None` when the field has none.
     block_bm25: Option<Bm25Weight>,
-    /// The segment's average field length over the index's.
+    /// The segment's average field length over the scoring one.
     average_ratio: f64,
     weight: f64,
     /// Bound of every score of the clause, fixed point.
@@ -577,7 +629,10 @@ struct Pruner<'r> {
     filter: Option<Box<dyn Scorer>>,
     reader: &'r SegmentReader,
     threshold: Score,
-    /// Largest fixed-point sum that does not beat `threshold`.
+    /// Whether a document whose score equals the threshold is still offered.
+    admit_ties: bool,
+    /// Largest fixed-point sum that cannot enter the top k: its score does not beat the
+    /// threshold (or, admitting ties, is below it).
     threshold_fixed: i64,
     /// Cursor indices: the non-essential clauses first (by bound over cost, ascending), then
     /// the essential ones.
@@ -599,10 +654,12 @@ impl<'r> Pruner<'r> {
         filter: Option<Box<dyn Scorer>>,
         reader: &'r SegmentReader,
         threshold: Score,
+        admit_ties: bool,
         stats: PruningStats,
     ) -> Self {
         let count = cursors.len();
         Self {
+            admit_ties,
             order: (0..count).collect(),
             first_essential: 0,
             bound_sums: vec![0; count],
@@ -611,7 +668,7 @@ impl<'r> Pruner<'r> {
             filter,
             reader,
             threshold,
-            threshold_fixed: fixed_threshold(threshold),
+            threshold_fixed: if admit_ties { fixed_below(threshold) } else { fixed_threshold(threshold) },
             window: Window::new(),
             candidates_buffer: Vec::new(),
             min_window: 1,
@@ -770,7 +827,8 @@ impl<'r> Pruner<'r> {
                 let new_threshold = callback(doc, from_fixed(sum));
                 if new_threshold != self.threshold {
                     self.threshold = new_threshold;
-                    self.threshold_fixed = fixed_threshold(new_threshold);
+                    self.threshold_fixed =
+                        if self.admit_ties { fixed_below(new_threshold) } else { fixed_threshold(new_threshold) };
                 }
             }
         }

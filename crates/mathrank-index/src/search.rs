@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::ops::Bound;
 
 use serde::Serialize;
+use tantivy::query::Bm25StatisticsProvider;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
-use tantivy::{DateTime, Searcher, TantivyDocument, Term};
+use tantivy::{DateTime, TantivyDocument, Term};
 
 use crate::analysis::{MATH_ANALYZER, PROSE_ANALYZER, analyze, math_analyzer, prose_analyzer, strip_repeat_mark};
-use crate::maxscore::{PruningStats, TermUnion, top_k};
+use crate::maxscore::{PruningStats, TermUnion, TieBreak, top_k};
 use crate::schema::Fields;
+use crate::statistics::LiveStatistics;
 use crate::{Error, Result};
 
 /// Query-time weights of the two searched fields: a prose term's BM25 score counts `prose`
@@ -151,8 +153,11 @@ pub struct SearchStats {
     pub pruning: PruningStats,
 }
 
+/// Runs the first stage with statistics over live documents and ties broken by answer id, so
+/// that two indexes holding the same answers return the same hits in the same order, with the
+/// same scores, however their segments came about (replicas following one store).
 pub(crate) fn run_search(
-    searcher: &Searcher,
+    statistics: &LiveStatistics<'_>,
     fields: &Fields,
     request: &SearchRequest,
     stats: &mut SearchStats,
@@ -160,7 +165,8 @@ pub(crate) fn run_search(
     if request.top_k == 0 {
         return Ok(Vec::new());
     }
-    let Some(mut query) = text_query(searcher, fields, &request.text, request.max_terms, &request.weights, stats)?
+    let searcher = statistics.searcher();
+    let Some(mut query) = text_query(statistics, fields, &request.text, request.max_terms, &request.weights, stats)?
     else {
         return Ok(Vec::new());
     };
@@ -169,7 +175,8 @@ pub(crate) fn run_search(
         let all: Vec<(Occur, Box<dyn Query>)> = filters.into_iter().map(|filter| (Occur::Must, filter)).collect();
         query = query.with_filter(Box::new(BooleanQuery::new(all)));
     }
-    let top = top_k(searcher, &query, request.top_k, &mut stats.pruning)?;
+    let answer_id = searcher.schema().get_field_name(fields.answer_id);
+    let top = top_k(searcher, statistics, &query, request.top_k, TieBreak::FastField(answer_id), &mut stats.pruning)?;
     top.into_iter()
         .enumerate()
         .map(|(rank, (score, address))| {
@@ -203,7 +210,7 @@ pub(crate) fn hit_from_doc(fields: &Fields, doc: &TantivyDocument, bm25_score: f
 /// Distinct terms with their query frequency weight and document frequency, capped to the
 /// `max_terms` rarest. A term no document holds could only take a place from one that matters.
 fn weighted_terms(
-    searcher: &Searcher,
+    statistics: &LiveStatistics<'_>,
     terms: Vec<String>,
     field: Field,
     max_terms: Option<usize>,
@@ -215,7 +222,7 @@ fn weighted_terms(
     let mut weighted: Vec<(Term, u32, u64)> = Vec::with_capacity(counts.len());
     for (text, count) in counts {
         let term = Term::from_field_text(field, &text);
-        let doc_freq = searcher.doc_freq(&term)?;
+        let doc_freq = statistics.doc_freq(&term)?;
         if doc_freq > 0 {
             weighted.push((term, count, doc_freq));
         }
@@ -229,7 +236,7 @@ fn weighted_terms(
 }
 
 fn text_query(
-    searcher: &Searcher,
+    statistics: &LiveStatistics<'_>,
     fields: &Fields,
     text: &str,
     max_terms: Option<usize>,
@@ -238,7 +245,7 @@ fn text_query(
 ) -> Result<Option<TermUnion>> {
     // The analyzers registered on the index: building them (stop-word set, stemmer) per query
     // would be work on the hot path.
-    let tokenizers = searcher.index().tokenizers();
+    let tokenizers = statistics.searcher().index().tokenizers();
     let mut prose_analyzer = tokenizers.get(PROSE_ANALYZER).unwrap_or_else(prose_analyzer);
     let mut math_analyzer = tokenizers.get(MATH_ANALYZER).unwrap_or_else(math_analyzer);
     let text = delimit_bare_latex(strip_repeat_mark(text));
@@ -249,7 +256,7 @@ fn text_query(
         if weight <= 0.0 {
             continue;
         }
-        for (term, query_weight, doc_freq) in weighted_terms(searcher, analyze(analyzer, &text), field, max_terms)? {
+        for (term, query_weight, doc_freq) in weighted_terms(statistics, analyze(analyzer, &text), field, max_terms)? {
             stats.clauses += 1;
             stats.summed_doc_freq += doc_freq;
             clauses.push((term, weight * query_weight));

@@ -227,3 +227,48 @@ proptest::proptest! {
         proptest::prop_assert_eq!(delimited.replace('$', ""), text.replace('$', ""));
     }
 }
+
+/// Two indexes of the same answers, one written at once, the other in several commits with
+/// answers written first with other text and then rewritten (deleted documents that no merge
+/// removed): the same hits, in the same order, with the same scores, as replicas must give.
+#[test]
+fn indexes_of_the_same_answers_rank_alike_whatever_their_history() {
+    let sample = sample();
+    let (first_half, second_half) = sample.answers.split_at(sample.answers.len() / 2);
+    let replica = AnswerIndex::build_in_ram(second_half.iter().rev().cloned()).unwrap();
+    let fields = crate::Fields::from_schema(&replica.tantivy().schema()).unwrap();
+    let repeats = FieldRepeats::default();
+    let mut writer: tantivy::IndexWriter = replica.tantivy().writer_with_num_threads(1, 50_000_000).unwrap();
+    writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+    for (i, answer) in first_half.iter().enumerate() {
+        if i % 3 == 0 {
+            // An earlier version, replaced as an edit replaces it.
+            let mut stale = answer.clone();
+            stale.body_html = format!("<p>draft: prime group integral {}</p>", "series ".repeat(i % 7));
+            writer.add_document(fields.document(&stale, &repeats)).unwrap();
+            writer.delete_term(tantivy::Term::from_field_u64(fields.answer_id, answer.answer_id));
+        }
+        writer.add_document(fields.document(answer, &repeats)).unwrap();
+        if i % 97 == 0 {
+            writer.commit().unwrap();
+        }
+    }
+    writer.commit().unwrap();
+    replica.reload().unwrap();
+    let searcher = replica.tantivy().reader().unwrap().searcher();
+    assert!(searcher.segment_readers().len() > 2, "several segments");
+    assert!(searcher.segment_readers().iter().any(|reader| reader.has_deletes()), "deleted documents remain");
+    assert_eq!(replica.num_answers(), sample.index.num_answers());
+
+    let mut compared = 0;
+    for (_, text) in sample.questions.iter().step_by(4) {
+        let request = SearchRequest::new(text.clone(), 30);
+        let ours = sample.index.search(&request).unwrap();
+        let theirs = replica.search(&request).unwrap();
+        let ranked =
+            |hits: &[crate::Hit]| hits.iter().map(|hit| (hit.answer_id, hit.bm25_score.to_bits())).collect::<Vec<_>>();
+        assert_eq!(ranked(&ours), ranked(&theirs), "{text}");
+        compared += usize::from(!ours.is_empty());
+    }
+    assert!(compared >= 80, "{compared} queries compared");
+}

@@ -2,11 +2,13 @@
 
 use proptest::prelude::*;
 use tantivy::collector::TopDocs;
+use tantivy::query::{Bm25StatisticsProvider, EnableScoring};
 use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{FAST, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::{DocAddress, Index, IndexWriter, Score, Searcher, TantivyDocument, Term};
 
-use super::{PruningStats, TermUnion, UnionWeight, fixed_threshold, from_fixed, top_k};
+use super::{PruningStats, TermUnion, TieBreak, UnionWeight, fixed_below, fixed_threshold, from_fixed, top_k};
+use crate::statistics::StatisticsCache;
 
 /// Words of a document: indices into a small vocabulary shared by both fields.
 #[derive(Debug, Clone)]
@@ -14,6 +16,8 @@ struct Doc {
     a: Vec<u8>,
     b: Vec<u8>,
     tag: u64,
+    /// The tie-break key (not unique: equal keys fall back to the address).
+    key: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +48,7 @@ fn build(segments: &[Vec<Doc>], deleted: &[usize]) -> Built {
     let b = schema.add_text_field("b", text);
     let tag = schema.add_u64_field("tag", INDEXED);
     let position = schema.add_u64_field("position", INDEXED | FAST);
+    let key = schema.add_u64_field("key", FAST);
     let index = Index::create_in_ram(schema.build());
     let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
     writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
@@ -56,6 +61,7 @@ fn build(segments: &[Vec<Doc>], deleted: &[usize]) -> Built {
             document.add_text(b, words(&doc.b));
             document.add_u64(tag, doc.tag);
             document.add_u64(position, count);
+            document.add_u64(key, doc.key);
             writer.add_document(document).unwrap();
             count += 1;
         }
@@ -114,22 +120,33 @@ impl Built {
     }
 }
 
-/// Every match scored in full by the union (no pruning: the threshold never rises), sorted
-/// best first as `TopDocs` sorts.
-fn exhaustive(searcher: &Searcher, union: &TermUnion) -> Vec<(Score, DocAddress)> {
+/// Every match scored in full by the union with `statistics` (no pruning: the threshold never
+/// rises), sorted best first by (score descending, key ascending, address ascending); with
+/// ties by address every key is 0, which sorts as `TopDocs` sorts.
+fn exhaustive(
+    searcher: &Searcher,
+    statistics: &dyn Bm25StatisticsProvider,
+    union: &TermUnion,
+    tie_break: TieBreak<'_>,
+) -> Vec<(Score, DocAddress)> {
     let weight: UnionWeight =
-        union.union_weight(tantivy::query::EnableScoring::enabled_from_searcher(searcher)).unwrap();
+        union.union_weight(EnableScoring::enabled_from_statistics_provider(statistics, searcher)).unwrap();
     let mut all = Vec::new();
     for (ordinal, reader) in searcher.segment_readers().iter().enumerate() {
+        let keys = match tie_break {
+            TieBreak::Address => None,
+            TieBreak::FastField(name) => Some(reader.fast_fields().u64(name).unwrap()),
+        };
         weight
-            .prune(reader, Score::MIN, &mut PruningStats::default(), &mut |doc, score| {
-                all.push((score, DocAddress::new(ordinal as u32, doc)));
+            .prune(reader, Score::MIN, false, &mut PruningStats::default(), &mut |doc, score| {
+                let key = keys.as_ref().map_or(0, |keys| keys.first(doc).unwrap());
+                all.push((score, key, DocAddress::new(ordinal as u32, doc)));
                 Score::MIN
             })
             .unwrap();
     }
-    all.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-    all
+    all.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+    all.into_iter().map(|(score, _, address)| (score, address)).collect()
 }
 
 fn close(x: Score, y: Score) -> bool {
@@ -142,13 +159,22 @@ fn check(case: &Case) -> Result<PruningStats, TestCaseError> {
     let searcher = built.searcher();
     let union = built.union(case);
     let mut stats = PruningStats::default();
-    let pruned = top_k(&searcher, &union, case.k, &mut stats).unwrap();
+    let pruned = top_k(&searcher, &searcher, &union, case.k, TieBreak::Address, &mut stats).unwrap();
 
     // Pruning changes nothing: the same documents, scores (bit for bit) and order as scoring
     // every match with the same union.
-    let every = exhaustive(&searcher, &union);
+    let every = exhaustive(&searcher, &searcher, &union, TieBreak::Address);
     let expected: Vec<_> = every.iter().copied().take(case.k).collect();
     prop_assert_eq!(&pruned, &expected);
+
+    // Nor with statistics over live documents and ties broken by key, where documents tied
+    // with the threshold must still be offered.
+    let cache = StatisticsCache::default();
+    let live = cache.statistics(&searcher).unwrap();
+    let by_key = TieBreak::FastField("key");
+    let pruned_live = top_k(&searcher, &live, &union, case.k, by_key, &mut PruningStats::default()).unwrap();
+    let expected_live: Vec<_> = exhaustive(&searcher, &live, &union, by_key).into_iter().take(case.k).collect();
+    prop_assert_eq!(&pruned_live, &expected_live);
 
     // And the union scores as tantivy's BooleanQuery of boosted term queries does, to within
     // f32 rounding (tantivy adds the clause scores in f32 in iteration order), with the same
@@ -184,8 +210,9 @@ fn doc_strategy(max_len: usize) -> impl Strategy<Value = Doc> {
         proptest::collection::vec(word.clone(), 0..=max_len),
         proptest::collection::vec(word, 0..=max_len / 2 + 1),
         0u64..3,
+        0u64..64,
     )
-        .prop_map(|(a, b, tag)| Doc { a, b, tag })
+        .prop_map(|(a, b, tag, key)| Doc { a, b, tag, key })
 }
 
 fn case_strategy() -> impl Strategy<Value = Case> {
@@ -253,7 +280,7 @@ fn pruning_skips_most_documents_and_stays_exact() {
                 let mut words =
                     (0..a_len + 1 + a_len / 4).map(|_| (rng.unit().powi(3) * 40.0) as u8).collect::<Vec<_>>();
                 let b = words.split_off(a_len);
-                Doc { a: words, b, tag: rng.below(4) }
+                Doc { a: words, b, tag: rng.below(4), key: rng.below(1 << 20) }
             })
             .collect();
         segments.push(docs);
@@ -262,7 +289,8 @@ fn pruning_skips_most_documents_and_stays_exact() {
     let case = Case { segments, deleted: vec![5, 6000, 17_999], clauses, k: 10, filter: None };
     let stats = check(&case).unwrap();
     let built = build(&case.segments, &case.deleted);
-    let matches = exhaustive(&built.searcher(), &built.union(&case)).len() as u64;
+    let searcher = built.searcher();
+    let matches = exhaustive(&searcher, &searcher, &built.union(&case), TieBreak::Address).len() as u64;
     assert!(matches > 15_000, "{matches} matches");
     assert!(stats.scored * 20 < matches, "scored {} of {matches} matches in full: {stats:?}", stats.scored);
     assert!(stats.candidates < matches, "every match was a candidate: {stats:?}");
@@ -273,7 +301,8 @@ fn pruning_skips_most_documents_and_stays_exact() {
 
 #[test]
 fn a_union_works_under_tantivys_collectors_too() {
-    let docs = |words: &[&[u8]]| words.iter().map(|a| Doc { a: a.to_vec(), b: vec![], tag: 0 }).collect::<Vec<_>>();
+    let docs =
+        |words: &[&[u8]]| words.iter().map(|a| Doc { a: a.to_vec(), b: vec![], tag: 0, key: 0 }).collect::<Vec<_>>();
     let case = Case {
         segments: vec![docs(&[&[0, 1], &[1], &[2, 2, 1]]), docs(&[&[0], &[3]])],
         deleted: vec![],
@@ -287,7 +316,7 @@ fn a_union_works_under_tantivys_collectors_too() {
     assert_eq!(searcher.search(&union, &tantivy::collector::Count).unwrap(), 4);
     let top = searcher.search(&union, &TopDocs::with_limit(2).order_by_score()).unwrap();
     let mut stats = PruningStats::default();
-    assert_eq!(top, top_k(&searcher, &union, 2, &mut stats).unwrap());
+    assert_eq!(top, top_k(&searcher, &searcher, &union, 2, TieBreak::Address, &mut stats).unwrap());
     let weight = union.weight(tantivy::query::EnableScoring::enabled_from_searcher(&searcher)).unwrap();
     assert!(weight.explain(searcher.segment_reader(0), 0).unwrap().value() > 0.0);
     assert!(weight.explain(searcher.segment_reader(1), 1).is_err(), "w3 is not in the query");
@@ -297,7 +326,7 @@ fn a_union_works_under_tantivys_collectors_too() {
 /// exhaustive scoring does, even once the threshold equals every remaining score.
 #[test]
 fn ties_keep_the_first_documents() {
-    let same = |count: usize| (0..count).map(|_| Doc { a: vec![0, 1], b: vec![2], tag: 0 }).collect::<Vec<_>>();
+    let same = |count: usize| (0..count).map(|_| Doc { a: vec![0, 1], b: vec![2], tag: 0, key: 0 }).collect::<Vec<_>>();
     let case = Case {
         segments: vec![same(700), same(300)],
         deleted: vec![1],
@@ -308,9 +337,92 @@ fn ties_keep_the_first_documents() {
     check(&case).unwrap();
     let built = build(&case.segments, &case.deleted);
     let mut stats = PruningStats::default();
-    let top = top_k(&built.searcher(), &built.union(&case), case.k, &mut stats).unwrap();
+    let searcher = built.searcher();
+    let top = top_k(&searcher, &searcher, &built.union(&case), case.k, TieBreak::Address, &mut stats).unwrap();
     let docs: Vec<_> = top.iter().map(|&(_, address)| address).collect();
     let expected: Vec<_> = [0, 2, 3, 4, 5].into_iter().map(|doc| DocAddress::new(0, doc)).collect();
     assert_eq!(docs, expected);
     assert!(top.windows(2).all(|pair| pair[0].0 == pair[1].0), "every score is equal: {top:?}");
+}
+
+fn keys_of(searcher: &Searcher, top: &[(Score, DocAddress)]) -> Vec<u64> {
+    top.iter()
+        .map(|&(_, address)| {
+            let keys = searcher.segment_reader(address.segment_ord).fast_fields().u64("key").unwrap();
+            keys.first(address.doc_id).unwrap()
+        })
+        .collect()
+}
+
+/// Equal scores everywhere, ties broken by key: the top k holds the smallest keys, though they
+/// come last in index order (so every one of them ties with a full top k's threshold), and in
+/// a later segment than the documents they push out.
+#[test]
+fn ties_by_key_keep_the_smallest_keys_wherever_they_are() {
+    // Keys descend with the position: 1000 down to 1.
+    let same = |keys: std::ops::Range<u64>| {
+        keys.rev().map(|key| Doc { a: vec![0, 1], b: vec![2], tag: 0, key: key + 1 }).collect::<Vec<_>>()
+    };
+    let case = Case {
+        segments: vec![same(300..1000), same(0..300)],
+        deleted: vec![999],
+        clauses: vec![(false, 0, 1.0), (false, 1, 0.5), (true, 2, 2.0)],
+        k: 5,
+        filter: None,
+    };
+    check(&case).unwrap();
+    let built = build(&case.segments, &case.deleted);
+    let searcher = built.searcher();
+    let cache = StatisticsCache::default();
+    let live = cache.statistics(&searcher).unwrap();
+    let mut stats = PruningStats::default();
+    let top = top_k(&searcher, &live, &built.union(&case), case.k, TieBreak::FastField("key"), &mut stats).unwrap();
+    assert!(top.windows(2).all(|pair| pair[0].0 == pair[1].0), "every score is equal: {top:?}");
+    // Position 999 (key 1) is deleted; keys 2..=6 are the last documents of the segment
+    // written second.
+    assert_eq!(keys_of(&searcher, &top), [2, 3, 4, 5, 6]);
+    // Ties by address keep the first documents instead.
+    let first = top_k(&searcher, &live, &built.union(&case), case.k, TieBreak::Address, &mut stats).unwrap();
+    assert_eq!(
+        first.iter().map(|&(_, address)| address).collect::<Vec<_>>(),
+        (0..5).map(|doc| DocAddress::new(0, doc)).collect::<Vec<_>>()
+    );
+}
+
+/// A document tied with the k-th score and a smaller key enters; one tied with a larger key
+/// does not; a score just below the k-th does not, whatever its key.
+#[test]
+fn a_tie_at_the_kth_place_goes_to_the_smaller_key() {
+    let doc = |a: &[u8], key: u64| Doc { a: a.to_vec(), b: vec![], tag: 0, key };
+    // Word 0 in every document (its idf is that of all of them); word 1 in the first two;
+    // the rest are tied on word 0 alone, but for the last, which is longer (a lower score).
+    let case = Case {
+        segments: vec![
+            vec![doc(&[0, 1], 50), doc(&[0, 1], 40), doc(&[0, 2], 30)],
+            vec![doc(&[0, 3], 35), doc(&[0, 4], 20), doc(&[0, 5], 60), doc(&[0, 6, 6, 6], 1)],
+        ],
+        deleted: vec![],
+        clauses: vec![(false, 0, 1.0), (false, 1, 1.0)],
+        k: 3,
+        filter: None,
+    };
+    check(&case).unwrap();
+    let built = build(&case.segments, &case.deleted);
+    let searcher = built.searcher();
+    let top =
+        top_k(&searcher, &searcher, &built.union(&case), 3, TieBreak::FastField("key"), &mut PruningStats::default())
+            .unwrap();
+    // The two with word 1, then of the four tied on word 0 the smallest key: 20, in the
+    // segment written second.
+    assert_eq!(keys_of(&searcher, &top), [40, 50, 20]);
+    assert!(top[0].0 == top[1].0 && top[1].0 > top[2].0);
+}
+
+proptest! {
+    #[test]
+    fn fixed_below_is_the_last_sum_below(threshold in prop_oneof![1e-9f32..1e-6, 1e-6f32..30.0, 30.0f32..1e5]) {
+        let fixed = fixed_below(threshold);
+        prop_assert!(from_fixed(fixed) < threshold);
+        prop_assert!(from_fixed(fixed + 1) >= threshold);
+    }
 }
