@@ -41,6 +41,7 @@ import collections, json, sys
 import numpy as np, onnxruntime as ort
 options = ort.SessionOptions()
 options.enable_profiling = True
+options.profile_file_prefix = sys.argv[1].rsplit("/", 1)[0] + "/profile"  # in the scratch dir, not the checkout
 options.intra_op_num_threads = int(sys.argv[2])
 session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
 rng = np.random.default_rng(7)

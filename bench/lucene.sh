@@ -20,6 +20,7 @@
 # 1500000,1700000; SIZE=300000,340000 runs in minutes). The dump is generated once into $DATA
 # (default $WORK) unless given as the first argument. MATHRANK=BINARY and MATHRANK_BENCH=BINARY
 # (with COMMIT=their commit) measure binaries built before instead of building this checkout.
+# REUSE_INDEXES=1 queries the two indexes an earlier run left in $WORK (for query-time changes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -139,6 +140,10 @@ if [[ ! -f "$dump" ]]; then
   mv "$dump.part" "$dump"
 fi
 corpus="$work/synth-${answers}a"
+if [[ -n "${REUSE_INDEXES:-}" && -f "$corpus-mathrank/meta.json" && -d "$corpus-lucene" ]]; then
+  # Query-time changes (scoring, pruning) measured again on the indexes of an earlier run.
+  log "REUSE_INDEXES: querying the indexes already in $work"
+else
 rm -rf "$corpus-mathrank" "$corpus-docs" "$corpus-lucene"
 log "indexing with mathrank"
 timed "index mathrank (from the XML dump: parse, HTML to text, join, analyse)" \
@@ -154,6 +159,7 @@ timed "index lucene (from the exported JSON text, 2 threads)" \
   -index "$corpus-lucene" -generator DefaultLuceneDocumentGenerator -threads 2
 echo "{\"what\": \"index size lucene (no stored text)\", \"bytes\": $(du -sb "$corpus-lucene" | cut -f1)}"
 rm -rf "$corpus-docs"
+fi
 
 # Queries: segment A of the 298 topics, as mathrank reads them.
 topics=("$shared"/data/arqmath/topics.arqmath-2020-task1-origin.xml "$shared"/data/arqmath/topics.arqmath-2021-task1-origin.xml "$shared"/data/arqmath/topics.arqmath-2022-task1-or-task3-origin.xml)
