@@ -178,6 +178,9 @@ def api(base, path, body=None, token=None):
 
 QUESTION_TITLE = "Evaluate the integral of x^2 from 0 to 6"
 QUESTION_BODY = "How do I compute $\\int_0^6 x^2\\,dx$? The antiderivative involves $\\frac{x^3}{3}$."
+# A question whose first hits are answers longer than a snippet (the sample's topology threads),
+# so that expanding one has something to show.
+LONG_ANSWERS_QUESTION = "Is the topologist's sine curve connected or path-connected?"
 
 
 def check_headers(args, driver):
@@ -211,8 +214,8 @@ def check_hits_and_math(args, driver):
 
 def check_links_and_expand(args, driver):
     page = Page(driver, args.main).open()
-    hits = page.search(QUESTION_TITLE, QUESTION_BODY)
-    expected = api(args.main, "/v1/search", {"query": QUESTION_TITLE + " " + QUESTION_BODY})["hits"]
+    hits = page.search(LONG_ANSWERS_QUESTION)
+    expected = api(args.main, "/v1/search", {"query": LONG_ANSWERS_QUESTION})["hits"]
     assert [h["id"] for h in hits] == [str(h["answerId"]) for h in expected], "the page's hits differ from the API's"
     for hit, truth in zip(hits, expected):
         assert hit["href"] == f"https://math.stackexchange.com/a/{truth['answerId']}", hit["href"]
