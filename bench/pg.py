@@ -8,6 +8,8 @@ import os
 import pwd
 import socket
 import subprocess
+import sys
+import time
 
 USER = "mathrank"
 
@@ -64,6 +66,16 @@ class Cluster:
 
     def psql(self, url, sql):
         """Rows of a query as lists of strings (tab-separated output of psql)."""
-        out = subprocess.run([os.path.join(self.bin, "psql"), "-X", "-At", "-F", "\t", "-d", url, "-c", sql],
-                             check=True, capture_output=True, text=True).stdout
-        return [line.split("\t") for line in out.splitlines() if line]
+        # A read-only query is retried when psql cannot connect (exit 2): the crash loops open a
+        # connection per check while killed servers' backends are still exiting, and one refused
+        # connection must not end a run that takes an hour.
+        command = [os.path.join(self.bin, "psql"), "-X", "-At", "-F", "\t", "-d", url, "-c", sql]
+        for attempt in range(6):
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode == 0:
+                return [line.split("\t") for line in done.stdout.splitlines() if line]
+            if done.returncode != 2 or attempt == 5:
+                raise RuntimeError(f"psql failed (exit {done.returncode}) on {sql!r}: {done.stderr.strip()}")
+            print(f"psql could not connect (attempt {attempt + 1}), retrying: {done.stderr.strip()}",
+                  file=sys.stderr, flush=True)
+            time.sleep(1 + attempt)

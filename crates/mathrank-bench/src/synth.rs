@@ -667,7 +667,7 @@ mod tests {
                     joiner.push(post).unwrap();
                 }
                 RowEvent::Skipped(_) => skipped += 1,
-                RowEvent::OtherType { .. } => {}
+                RowEvent::OtherType { .. } | RowEvent::Unchanged { .. } => {}
             }
         }
         (joiner.finish(), skipped, lengths)

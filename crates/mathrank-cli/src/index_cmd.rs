@@ -167,47 +167,32 @@ pub fn run_index(args: IndexArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--update` and `--rebuild`: work on the store, then let the index follow it.
+/// `--update` and `--rebuild`: work on the store, and let the index follow it.
 fn run_live(args: &IndexArgs, options: BuildOptions) -> anyhow::Result<()> {
     let OpenedStore { store, name, .. } = open_store(args)?;
-    if let (true, Some(dump)) = (args.update, &args.dump) {
-        let source = DumpSource::open(dump).with_context(|| format!("opening dump {}", dump.display()))?;
-        let bar = progress_bar(source.total_bytes);
-        let mut on_progress = |progress: &DeltaProgress| {
-            if let Some(bar) = &bar {
-                bar.set_position(progress.bytes_read);
-                bar.set_message(format!("{} posts, {} changed", progress.posts, progress.changed));
-            }
-        };
-        let delta = DeltaOptions { dump_date: args.dump_date };
-        let summary = mathrank_store::apply_dump_delta(source, store.as_ref(), &delta, &mut on_progress)
-            .with_context(|| format!("applying {} to {name}", dump.display()))?;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
-        println!("applied {} to {name} as a delta", dump.display());
-        println!("  posts read       {}", summary.posts);
-        println!("  unchanged        {}", summary.unchanged);
-        println!("  created          {}", summary.created);
-        println!("  updated          {}", summary.updated);
-        println!("  deleted          {} (no longer in the dump)", summary.deleted);
-        println!(
-            "  left alone       {} (written through the API after the dump's date, {})",
-            summary.kept, summary.dump_date
-        );
-        println!("  refused          {}", summary.rejected);
-        println!("  seconds          {:.1}", summary.seconds);
-    }
     // A missing index is built from the store as the indexer starts: no second rebuild.
     let existed = args.index.join("meta.json").is_file();
-    let indexer_options = IndexerOptions { rebuild: options, ..IndexerOptions::default() };
+    // Nobody searches this index while the command runs, so a commit need not wait for the
+    // server's commit interval: it comes as soon as a batch is applied, and batches are large.
+    let indexer_options = IndexerOptions {
+        rebuild: options,
+        commit_interval: Duration::ZERO,
+        read_batch: 10_000,
+        ..IndexerOptions::default()
+    };
+    // The indexer starts first: it indexes a delta's changes on its own thread while the
+    // delta still reads the dump.
     let (live, indexer) = Indexer::start(&args.index, Arc::clone(&store), indexer_options)?;
-    if indexer.status().role == "follower" {
-        anyhow::ensure!(
-            !args.rebuild,
-            "a server indexes {}: ask it to rebuild with `POST /v1/index:rebuild` (write token), or stop it first",
-            args.index.display()
-        );
+    let leader = indexer.status().role != "follower";
+    anyhow::ensure!(
+        leader || !args.rebuild,
+        "a server indexes {}: ask it to rebuild with `POST /v1/index:rebuild` (write token), or stop it first",
+        args.index.display()
+    );
+    if let (true, Some(dump)) = (args.update, &args.dump) {
+        apply_delta(dump, args.dump_date, store.as_ref(), &name)?;
+    }
+    if !leader {
         println!("a server indexes {}: it applies the changes itself", args.index.display());
         return Ok(());
     }
@@ -233,11 +218,47 @@ fn run_live(args: &IndexArgs, options: BuildOptions) -> anyhow::Result<()> {
     }
     indexer.stop();
     println!(
-        "index {} follows {name} up to sequence number {seq} ({} answers; {:.1} s)",
+        "index {} follows {name} up to sequence number {seq} ({} answers; {:.1} s after the store)",
         args.index.display(),
         live.current().num_answers(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// `--dump NEWER --update`: the dump applied to the store as a delta, with a summary.
+fn apply_delta(
+    dump: &std::path::Path,
+    dump_date: Option<i64>,
+    store: &dyn PostStore,
+    name: &str,
+) -> anyhow::Result<()> {
+    let source = DumpSource::open(dump).with_context(|| format!("opening dump {}", dump.display()))?;
+    let bar = progress_bar(source.total_bytes);
+    let mut on_progress = |progress: &DeltaProgress| {
+        if let Some(bar) = &bar {
+            bar.set_position(progress.bytes_read);
+            bar.set_message(format!("{} posts, {} changed", progress.posts, progress.changed));
+        }
+    };
+    let delta = DeltaOptions { dump_date };
+    let summary = mathrank_store::apply_dump_delta(source, store, &delta, &mut on_progress)
+        .with_context(|| format!("applying {} to {name}", dump.display()))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    println!("applied {} to {name} as a delta", dump.display());
+    println!("  posts read       {}", summary.posts);
+    println!("  unchanged        {}", summary.unchanged);
+    println!("  created          {}", summary.created);
+    println!("  updated          {}", summary.updated);
+    println!("  deleted          {} (no longer in the dump)", summary.deleted);
+    println!(
+        "  left alone       {} (written through the API after the dump's date, {})",
+        summary.kept, summary.dump_date
+    );
+    println!("  refused          {}", summary.rejected);
+    println!("  seconds          {:.1}", summary.seconds);
     Ok(())
 }
 

@@ -30,17 +30,21 @@
 //! ```
 
 mod bodies;
+mod hash;
 mod html;
 mod join;
 mod limit;
 mod reader;
+mod row_hash;
 mod sample;
 mod source;
 
 pub use bodies::{QuestionBodies, RECENT_BODY_BYTES};
+pub use hash::{content_hash, join_tags};
 pub use html::{html_to_text, looks_like_html, question_text};
 pub use join::{AnswerJoiner, JoinSummary, JoinedAnswer, MAX_WAITING_BYTES};
 pub use reader::{MAX_ROW_BYTES, Post, PostKind, PostsReader, RowEvent, SkippedRow, parse_creation_date, parse_tags};
+pub use row_hash::{RowDigest, RowHasher};
 pub use sample::{SAMPLE_NAME, SAMPLE_POSTS_XML};
 pub use source::{CountingReader, DumpSource};
 

@@ -6,7 +6,7 @@ use std::io::BufRead;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
-use crate::limit::{OFFSET, TOO_LARGE, TagLimiter};
+use crate::limit::{OFFSET, TOO_LARGE, TagLimiter, UNCHANGED};
 use crate::{Error, Result};
 
 /// The largest `<row>` read, in bytes of XML. Stack Exchange caps a post at 30,000 characters,
@@ -65,6 +65,13 @@ pub enum RowEvent {
         post_type: u32,
     },
     Skipped(SkippedRow),
+    /// A row whose content hash the reader's caller already had, so it was not parsed: only
+    /// with [`crate::DumpSource::posts_skipping_known`].
+    Unchanged {
+        id: u64,
+        /// Its `CreationDate`, as [`Post::created`].
+        created: i64,
+    },
 }
 
 /// Streams the rows of a `Posts.xml` document. Memory use does not depend on the file size.
@@ -103,6 +110,24 @@ impl<R: BufRead> PostsReader<R> {
             saw_root: false,
             finished: false,
         }
+    }
+
+    /// Rows whose id and [`crate::content_hash`], computed from their bytes by a
+    /// [`crate::RowHasher`], satisfy `is_known` come back as [`RowEvent::Unchanged`] without
+    /// being parsed. A row the hasher cannot read is parsed as usual.
+    pub fn skip_known(self, is_known: impl FnMut(u64, u64) -> bool + Send + 'static) -> Self {
+        self.skip_known_in_batches(is_known, crate::limit::BATCH_BYTES)
+    }
+
+    /// [`skip_known`](Self::skip_known), framing about `batch_bytes` of input at a time.
+    pub(crate) fn skip_known_in_batches(
+        mut self,
+        is_known: impl FnMut(u64, u64) -> bool + Send + 'static,
+        batch_bytes: usize,
+    ) -> Self {
+        let known = crate::limit::KnownRows { hashers: Default::default(), is_known: Box::new(is_known), batch_bytes };
+        self.reader.get_mut().set_known(known);
+        self
     }
 
     /// Bytes of XML consumed so far.
@@ -183,17 +208,105 @@ impl<R: BufRead> Iterator for PostsReader<R> {
     }
 }
 
+/// The attributes of a row that mathrank reads, decoded, before they are checked.
 #[derive(Default)]
-struct RawRow<'a> {
-    id: Option<Cow<'a, str>>,
-    post_type: Option<Cow<'a, str>>,
-    parent_id: Option<Cow<'a, str>>,
-    accepted: Option<Cow<'a, str>>,
-    title: Option<Cow<'a, str>>,
-    tags: Option<Cow<'a, str>>,
-    body: Option<Cow<'a, str>>,
-    score: Option<Cow<'a, str>>,
-    created: Option<Cow<'a, str>>,
+pub(crate) struct RawRow<'a> {
+    pub id: Option<Cow<'a, str>>,
+    pub post_type: Option<Cow<'a, str>>,
+    pub parent_id: Option<Cow<'a, str>>,
+    pub accepted: Option<Cow<'a, str>>,
+    pub title: Option<Cow<'a, str>>,
+    pub tags: Option<Cow<'a, str>>,
+    pub body: Option<Cow<'a, str>>,
+    pub score: Option<Cow<'a, str>>,
+    pub created: Option<Cow<'a, str>>,
+}
+
+impl<'a> RawRow<'a> {
+    /// The slot of an attribute mathrank reads; `None` for the others.
+    pub fn slot(&mut self, key: &[u8]) -> Option<&mut Option<Cow<'a, str>>> {
+        Some(match key {
+            b"Id" => &mut self.id,
+            b"PostTypeId" => &mut self.post_type,
+            b"ParentId" => &mut self.parent_id,
+            b"AcceptedAnswerId" => &mut self.accepted,
+            b"Title" => &mut self.title,
+            b"Tags" => &mut self.tags,
+            b"Body" => &mut self.body,
+            b"Score" => &mut self.score,
+            b"CreationDate" => &mut self.created,
+            _ => return None,
+        })
+    }
+}
+
+/// A row's attributes once checked, texts still borrowed from the [`RawRow`].
+pub(crate) struct Checked {
+    pub id: u64,
+    pub kind: PostKind,
+    pub parent_id: Option<u64>,
+    pub accepted_answer_id: Option<u64>,
+    pub score: i64,
+    pub created: i64,
+}
+
+/// Why a row is not a post.
+pub(crate) enum NotAPost {
+    OtherType(u32),
+    /// A skip reason and its detail.
+    Bad(&'static str, String),
+}
+
+/// The checks and conversions of a row's attributes, shared by the parser and the
+/// [`crate::RowHasher`] so that both read a row alike.
+pub(crate) fn check_row(raw: &RawRow<'_>) -> std::result::Result<Checked, NotAPost> {
+    let bad = |reason, detail| Err(NotAPost::Bad(reason, detail));
+    let Some(id_text) = raw.id.as_deref() else {
+        return bad("missing_id", "row has no Id attribute".into());
+    };
+    let Ok(id) = id_text.trim().parse::<u64>() else {
+        return bad("bad_id", format!("Id {id_text:?} is not a non-negative integer"));
+    };
+    let Some(type_text) = raw.post_type.as_deref() else {
+        return bad("missing_post_type", "row has no PostTypeId attribute".into());
+    };
+    let Ok(post_type) = type_text.trim().parse::<u32>() else {
+        return bad("bad_post_type", format!("PostTypeId {type_text:?} is not an integer"));
+    };
+    let kind = match post_type {
+        1 => PostKind::Question,
+        2 => PostKind::Answer,
+        other => return Err(NotAPost::OtherType(other)),
+    };
+    let parent_id = match (kind, raw.parent_id.as_deref()) {
+        (PostKind::Question, _) => None,
+        (PostKind::Answer, None) => return bad("missing_parent_id", "answer has no ParentId".into()),
+        (PostKind::Answer, Some(text)) => match text.trim().parse::<u64>() {
+            Ok(parent) => Some(parent),
+            Err(_) => return bad("bad_parent_id", format!("ParentId {text:?} is not an integer")),
+        },
+    };
+    let accepted_answer_id = match raw.accepted.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => match text.parse::<u64>() {
+            Ok(accepted) => Some(accepted),
+            Err(_) => return bad("bad_accepted_answer_id", format!("AcceptedAnswerId {text:?} is not an integer")),
+        },
+    };
+    let score = match raw.score.as_deref().map(str::trim) {
+        None | Some("") => 0,
+        Some(text) => match text.parse::<i64>() {
+            Ok(score) => score,
+            Err(_) => return bad("bad_score", format!("Score {text:?} is not an integer")),
+        },
+    };
+    let Some(created_text) = raw.created.as_deref() else {
+        return bad("bad_date", "row has no CreationDate".into());
+    };
+    let Some(created) = parse_creation_date(created_text) else {
+        return bad("bad_date", format!("CreationDate {created_text:?} is not yyyy-mm-ddThh:mm:ss[.fff]"));
+    };
+    Ok(Checked { id, kind, parent_id, accepted_answer_id, score, created })
 }
 
 fn parse_row(start: &BytesStart<'_>, row: u64, byte_offset: u64) -> RowEvent {
@@ -201,6 +314,12 @@ fn parse_row(start: &BytesStart<'_>, row: u64, byte_offset: u64) -> RowEvent {
     let skip = |raw_id: Option<&str>, reason: &'static str, detail: String| {
         RowEvent::Skipped(SkippedRow { row, byte_offset, post_id: raw_id.map(str::to_owned), reason, detail })
     };
+    if let Some(unchanged) = start.try_get_attribute(UNCHANGED).ok().flatten() {
+        let mut parts = unchanged.value.split(',').map(str::parse::<i64>);
+        if let (Some(Ok(id)), Some(Ok(created))) = (parts.next(), parts.next()) {
+            return RowEvent::Unchanged { id: id as u64, created };
+        }
+    }
     if let Some(length) = start.try_get_attribute(TOO_LARGE).ok().flatten() {
         let offset = start.try_get_attribute(OFFSET).ok().flatten();
         let offset = offset.and_then(|a| a.value.parse().ok()).unwrap_or(byte_offset);
@@ -219,102 +338,72 @@ fn parse_row(start: &BytesStart<'_>, row: u64, byte_offset: u64) -> RowEvent {
             Ok(attribute) => attribute,
             Err(err) => return skip(raw.id.as_deref(), "bad_attribute", format!("malformed attribute: {err}")),
         };
-        let slot = match attribute.key.as_ref() {
-            "Id" => &mut raw.id,
-            "PostTypeId" => &mut raw.post_type,
-            "ParentId" => &mut raw.parent_id,
-            "AcceptedAnswerId" => &mut raw.accepted,
-            "Title" => &mut raw.title,
-            "Tags" => &mut raw.tags,
-            "Body" => &mut raw.body,
-            "Score" => &mut raw.score,
-            "CreationDate" => &mut raw.created,
-            _ => continue,
-        };
-        let key = attribute.key.as_ref().to_owned();
+        let key = attribute.key.as_ref();
+        if raw.slot(key.as_bytes()).is_none() {
+            continue;
+        }
+        let key = key.to_owned();
         match attribute.normalized_value(XmlVersion::Implicit1_0) {
             Ok(value) => {
-                if let Some(bad) = value.chars().find(|c| !is_xml_char(*c)) {
+                if !all_xml_chars(&value) {
+                    let bad = value.chars().find(|c| !is_xml_char(*c)).map_or(0, |c| c as u32);
                     return skip(
                         raw.id.as_deref(),
                         "invalid_char",
-                        format!("attribute {key} holds U+{:04X}, which XML 1.0 does not allow", bad as u32),
+                        format!("attribute {key} holds U+{bad:04X}, which XML 1.0 does not allow"),
                     );
                 }
-                *slot = Some(value);
+                if let Some(slot) = raw.slot(key.as_bytes()) {
+                    *slot = Some(value);
+                }
             }
             Err(err) => return skip(raw.id.as_deref(), "bad_entity", format!("attribute {key}: {err}")),
         }
     }
-    let raw_id = raw.id.as_deref();
-    let Some(id_text) = raw_id else {
-        return skip(None, "missing_id", "row has no Id attribute".into());
-    };
-    let Ok(id) = id_text.trim().parse::<u64>() else {
-        return skip(raw_id, "bad_id", format!("Id {id_text:?} is not a non-negative integer"));
-    };
-    let Some(type_text) = raw.post_type.as_deref() else {
-        return skip(raw_id, "missing_post_type", "row has no PostTypeId attribute".into());
-    };
-    let Ok(post_type) = type_text.trim().parse::<u32>() else {
-        return skip(raw_id, "bad_post_type", format!("PostTypeId {type_text:?} is not an integer"));
-    };
-    let kind = match post_type {
-        1 => PostKind::Question,
-        2 => PostKind::Answer,
-        other => return RowEvent::OtherType { post_type: other },
-    };
-    let parent_id = match (kind, raw.parent_id.as_deref()) {
-        (PostKind::Question, _) => None,
-        (PostKind::Answer, None) => return skip(raw_id, "missing_parent_id", "answer has no ParentId".into()),
-        (PostKind::Answer, Some(text)) => match text.trim().parse::<u64>() {
-            Ok(parent) => Some(parent),
-            Err(_) => return skip(raw_id, "bad_parent_id", format!("ParentId {text:?} is not an integer")),
-        },
-    };
-    let accepted_answer_id = match raw.accepted.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(text) => match text.parse::<u64>() {
-            Ok(accepted) => Some(accepted),
-            Err(_) => {
-                return skip(raw_id, "bad_accepted_answer_id", format!("AcceptedAnswerId {text:?} is not an integer"));
-            }
-        },
-    };
-    let score = match raw.score.as_deref().map(str::trim) {
-        None | Some("") => 0,
-        Some(text) => match text.parse::<i64>() {
-            Ok(score) => score,
-            Err(_) => return skip(raw_id, "bad_score", format!("Score {text:?} is not an integer")),
-        },
-    };
-    let Some(created_text) = raw.created.as_deref() else {
-        return skip(raw_id, "bad_date", "row has no CreationDate".into());
-    };
-    let Some(created) = parse_creation_date(created_text) else {
-        return skip(raw_id, "bad_date", format!("CreationDate {created_text:?} is not yyyy-mm-ddThh:mm:ss[.fff]"));
+    let checked = match check_row(&raw) {
+        Ok(checked) => checked,
+        Err(NotAPost::OtherType(post_type)) => return RowEvent::OtherType { post_type },
+        Err(NotAPost::Bad(reason, detail)) => return skip(raw.id.as_deref(), reason, detail),
     };
     RowEvent::Post(Post {
-        id,
-        kind,
-        parent_id,
-        accepted_answer_id,
+        id: checked.id,
+        kind: checked.kind,
+        parent_id: checked.parent_id,
+        accepted_answer_id: checked.accepted_answer_id,
         title: raw.title.map(Cow::into_owned).unwrap_or_default(),
         tags: raw.tags.as_deref().map(parse_tags).unwrap_or_default(),
         body_html: raw.body.map(Cow::into_owned).unwrap_or_default(),
-        score,
-        created,
+        score: checked.score,
+        created: checked.created,
     })
 }
 
-fn is_xml_char(c: char) -> bool {
+/// Whether every character of `text` is one XML 1.0 allows, as [`is_xml_char`] for each, but
+/// on bytes: in valid UTF-8 the only others are C0 controls and U+FFFE/U+FFFF (surrogates
+/// cannot occur), and dumps are hundreds of megabytes.
+pub(crate) fn all_xml_chars(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if !bytes.iter().fold(true, |ok, &b| ok & (b >= 0x20 || b == b'\t' || b == b'\n' || b == b'\r')) {
+        return false;
+    }
+    // U+FFFE and U+FFFF are EF BF BE and EF BF BF.
+    !memchr::memchr_iter(0xEF, bytes)
+        .any(|at| bytes.get(at + 1) == Some(&0xBF) && matches!(bytes.get(at + 2), Some(0xBE | 0xBF)))
+}
+
+pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 /// Parses both tag formats: `<a><b>` (dumps before 2024) and `|a|b|` (2024 on).
 pub fn parse_tags(text: &str) -> Vec<String> {
+    tags_of(text).map(str::to_owned).collect()
+}
+
+/// The tags of a `Tags` attribute, borrowed.
+pub(crate) fn tags_of(text: &str) -> impl Iterator<Item = &str> {
     let separators: &[char] = if text.contains('<') { &['<', '>'] } else { &['|'] };
-    text.split(separators).map(str::trim).filter(|tag| !tag.is_empty()).map(str::to_owned).collect()
+    text.split(separators).map(str::trim).filter(|tag| !tag.is_empty())
 }
 
 /// Parses a dump date (`2010-11-02T03:24:21.730`, optional fraction and `Z`) into Unix seconds.
@@ -458,6 +547,7 @@ mod tests {
                 RowEvent::Skipped(skipped) => skipped.reason,
                 RowEvent::Post(_) => "ok",
                 RowEvent::OtherType { .. } => "other",
+                RowEvent::Unchanged { .. } => "unchanged",
             })
             .collect();
         assert_eq!(

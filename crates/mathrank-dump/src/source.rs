@@ -94,6 +94,16 @@ impl DumpSource {
         let name = self.path.display().to_string();
         PostsReader::with_name(self.input, name)
     }
+
+    /// [`posts`](Self::posts), with the rows that `is_known(id, content_hash)` accepts
+    /// returned as [`crate::RowEvent::Unchanged`] without being parsed (see
+    /// [`PostsReader::skip_known`]): what a delta against a store needs.
+    pub fn posts_skipping_known(
+        self,
+        is_known: impl FnMut(u64, u64) -> bool + Send + 'static,
+    ) -> PostsReader<Box<dyn BufRead + Send>> {
+        self.posts().skip_known(is_known)
+    }
 }
 
 fn stream_7z_entry(

@@ -171,6 +171,8 @@ fn build_into(
                     }
                 }
                 Ok(RowEvent::OtherType { post_type }) => *meta.other_post_types.entry(post_type).or_default() += 1,
+                // Only a reader asked to skip known rows returns these; this one was not.
+                Ok(RowEvent::Unchanged { .. }) => {}
                 Ok(RowEvent::Skipped(skipped)) => {
                     report.skipped += 1;
                     *meta.skipped.entry(skipped.reason.to_owned()).or_default() += 1;

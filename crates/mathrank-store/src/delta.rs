@@ -1,7 +1,9 @@
 //! A newer dump applied to a store as a delta (`mathrank index --dump NEWER --update`).
 //!
 //! Each post of the dump is compared with the store by `Id` and [`content_hash`]: a new or
-//! changed one becomes [`Op::FromDump`], an unchanged one costs nothing, and every stored post
+//! changed one becomes [`Op::FromDump`], an unchanged one costs nothing (its hash is computed
+//! from the row's bytes and the row is never parsed: see
+//! [`mathrank_dump::DumpSource::posts_skipping_known`]), and every stored post
 //! the dump no longer has becomes [`Op::VanishedFromDump`]. What the write API changed after
 //! the dump's date is left alone: the store decides that inside each transaction, so a write
 //! racing the delta is never overwritten. A post the API wrote that differs from the dump is
@@ -12,6 +14,9 @@
 //! API-written posts held back, which are bounded.
 
 use std::collections::{HashMap, HashSet};
+
+use foldhash::fast::RandomState;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mathrank_dump::{DumpSource, RowEvent};
@@ -77,46 +82,39 @@ pub fn apply_dump_delta(
     progress: &mut dyn FnMut(&DeltaProgress),
 ) -> Result<DeltaSummary> {
     let started = Instant::now();
-    let mut digests: HashMap<u64, Digest> = HashMap::new();
+    // Ids are looked up once per row of the dump: a fast hash, not SipHash (ids are not
+    // chosen by an attacker who could gain from collisions: a dump is trusted input).
+    let mut digests: HashMap<u64, Digest, RandomState> = HashMap::default();
     store.scan_digests(&mut |digest| {
         digests.insert(digest.id, digest);
         true
     })?;
-    let mut delta = Delta { store, summary: DeltaSummary::default(), ops: Vec::with_capacity(BATCH) };
-    let mut seen: HashSet<u64> = HashSet::with_capacity(digests.len());
-    let mut held: Vec<Post> = Vec::new();
-    let mut held_bytes = 0usize;
-    let mut newest = i64::MIN;
+    let digests = Arc::new(digests);
+    let known = Arc::clone(&digests);
+    let is_unchanged =
+        move |id, hash| known.get(&id).is_some_and(|stored: &Digest| !stored.deleted && stored.hash == hash);
+    let mut delta = Delta {
+        store,
+        dump_date: options.dump_date,
+        summary: DeltaSummary::default(),
+        ops: Vec::with_capacity(BATCH),
+        seen: HashSet::with_capacity_and_hasher(digests.len(), RandomState::default()),
+        held: Vec::new(),
+        held_bytes: 0,
+        newest: i64::MIN,
+    };
     let total_bytes = source.total_bytes;
     let bytes_read = source.bytes_read_counter();
     let mut last_report = Instant::now();
-    for event in source.posts() {
-        let post = match event.map_err(Error::Dump)? {
-            RowEvent::Post(post) => post,
-            RowEvent::OtherType { .. } | RowEvent::Skipped(_) => {
-                delta.summary.skipped_rows += 1;
-                continue;
+    // Unchanged rows, most of a delta, are recognised from their bytes without being parsed.
+    for event in source.posts_skipping_known(is_unchanged) {
+        match event.map_err(Error::Dump)? {
+            RowEvent::Post(post) => {
+                let stored = digests.get(&post.id);
+                delta.post(post, stored)?;
             }
-        };
-        delta.summary.posts += 1;
-        newest = newest.max(post.created);
-        if !seen.insert(post.id) {
-            continue; // A duplicate id: the first one counts, as in a build.
-        }
-        let dump_date = options.dump_date.unwrap_or(newest);
-        match digests.get(&post.id) {
-            Some(stored) if !stored.deleted && stored.hash == content_hash(&post) => delta.summary.unchanged += 1,
-            Some(stored) if stored.origin == Origin::Api && options.dump_date.is_none() => {
-                held_bytes += post.body_html.len() + post.title.len();
-                held.push(post);
-                if held_bytes > MAX_HELD_BYTES {
-                    for post in held.drain(..) {
-                        delta.push(Op::FromDump { post, dump_date })?;
-                    }
-                    held_bytes = 0;
-                }
-            }
-            _ => delta.push(Op::FromDump { post, dump_date })?,
+            RowEvent::Unchanged { id, created } => delta.unchanged(id, created),
+            RowEvent::OtherType { .. } | RowEvent::Skipped(_) => delta.summary.skipped_rows += 1,
         }
         if last_report.elapsed() >= Duration::from_millis(250) {
             last_report = Instant::now();
@@ -129,13 +127,14 @@ pub fn apply_dump_delta(
             });
         }
     }
+    let newest = delta.newest;
     let dump_date = options.dump_date.unwrap_or(if newest == i64::MIN { now() } else { newest });
-    for post in held {
+    for post in std::mem::take(&mut delta.held) {
         delta.push(Op::FromDump { post, dump_date })?;
     }
     let mut vanished: Vec<u64> = digests
         .values()
-        .filter(|digest| !digest.deleted && !seen.contains(&digest.id))
+        .filter(|digest| !digest.deleted && !delta.seen.contains(&digest.id))
         .map(|digest| digest.id)
         .collect();
     vanished.sort_unstable();
@@ -152,11 +151,52 @@ pub fn apply_dump_delta(
 
 struct Delta<'a> {
     store: &'a dyn PostStore,
+    /// The dump date given, if any.
+    dump_date: Option<i64>,
     summary: DeltaSummary,
     ops: Vec<Op>,
+    /// Ids read from the dump: the first of duplicate ids counts, as in a build.
+    seen: HashSet<u64, RandomState>,
+    /// API-written posts that differ from the dump, waiting for the dump's date.
+    held: Vec<Post>,
+    held_bytes: usize,
+    /// The newest `CreationDate` so far.
+    newest: i64,
 }
 
 impl Delta<'_> {
+    fn unchanged(&mut self, id: u64, created: i64) {
+        self.summary.posts += 1;
+        self.newest = self.newest.max(created);
+        if self.seen.insert(id) {
+            self.summary.unchanged += 1;
+        }
+    }
+
+    fn post(&mut self, post: Post, stored: Option<&Digest>) -> Result<()> {
+        self.summary.posts += 1;
+        self.newest = self.newest.max(post.created);
+        if !self.seen.insert(post.id) {
+            return Ok(());
+        }
+        let dump_date = self.dump_date.unwrap_or(self.newest);
+        match stored {
+            Some(stored) if !stored.deleted && stored.hash == content_hash(&post) => self.summary.unchanged += 1,
+            Some(stored) if stored.origin == Origin::Api && self.dump_date.is_none() => {
+                self.held_bytes += post.body_html.len() + post.title.len();
+                self.held.push(post);
+                if self.held_bytes > MAX_HELD_BYTES {
+                    for post in std::mem::take(&mut self.held) {
+                        self.push(Op::FromDump { post, dump_date })?;
+                    }
+                    self.held_bytes = 0;
+                }
+            }
+            _ => self.push(Op::FromDump { post, dump_date })?,
+        }
+        Ok(())
+    }
+
     fn push(&mut self, op: Op) -> Result<()> {
         self.ops.push(op);
         if self.ops.len() >= BATCH { self.flush() } else { Ok(()) }

@@ -53,7 +53,7 @@ mod sqlite;
 use std::time::Duration;
 
 pub use delta::{DeltaOptions, DeltaProgress, DeltaSummary, apply_dump_delta};
-pub use mathrank_dump::{Post, PostKind};
+pub use mathrank_dump::{Post, PostKind, content_hash, join_tags};
 pub use postgres::{CHANNEL, PgOptions, PgStore, SCAN_BATCH, WRITE_LOCK, is_postgres_url};
 pub use sqlite::{BulkLoader, STORE_FILE, SqliteStore};
 
@@ -289,93 +289,3 @@ pub trait PostStore: Send + Sync + std::fmt::Debug {
 /// The largest id, version or sequence number a store keeps (SQLite's and PostgreSQL's
 /// integers are signed 64-bit).
 pub const MAX_NUMBER: u64 = i64::MAX as u64;
-
-/// A stable hash of a post's content (all its attributes but the id), to find what a newer
-/// dump changed.
-pub fn content_hash(post: &Post) -> u64 {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
-    let kind: u8 = match post.kind {
-        PostKind::Question => 1,
-        PostKind::Answer => 2,
-    };
-    hasher.update([kind]);
-    for number in [post.parent_id, post.accepted_answer_id] {
-        match number {
-            Some(value) => {
-                hasher.update([1]);
-                hasher.update(value.to_le_bytes());
-            }
-            None => hasher.update([0]),
-        }
-    }
-    hasher.update(post.score.to_le_bytes());
-    hasher.update(post.created.to_le_bytes());
-    let tags = join_tags(&post.tags);
-    for text in [post.title.as_str(), tags.as_str(), post.body_html.as_str()] {
-        hasher.update((text.len() as u64).to_le_bytes());
-        hasher.update(text.as_bytes());
-    }
-    let digest = hasher.finalize();
-    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
-}
-
-/// Tags as the current dumps write them: `|a|b|` (empty for none).
-pub fn join_tags(tags: &[String]) -> String {
-    if tags.is_empty() {
-        return String::new();
-    }
-    let mut joined = String::from("|");
-    for tag in tags {
-        joined.push_str(tag);
-        joined.push('|');
-    }
-    joined
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn post() -> Post {
-        Post {
-            id: 1,
-            kind: PostKind::Question,
-            parent_id: None,
-            accepted_answer_id: Some(3),
-            title: "t".into(),
-            tags: vec!["a".into(), "b".into()],
-            body_html: "b".into(),
-            score: 2,
-            created: 5,
-        }
-    }
-
-    #[test]
-    fn the_hash_sees_every_attribute_but_the_id() {
-        let base = content_hash(&post());
-        assert_eq!(content_hash(&Post { id: 9, ..post() }), base);
-        let changed = [
-            Post { kind: PostKind::Answer, ..post() },
-            Post { parent_id: Some(1), ..post() },
-            Post { accepted_answer_id: None, ..post() },
-            Post { title: "u".into(), ..post() },
-            Post { tags: vec!["a".into()], ..post() },
-            Post { body_html: "c".into(), ..post() },
-            Post { score: 3, ..post() },
-            Post { created: 6, ..post() },
-            // Lengths are hashed: moving text between fields changes the hash.
-            Post { title: "tb".into(), body_html: String::new(), ..post() },
-        ];
-        for other in changed {
-            assert_ne!(content_hash(&other), base, "{other:?}");
-        }
-    }
-
-    #[test]
-    fn tags_join_as_current_dumps_write_them() {
-        assert_eq!(join_tags(&[]), "");
-        assert_eq!(join_tags(&["a".into(), "b-c".into()]), "|a|b-c|");
-        assert_eq!(mathrank_dump::parse_tags(&join_tags(&["a".into(), "b-c".into()])), ["a", "b-c"]);
-    }
-}
