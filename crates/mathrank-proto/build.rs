@@ -48,7 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: a build script compiled in
+    // one checkout may be reused by another that shares the target directory.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let protos = [root.join("mathrank/v1/mathrank.proto"), root.join("mathrank/v1/posts.proto")];
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
