@@ -47,7 +47,7 @@ impl DumpSource {
             return Self::open_7z(path);
         }
         file.seek(SeekFrom::Start(0)).map_err(io_error)?;
-        Ok(Self::from_reader(path, Some(metadata.len()), file))
+        Ok(Self::from_reader(path, Some(metadata.len()), read_ahead(path, file)?))
     }
 
     /// Wraps any byte stream (used for the embedded sample and tests).
@@ -134,6 +134,35 @@ fn stream_7z_entry(
     if let Err(err) = outcome {
         let _ = sender.send(Err(format!("decompressing Posts.xml from {}: {err}", path.display())));
     }
+}
+
+/// Reads `file` on a thread of its own, a few chunks ahead: copying the dump out of the page
+/// cache then costs the parsing thread nothing (a tenth of a delta's time otherwise).
+fn read_ahead(path: &Path, mut file: File) -> Result<ChannelReader> {
+    let (sender, receiver) = sync_channel::<std::result::Result<Vec<u8>, String>>(4);
+    let thread_path = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("dump-read".into())
+        .spawn(move || {
+            loop {
+                let mut chunk = vec![0u8; 1 << 20];
+                let outcome = match file.read(&mut chunk) {
+                    Ok(0) => return,
+                    Ok(read) => {
+                        chunk.truncate(read);
+                        Ok(chunk)
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(err) => Err(format!("reading {}: {err}", thread_path.display())),
+                };
+                let failed = outcome.is_err();
+                if sender.send(outcome).is_err() || failed {
+                    return;
+                }
+            }
+        })
+        .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    Ok(ChannelReader { receiver, chunk: Vec::new(), offset: 0 })
 }
 
 struct ChannelReader {
