@@ -358,6 +358,90 @@ fn a_replica_killed_mid_catch_up_catches_up_on_restart() {
     assert_eq!(tantivy_dirs, 1, "the half-built directory was removed");
 }
 
+/// The README's search replicas, its commands as written (with this test's dump, store, paths
+/// and a free port): a dump seeds a PostgreSQL store, and a replica with no index builds it
+/// from the store and serves every answer.
+#[test]
+fn the_readmes_search_replica_commands_seed_a_store_and_serve_it() {
+    let Some(cluster) = mathrank_pgtest::shared() else { return };
+    let url = cluster.create_database().unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let shown = |prefix: &str| {
+        readme.lines().find(|line| line.starts_with(prefix)).unwrap_or_else(|| panic!("the README shows `{prefix}`"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("Posts.xml");
+    std::fs::write(&dump, mathrank_dump::SAMPLE_POSTS_XML).unwrap();
+    let (seed, replica_index) = (dir.path().join("seed"), dir.path().join("replica-index"));
+    let words = |line: &str| -> Vec<String> {
+        line.split_whitespace()
+            .skip(1)
+            .map(|word| match word {
+                "Posts.xml" => dump.to_str().unwrap().to_owned(),
+                "postgres://mathrank@db:5432/mathrank" => url.clone(),
+                "seed" => seed.to_str().unwrap().to_owned(),
+                "replica-index" => replica_index.to_str().unwrap().to_owned(),
+                other => other.to_owned(),
+            })
+            .collect()
+    };
+    let seeding = words(shown("mathrank index --update --dump"));
+    let summary = ok(&seeding.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(summary.contains("applied") && summary.contains("follows"), "{summary}");
+
+    // One more thread written to the store: the replica must serve the store, not the sample.
+    {
+        use mathrank_store::{Op, Post, PostKind, PostStore as _};
+        let store = mathrank_store::PgStore::connect(&url).unwrap();
+        let post = |id, kind, parent_id| Post {
+            id,
+            kind,
+            parent_id,
+            accepted_answer_id: None,
+            title: "written after the seeding".into(),
+            tags: vec![],
+            body_html: "<p>a post only the store has</p>".into(),
+            score: 0,
+            created: 1_700_000_000,
+        };
+        let ops = [
+            Op::Upsert { post: post(900_000_001, PostKind::Question, None), version: 1 },
+            Op::Upsert { post: post(900_000_002, PostKind::Answer, Some(900_000_001)), version: 1 },
+        ];
+        store.apply(&ops, 1_700_000_000).unwrap();
+    }
+    let port = free_port();
+    let mut serving = words(shown("mathrank serve --store"));
+    serving.extend(["--addr".to_owned(), format!("127.0.0.1:{port}")]);
+    let mut replica = Command::new(env!("CARGO_BIN_EXE_mathrank"))
+        .args(&serving)
+        .env("MATHRANK_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("mathrank serve starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let info = loop {
+        if let Some((200, _)) = http_get(port, "/health") {
+            break http_get(port, "/v1/info").unwrap().1;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replica builds its index from the store");
+        assert!(replica.try_wait().unwrap().is_none(), "the replica keeps running");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    replica.kill().unwrap();
+    replica.wait().unwrap();
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    // The seeding's last line: "index SEED follows STORE up to sequence number S (N answers; ...)".
+    let seeded: u64 = summary.rsplit('(').next().and_then(|tail| tail.split(' ').next()?.parse().ok()).unwrap();
+    assert!(seeded > 600, "the sample's answers: {summary}");
+    assert_eq!(
+        info["index"]["answers"].as_u64(),
+        Some(seeded + 1),
+        "the store's answers, the seeded and one more: {info}"
+    );
+}
+
 /// `serve`'s configuration layers, as the binary reads them: the embedded defaults, a file,
 /// the environment, flags, each overriding the one below.
 #[test]
