@@ -184,20 +184,20 @@ fn run_live(args: &IndexArgs, options: BuildOptions) -> anyhow::Result<()> {
     // An existing index's indexer starts first: it indexes a delta's changes on its own thread
     // while the delta still reads the dump. A missing one is built after the delta, from the
     // whole store at once.
-    let mut started_early = if existed { Some(start()?) } else { None };
+    let started_early = if existed { Some(start()?) } else { None };
     if let (true, Some(dump)) = (args.update, &args.dump) {
-        if let Some((_, indexer)) = &started_early {
-            ensure_may_rebuild(args, indexer)?;
-        }
         apply_delta(dump, args.dump_date, store.as_ref(), &name)?;
     }
-    let (live, indexer) = match started_early.take() {
+    let (live, indexer) = match started_early {
         Some(started) => started,
         None => start()?,
     };
-    ensure_may_rebuild(args, &indexer)?;
-    let leader = indexer.status().role != "follower";
-    if !leader {
+    if indexer.status().role == "follower" {
+        anyhow::ensure!(
+            !args.rebuild,
+            "a server indexes {}: ask it to rebuild with `POST /v1/index:rebuild` (write token), or stop it first",
+            args.index.display()
+        );
         println!("a server indexes {}: it applies the changes itself", args.index.display());
         return Ok(());
     }
@@ -227,16 +227,6 @@ fn run_live(args: &IndexArgs, options: BuildOptions) -> anyhow::Result<()> {
         args.index.display(),
         live.current().num_answers(),
         started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// A rebuild is the running server's to do when one indexes this directory.
-fn ensure_may_rebuild(args: &IndexArgs, indexer: &Indexer) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !args.rebuild || indexer.status().role != "follower",
-        "a server indexes {}: ask it to rebuild with `POST /v1/index:rebuild` (write token), or stop it first",
-        args.index.display()
     );
     Ok(())
 }

@@ -284,6 +284,23 @@ fn serve_replica(index: &Path, url: &str, port: u16) -> std::process::Child {
         .expect("mathrank serve starts")
 }
 
+/// `/v1/info` of a server once `/health` says ready (within `secs`, the server still running),
+/// after which the server is killed.
+fn info_once_ready(mut server: std::process::Child, port: u16, secs: u64, what: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let info = loop {
+        if let Some((200, _)) = http_get(port, "/health") {
+            break http_get(port, "/v1/info").unwrap().1;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} gets ready");
+        assert!(server.try_wait().unwrap().is_none(), "{what} keeps running");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    server.kill().unwrap();
+    server.wait().unwrap();
+    serde_json::from_str(&info).unwrap()
+}
+
 /// A replica of a shared PostgreSQL store, SIGKILLed while it builds its index from the store,
 /// builds it again on restart (nothing half-built is kept) and then serves the whole store.
 #[test]
@@ -335,19 +352,7 @@ fn a_replica_killed_mid_catch_up_catches_up_on_restart() {
     assert!(!index.join("meta.json").exists(), "killed before the build finished (40,000 answers)");
 
     let port = free_port();
-    let mut replica = serve_replica(&index, &url, port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    let info = loop {
-        if let Some((200, _)) = http_get(port, "/health") {
-            break http_get(port, "/v1/info").unwrap().1;
-        }
-        assert!(std::time::Instant::now() < deadline, "the restarted replica catches up");
-        assert!(replica.try_wait().unwrap().is_none(), "the restarted replica keeps running");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    replica.kill().unwrap();
-    replica.wait().unwrap();
-    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let info = info_once_ready(serve_replica(&index, &url, port), port, 300, "the restarted replica");
     assert_eq!(info["searchable_seq"].as_u64(), Some(seq), "{info}");
     assert_eq!(info["index"]["answers"].as_u64(), Some(40_000), "{info}");
     let tantivy_dirs = std::fs::read_dir(&index)
@@ -413,25 +418,14 @@ fn the_readmes_search_replica_commands_seed_a_store_and_serve_it() {
     let port = free_port();
     let mut serving = words(shown("mathrank serve --store"));
     serving.extend(["--addr".to_owned(), format!("127.0.0.1:{port}")]);
-    let mut replica = Command::new(env!("CARGO_BIN_EXE_mathrank"))
+    let replica = Command::new(env!("CARGO_BIN_EXE_mathrank"))
         .args(&serving)
         .env("MATHRANK_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("mathrank serve starts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let info = loop {
-        if let Some((200, _)) = http_get(port, "/health") {
-            break http_get(port, "/v1/info").unwrap().1;
-        }
-        assert!(std::time::Instant::now() < deadline, "the replica builds its index from the store");
-        assert!(replica.try_wait().unwrap().is_none(), "the replica keeps running");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    replica.kill().unwrap();
-    replica.wait().unwrap();
-    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let info = info_once_ready(replica, port, 120, "the replica building its index from the store");
     // The seeding's last line: "index SEED follows STORE up to sequence number S (N answers; ...)".
     let seeded: u64 = summary.rsplit('(').next().and_then(|tail| tail.split(' ').next()?.parse().ok()).unwrap();
     assert!(seeded > 600, "the sample's answers: {summary}");
